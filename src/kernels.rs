@@ -1,0 +1,210 @@
+//! Numerical kernels with no knowledge of the tape: the matrix product on `matrixmultiply`
+//! (transposes by strides, never by copies) and elementwise loops and reductions, spread over
+//! the cores with rayon only when the work is large enough to pay for it.
+//!
+//! Reductions split their input at fixed boundaries and add the partial sums in order, so a
+//! result never depends on the number of threads or their timing.
+
+use crate::tensor::Float;
+use rayon::prelude::*;
+
+/// Elementwise loops shorter than this run on one thread.
+pub const PARALLEL_MIN_LEN: usize = 1 << 16;
+/// Block length of parallel loops and of the fixed split of reductions.
+const BLOCK: usize = 1 << 13;
+
+/// C (m×n) ← α·op(A)·op(B) + β·C, all row-major. A is stored m×k, or k×m when `trans_a`
+/// (then op(A) = Aᵀ); B is stored k×n, or n×k when `trans_b`. With β = 0, C is overwritten
+/// (its old content, even NaN, is ignored).
+///
+/// # Panics
+/// If a buffer is shorter than its shape requires (a programming error).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: F,
+    a: &[F],
+    trans_a: bool,
+    b: &[F],
+    trans_b: bool,
+    beta: F,
+    c: &mut [F],
+) {
+    assert!(
+        a.len() >= m * k,
+        "gemm: A has {} elements, needs {}",
+        a.len(),
+        m * k
+    );
+    assert!(
+        b.len() >= k * n,
+        "gemm: B has {} elements, needs {}",
+        b.len(),
+        k * n
+    );
+    assert!(
+        c.len() >= m * n,
+        "gemm: C has {} elements, needs {}",
+        c.len(),
+        m * n
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+    // SAFETY: the asserts above guarantee every (row, col) reached through these strides lies
+    // inside its slice; `c` is a unique borrow, so it overlaps neither `a` nor `b`.
+    unsafe {
+        F::gemm_raw(
+            m,
+            k,
+            n,
+            alpha,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `dst[i] = f(src[i])`.
+pub fn map<F: Float>(src: &[F], dst: &mut [F], f: impl Fn(F) -> F + Sync) {
+    assert_eq!(src.len(), dst.len());
+    if dst.len() >= PARALLEL_MIN_LEN {
+        dst.par_chunks_mut(BLOCK)
+            .zip(src.par_chunks(BLOCK))
+            .for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, &s)| *d = f(s)));
+    } else {
+        dst.iter_mut().zip(src).for_each(|(d, &s)| *d = f(s));
+    }
+}
+
+/// `dst[i] = f(a[i], b[i])`.
+pub fn zip_map<F: Float>(a: &[F], b: &[F], dst: &mut [F], f: impl Fn(F, F) -> F + Sync) {
+    assert_eq!(a.len(), dst.len());
+    assert_eq!(b.len(), dst.len());
+    if dst.len() >= PARALLEL_MIN_LEN {
+        dst.par_chunks_mut(BLOCK)
+            .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
+            .for_each(|(d, (a, b))| {
+                for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
+                    *d = f(a, b);
+                }
+            });
+    } else {
+        for ((d, &a), &b) in dst.iter_mut().zip(a).zip(b) {
+            *d = f(a, b);
+        }
+    }
+}
+
+/// `dst[i] = f(dst[i], a[i])`: accumulation in place.
+pub fn update<F: Float>(dst: &mut [F], a: &[F], f: impl Fn(F, F) -> F + Sync) {
+    assert_eq!(a.len(), dst.len());
+    if dst.len() >= PARALLEL_MIN_LEN {
+        dst.par_chunks_mut(BLOCK)
+            .zip(a.par_chunks(BLOCK))
+            .for_each(|(d, a)| d.iter_mut().zip(a).for_each(|(d, &a)| *d = f(*d, a)));
+    } else {
+        dst.iter_mut().zip(a).for_each(|(d, &a)| *d = f(*d, a));
+    }
+}
+
+/// `dst[i] = f(dst[i], a[i], b[i])`: accumulation of a two-input rule in place.
+pub fn update2<F: Float>(dst: &mut [F], a: &[F], b: &[F], f: impl Fn(F, F, F) -> F + Sync) {
+    assert_eq!(a.len(), dst.len());
+    assert_eq!(b.len(), dst.len());
+    if dst.len() >= PARALLEL_MIN_LEN {
+        dst.par_chunks_mut(BLOCK)
+            .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
+            .for_each(|(d, (a, b))| {
+                for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
+                    *d = f(*d, a, b);
+                }
+            });
+    } else {
+        for ((d, &a), &b) in dst.iter_mut().zip(a).zip(b) {
+            *d = f(*d, a, b);
+        }
+    }
+}
+
+/// `dst[i] += src[i]`.
+pub fn add_assign<F: Float>(dst: &mut [F], src: &[F]) {
+    update(dst, src, |d, s| d + s);
+}
+
+/// Σᵢ f(xᵢ) accumulated in f64 over a fixed split: the same result for any thread count.
+pub fn sum_map<F: Float>(x: &[F], f: impl Fn(F) -> f64 + Sync) -> f64 {
+    let block_sum = |b: &[F]| b.iter().map(|&v| f(v)).sum::<f64>();
+    if x.len() >= PARALLEL_MIN_LEN {
+        let partial: Vec<f64> = x.par_chunks(BLOCK).map(block_sum).collect();
+        partial.iter().sum()
+    } else {
+        x.chunks(BLOCK).map(block_sum).sum()
+    }
+}
+
+/// Σᵢ f(aᵢ, bᵢ) accumulated in f64 over a fixed split.
+pub fn sum_zip<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64 + Sync) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let block_sum = |(a, b): (&[F], &[F])| a.iter().zip(b).map(|(&x, &y)| f(x, y)).sum::<f64>();
+    if a.len() >= PARALLEL_MIN_LEN {
+        let partial: Vec<f64> = a
+            .par_chunks(BLOCK)
+            .zip(b.par_chunks(BLOCK))
+            .map(block_sum)
+            .collect();
+        partial.iter().sum()
+    } else {
+        a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(block_sum).sum()
+    }
+}
+
+/// Σᵢ xᵢ in f64 over a fixed split.
+pub fn sum<F: Float>(x: &[F]) -> f64 {
+    sum_map(x, |v| v.to_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gemm_small_all_transposes() {
+        // A = [[1,2,3],[4,5,6]] (2×3), B = [[1,0],[0,1],[1,1]] (3×2): A·B = [[4,5],[10,11]].
+        let a = [1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let at = [1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let b = [1.0f64, 0.0, 0.0, 1.0, 1.0, 1.0];
+        let bt = [1.0f64, 0.0, 1.0, 0.0, 1.0, 1.0];
+        for (aa, ta) in [(&a, false), (&at, true)] {
+            for (bb, tb) in [(&b, false), (&bt, true)] {
+                let mut c = [f64::NAN; 4];
+                gemm(2, 2, 3, 1.0, aa, ta, bb, tb, 0.0, &mut c);
+                assert_eq!(c, [4.0, 5.0, 10.0, 11.0], "trans_a={ta} trans_b={tb}");
+            }
+        }
+    }
+
+    #[test]
+    fn reductions_do_not_depend_on_the_split() {
+        let x: Vec<f32> = (0..200_003)
+            .map(|i| ((i * 7919) % 1000) as f32 * 1e-3)
+            .collect();
+        let serial: f64 = x
+            .chunks(BLOCK)
+            .map(|b| b.iter().map(|&v| f64::from(v)).sum::<f64>())
+            .sum();
+        assert_eq!(sum(&x), serial);
+    }
+}

@@ -1,0 +1,282 @@
+//! Dense row-major tensors and the [`Float`] trait that makes the engine generic over f32
+//! (training) and f64 (gradient audits).
+
+use std::fmt::{Debug, Display};
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A floating-point element type: f32 for training, f64 for audits. It also routes the
+/// matrix product to `sgemm` or `dgemm`.
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + 'static
+    + Debug
+    + Display
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + DivAssign
+    + Sum
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// Name of the type ("f32" or "f64").
+    const NAME: &'static str;
+    /// Nearest representable value.
+    fn from_f64(x: f64) -> Self;
+    /// Exact widening (f32) or identity (f64).
+    fn to_f64(self) -> f64;
+    /// eˣ.
+    fn exp(self) -> Self;
+    /// eˣ − 1, accurate near 0.
+    fn exp_m1(self) -> Self;
+    /// Natural logarithm.
+    fn ln(self) -> Self;
+    /// Square root.
+    fn sqrt(self) -> Self;
+    /// Hyperbolic tangent.
+    fn tanh(self) -> Self;
+    /// Absolute value.
+    fn abs(self) -> Self;
+    /// Larger of two values (NaN-ignoring like `f32::max`).
+    fn max(self, other: Self) -> Self;
+    /// True unless NaN or infinite.
+    fn is_finite(self) -> bool;
+    /// Raw strided gemm: C ← α·A·B + β·C with A m×k, B k×n, C m×n given by pointers and
+    /// row/column strides (a transpose is a swap of strides).
+    ///
+    /// # Safety
+    /// The pointers and strides must describe valid, non-overlapping (C) memory regions.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn gemm_raw(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+macro_rules! impl_float {
+    ($t:ty, $name:literal, $gemm:path) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NAME: &'static str = $name;
+            #[inline]
+            fn from_f64(x: f64) -> Self {
+                x as $t
+            }
+            #[inline]
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            #[inline]
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            #[inline]
+            fn exp_m1(self) -> Self {
+                <$t>::exp_m1(self)
+            }
+            #[inline]
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            #[inline]
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            #[inline]
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            #[inline]
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            #[inline]
+            fn max(self, other: Self) -> Self {
+                <$t>::max(self, other)
+            }
+            #[inline]
+            fn is_finite(self) -> bool {
+                <$t>::is_finite(self)
+            }
+            #[inline]
+            unsafe fn gemm_raw(
+                m: usize,
+                k: usize,
+                n: usize,
+                alpha: Self,
+                a: *const Self,
+                rsa: isize,
+                csa: isize,
+                b: *const Self,
+                rsb: isize,
+                csb: isize,
+                beta: Self,
+                c: *mut Self,
+                rsc: isize,
+                csc: isize,
+            ) {
+                $gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+            }
+        }
+    };
+}
+
+impl_float!(f32, "f32", matrixmultiply::sgemm);
+impl_float!(f64, "f64", matrixmultiply::dgemm);
+
+/// A dense row-major tensor: a shape and a contiguous buffer of its elements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<F> {
+    shape: Vec<usize>,
+    data: Vec<F>,
+}
+
+impl<F: Float> Tensor<F> {
+    /// A tensor of `shape` over `data`; `None` if the element count does not match.
+    pub fn new(shape: &[usize], data: Vec<F>) -> Option<Self> {
+        (shape.iter().product::<usize>() == data.len()).then(|| Self {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    /// A tensor of `shape` over `data`.
+    ///
+    /// # Panics
+    /// If the element count does not match (a programming error, not user input).
+    pub fn from_vec(shape: &[usize], data: Vec<F>) -> Self {
+        let n: usize = shape.iter().product();
+        assert_eq!(n, data.len(), "shape {shape:?} needs {n} elements");
+        Self {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    /// All zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self::filled(shape, F::ZERO)
+    }
+
+    /// Every element `value`.
+    pub fn filled(shape: &[usize], value: F) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: vec![value; shape.iter().product()],
+        }
+    }
+
+    /// Element i (flat, row-major) is `f(i)`.
+    pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> F) -> Self {
+        let n = shape.iter().product();
+        Self {
+            shape: shape.to_vec(),
+            data: (0..n).map(f).collect(),
+        }
+    }
+
+    /// A scalar (shape `[]`).
+    pub fn scalar(value: F) -> Self {
+        Self {
+            shape: vec![],
+            data: vec![value],
+        }
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The elements, row-major.
+    pub fn data(&self) -> &[F] {
+        &self.data
+    }
+
+    /// The elements, row-major, mutable.
+    pub fn data_mut(&mut self) -> &mut [F] {
+        &mut self.data
+    }
+
+    /// The buffer, consuming the tensor.
+    pub fn into_data(self) -> Vec<F> {
+        self.data
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True if there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// (rows, cols) seen as a matrix: see [`matrix_dims`].
+    pub fn matrix_dims(&self) -> (usize, usize) {
+        matrix_dims(&self.shape)
+    }
+
+    /// The same elements under another shape with the same count.
+    pub fn reshaped(mut self, shape: &[usize]) -> Option<Self> {
+        (shape.iter().product::<usize>() == self.data.len()).then(|| {
+            self.shape = shape.to_vec();
+            self
+        })
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> F {
+        assert_eq!(
+            self.data.len(),
+            1,
+            "item() of a tensor of shape {:?}",
+            self.shape
+        );
+        self.data[0]
+    }
+
+    /// Converts every element to another float type.
+    pub fn cast<G: Float>(&self) -> Tensor<G> {
+        Tensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|x| G::from_f64(x.to_f64())).collect(),
+        }
+    }
+}
+
+/// A shape seen as a matrix: rank 2 is (rows, cols), rank 1 `[n]` is one row (1, n), rank 0 is
+/// (1, 1); higher ranks fold all leading dimensions into rows.
+pub fn matrix_dims(shape: &[usize]) -> (usize, usize) {
+    match shape {
+        [] => (1, 1),
+        [n] => (1, *n),
+        [lead @ .., last] => (lead.iter().product(), *last),
+    }
+}
