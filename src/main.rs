@@ -1,7 +1,15 @@
 //! The `hypertape` command line: parses arguments, calls the library, prints. No numerics here.
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hypertape::cl::audit::AuditSetup;
+use hypertape::cl::trainer::Progress;
+use hypertape::cl::Lookahead;
+use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
+use hypertape::nn::Activation;
+use hypertape::{report, Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -17,12 +25,96 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Audit gradients against f64 central finite differences: every op of the tape.
+    /// Learn the tasks of a benchmark in sequence with a hypernetwork (task identity given, CL1)
+    /// and report per-task test accuracy.
+    Run(RunArgs),
+    /// Audit gradients against f64 central finite differences: every op of the tape, or the
+    /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
 }
 
-#[derive(clap::Args)]
+#[derive(Clone, Copy, ValueEnum)]
+enum BenchmarkArg {
+    SplitMnist,
+    PermutedMnist,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The benchmark; every default below is the paper's setting for it.
+    benchmark: BenchmarkArg,
+    /// Number of tasks [split-mnist: 5, permuted-mnist: 10].
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Training steps per task [2000 / 5000].
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Batch size [128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate of the hypernetwork [1e-3 / 1e-4].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Adam learning rate of the task embeddings [same as --lr].
+    #[arg(long)]
+    emb_lr: Option<f64>,
+    /// Strength β of the output regularizer [0.01 / 0.1].
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Hidden widths of the target MLP, comma-separated [400,400 / 1000,1000].
+    #[arg(long, value_delimiter = ',')]
+    target_hidden: Option<Vec<usize>>,
+    /// Hidden widths of the hypernetwork, comma-separated [10,10 / 25,25].
+    #[arg(long, value_delimiter = ',')]
+    hnet_hidden: Option<Vec<usize>>,
+    /// Hypernetwork nonlinearity: relu, elu, sigmoid, tanh [relu / elu].
+    #[arg(long)]
+    hnet_activation: Option<Activation>,
+    /// Weights per hypernetwork chunk; 0 for an unchunked hypernetwork [42000 / 78000].
+    #[arg(long)]
+    chunk_size: Option<usize>,
+    /// Size of a chunk embedding [96 / 8].
+    #[arg(long)]
+    chunk_emb_dim: Option<usize>,
+    /// Size of a task embedding [96 / 24].
+    #[arg(long)]
+    task_emb_dim: Option<usize>,
+    /// Seed of initialisation, batches and (unless --data-seed) permutations [42].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Seed of the PermutedMNIST permutations [--seed].
+    #[arg(long)]
+    data_seed: Option<u64>,
+    /// Regularize at θ instead of at θ + Δθ (no look-ahead).
+    #[arg(long)]
+    no_lookahead: bool,
+    /// Look ahead with a gradient-descent step (−lr·g) instead of an Adam step.
+    #[arg(long, conflicts_with = "no_lookahead")]
+    sgd_lookahead: bool,
+    /// Regularize a random subset of K previous tasks per step [all].
+    #[arg(long, value_name = "K")]
+    reg_batch: Option<usize>,
+    /// Recompute regularizer targets from a frozen copy of θ every step (constant memory).
+    #[arg(long)]
+    online_targets: bool,
+    /// Directory of the MNIST IDX files.
+    #[arg(long, default_value = "data/mnist")]
+    data_dir: PathBuf,
+    /// Directory for results.json and accuracy_matrix.csv [runs/<benchmark>-seed<seed>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct GradcheckArgs {
+    /// Audit the whole training step (hnet → target → loss + look-ahead regularizer) on a tiny
+    /// f64 configuration, element by element.
+    #[arg(long)]
+    pipeline: bool,
+    /// With --pipeline: audit the paper's SplitMNIST and PermutedMNIST configurations in f64
+    /// with a projected check (one random direction over all parameters).
+    #[arg(long, requires = "pipeline")]
+    full_size: bool,
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -40,7 +132,9 @@ struct GradcheckArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Gradcheck(args) => gradcheck(&args),
+        Command::Run(args) => run(&args),
+        Command::Gradcheck(args) if args.pipeline => gradcheck_pipeline(&args),
+        Command::Gradcheck(args) => gradcheck_ops(&args),
     };
     match result {
         Ok(code) => code,
@@ -51,18 +145,145 @@ fn main() -> ExitCode {
     }
 }
 
-fn gradcheck(args: &GradcheckArgs) -> hypertape::Result<ExitCode> {
-    let options = GradCheckOptions {
+fn experiment_config(args: &RunArgs) -> ExperimentConfig {
+    let benchmark = match args.benchmark {
+        BenchmarkArg::SplitMnist => Benchmark::SplitMnist,
+        BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
+    };
+    let mut c = ExperimentConfig::paper_defaults(benchmark);
+    let t = &mut c.train;
+    if let Some(v) = args.tasks {
+        c.num_tasks = v;
+    }
+    if let Some(v) = args.iterations {
+        t.iterations = v;
+    }
+    if let Some(v) = args.batch_size {
+        t.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        t.lr = v;
+        t.emb_lr = v;
+    }
+    if let Some(v) = args.emb_lr {
+        t.emb_lr = v;
+    }
+    if let Some(v) = args.beta {
+        t.beta = v;
+    }
+    if let Some(v) = args.seed {
+        t.seed = v;
+        c.data_seed = v;
+    }
+    if let Some(v) = args.data_seed {
+        c.data_seed = v;
+    }
+    t.lookahead = if args.no_lookahead {
+        Lookahead::Off
+    } else if args.sgd_lookahead {
+        Lookahead::Sgd
+    } else {
+        Lookahead::Adam
+    };
+    t.reg_batch = args.reg_batch;
+    t.online_targets = args.online_targets;
+    if let Some(v) = &args.target_hidden {
+        c.target_hidden = v.clone();
+    }
+    let h = &mut c.hnet;
+    if let Some(v) = &args.hnet_hidden {
+        h.hidden = v.clone();
+    }
+    if let Some(v) = args.hnet_activation {
+        h.activation = v;
+    }
+    if let Some(v) = args.chunk_size {
+        h.chunk_size = (v > 0).then_some(v);
+    }
+    if let Some(v) = args.chunk_emb_dim {
+        h.chunk_emb_dim = v;
+    }
+    if let Some(v) = args.task_emb_dim {
+        h.task_emb_dim = v;
+    }
+    c.data_dir = args.data_dir.clone();
+    c
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    let config = experiment_config(args);
+    config.validate()?;
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-seed{}",
+            config.benchmark.name(),
+            config.train.seed
+        ))
+    });
+    let tasks = config.load_tasks()?;
+    let target = config.target();
+    let hnet = hypertape::nn::Hnet::new(&config.hnet, target.num_weights());
+    eprintln!(
+        "{}: {} tasks, target {} weights, hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
+        config.benchmark.name(),
+        config.num_tasks,
+        target.num_weights(),
+        hnet.num_params(),
+        hnet.num_params() as f64 / target.num_weights() as f64,
+        config.train.iterations,
+        config.train.batch_size
+    );
+    let style =
+        ProgressStyle::with_template("task {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
+            .expect("valid template")
+            .progress_chars("=> ");
+    let mut bar: Option<ProgressBar> = None;
+    let mut on_progress = |p: &Progress| {
+        let b = bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(p.iterations as u64).with_style(style.clone());
+            b.set_prefix(p.task.to_string());
+            b
+        });
+        if p.iteration % 20 == 0 || p.iteration == p.iterations {
+            b.set_position(p.iteration as u64);
+            b.set_message(format!("loss {:.4} reg {:.3e}", p.task_loss, p.reg_loss));
+        }
+        if p.iteration == p.iterations {
+            b.finish_and_clear();
+            bar = None;
+        }
+    };
+    let mut on_task_end = |t: usize, row: &[f64]| {
+        let cells: Vec<String> = row.iter().map(|a| format!("{a:.2}")).collect();
+        eprintln!("after task {t}: test accuracy % [{}]", cells.join(", "));
+    };
+    let results = experiment::run(&config, &tasks, &mut on_progress, &mut on_task_end)?;
+    report::write_results(&out, &results)?;
+    print!("{}", report::accuracy_table(&results));
+    println!(
+        "wall clock {:.1} s; results in {}",
+        results.wall_seconds,
+        out.join("results.json").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn options(args: &GradcheckArgs) -> GradCheckOptions {
+    GradCheckOptions {
         eps: args.eps,
         tolerance: args.tolerance,
-    };
+    }
+}
+
+fn gradcheck_ops(args: &GradcheckArgs) -> Result<ExitCode> {
     let dims = (args.dims[0], args.dims[1], args.dims[2]);
     if dims.0 == 0 || dims.1 == 0 || dims.2 == 0 {
-        return Err(hypertape::Error::config(
+        return Err(Error::config(
             "--dims",
             "every dimension must be at least 1",
         ));
     }
+    let options = options(args);
     let audits = audit_ops(dims, args.seed, &options);
     println!(
         "{:<40} {:<28} {:>14}  result",
@@ -90,6 +311,41 @@ fn gradcheck(args: &GradcheckArgs) -> hypertape::Result<ExitCode> {
         failed
     );
     Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
+    let options = options(args);
+    let mut all_passed = true;
+    let lookaheads = [Lookahead::Adam, Lookahead::Sgd, Lookahead::Off];
+    if args.full_size {
+        for benchmark in [Benchmark::SplitMnist, Benchmark::PermutedMnist] {
+            let c = ExperimentConfig::paper_defaults(benchmark);
+            let setup = AuditSetup::new(c.target(), &c.hnet, 2, 8, args.seed);
+            let report = setup.directional_audit(Lookahead::Adam, args.seed, &options);
+            println!(
+                "{} (θ: {} parameters, target {} weights, 2 previous tasks, Adam look-ahead): {report}",
+                benchmark.name(),
+                setup.model.theta.len(),
+                setup.model.target.num_weights()
+            );
+            all_passed &= report.passed;
+        }
+    } else {
+        let setup = AuditSetup::tiny(args.seed);
+        for lookahead in lookaheads {
+            let report = setup.audit(lookahead, &options);
+            println!(
+                "pipeline, look-ahead {lookahead:?} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}"
+            );
+            all_passed &= report.passed();
+        }
+    }
+    println!("{}", if all_passed { "all passed" } else { "FAILED" });
+    Ok(if all_passed {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

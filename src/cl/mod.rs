@@ -1,0 +1,18 @@
+//! Continual learning with a task-conditioned hypernetwork (von Oswald et al. 2020).
+//!
+//! - [`HnetModel`]: the target network, the hypernetwork, θ and the task embeddings.
+//! - [`OutputRegularizer`]: keeps the hypernetwork's outputs for earlier tasks where they were
+//!   before the current task, all regularized tasks in one batched pass.
+//! - [`step_gradients`]: one training step's gradients: task loss, look-ahead Δθ, regularizer.
+//! - [`trainer`]: the task loop, evaluation and the accuracy matrix.
+//! - [`audit`]: the end-to-end f64 gradient audit of the step.
+
+pub mod audit;
+mod model;
+mod regularizer;
+mod step;
+pub mod trainer;
+
+pub use model::HnetModel;
+pub use regularizer::{OutputRegularizer, RegTargets};
+pub use step::{step_gradients, task_loss, Lookahead, StepGradients, StepInput};

@@ -1,0 +1,51 @@
+//! The state of a hypernetwork continual learner: everything a checkpoint must hold.
+
+use crate::nn::{Hnet, TargetMlp};
+use crate::rng::Rng;
+use crate::tensor::Float;
+
+/// Target network, hypernetwork, θ (hnet weights and chunk embeddings) and one embedding per
+/// task learned so far (the last one may be the task in training).
+#[derive(Clone, Debug, PartialEq)]
+pub struct HnetModel<F> {
+    /// The network that solves the tasks; its weights come from `hnet`.
+    pub target: TargetMlp,
+    /// The hypernetwork.
+    pub hnet: Hnet,
+    /// θ, flat (see `hnet.layout()`).
+    pub theta: Vec<F>,
+    /// e(t) for every task started so far.
+    pub task_embs: Vec<Vec<F>>,
+}
+
+impl<F: Float> HnetModel<F> {
+    /// A model with θ initialised from `seed` and no tasks yet.
+    pub fn new(target: TargetMlp, hnet: Hnet, seed: u64) -> Self {
+        let theta = hnet.init_params(&mut Rng::derived(seed, "hnet-init", 0));
+        Self {
+            target,
+            hnet,
+            theta,
+            task_embs: Vec::new(),
+        }
+    }
+
+    /// Adds the embedding of task `task_embs.len()`, drawn from N(0, 1) with a stream derived
+    /// from `seed` and the task index (so a resumed run draws the same).
+    pub fn add_task(&mut self, seed: u64) -> usize {
+        let t = self.task_embs.len();
+        let e = self
+            .hnet
+            .init_task_embedding(&mut Rng::derived(seed, "task-embedding", t as u64));
+        self.task_embs.push(e);
+        t
+    }
+
+    /// The embeddings of tasks `tasks` as one flat [n × task_emb_dim] buffer.
+    pub fn stacked_embeddings(&self, tasks: &[usize]) -> Vec<F> {
+        tasks
+            .iter()
+            .flat_map(|&t| self.task_embs[t].iter().copied())
+            .collect()
+    }
+}

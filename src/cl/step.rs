@@ -1,0 +1,124 @@
+//! The gradients of one training step (METHOD.md §3, DESIGN.md "One training step"):
+//!
+//! 1. on a tape, L_task(θ, e(T)) for a batch: hnet → target weights (views) → target MLP →
+//!    the task's head → softmax cross-entropy; backward gives ∂L_task/∂θ and ∂L_task/∂e(T);
+//! 2. the look-ahead Δθ: the change the optimizer would make for that gradient, state untouched;
+//! 3. on a second tape, the regularizer at θ + Δθ (Δθ a constant), its gradient added to θ's.
+
+use super::{HnetModel, OutputRegularizer};
+use crate::optim::{sgd_delta, Adam};
+use crate::tape::{Tape, Var};
+use crate::tensor::Float;
+use serde::{Deserialize, Serialize};
+
+/// How the regularizer looks ahead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lookahead {
+    /// Δθ = 0: the regularizer at θ.
+    Off,
+    /// Δθ = the change of one Adam step for the task gradient.
+    Adam,
+    /// Δθ = −lr·∂L_task/∂θ.
+    Sgd,
+}
+
+/// One batch of the current task.
+#[derive(Clone, Copy, Debug)]
+pub struct StepInput<'d, F> {
+    /// Inputs, row-major [rows × input_dim].
+    pub x: &'d [F],
+    /// One label per row, local to the head.
+    pub labels: &'d [usize],
+    /// The task being learned (its embedding is `task_embs[task]`).
+    pub task: usize,
+    /// The output head to train.
+    pub head: usize,
+}
+
+/// Losses and gradients of one step.
+#[derive(Clone, Debug)]
+pub struct StepGradients<F> {
+    /// L_task.
+    pub task_loss: f64,
+    /// The regularizer's value at θ + Δθ (0 without previous tasks).
+    pub reg_loss: f64,
+    /// ∂L_task/∂θ + ∂R/∂θ, flat like θ.
+    pub theta: Vec<F>,
+    /// ∂L_task/∂e(T).
+    pub task_emb: Vec<F>,
+}
+
+/// L_task on `tape`: the mean softmax cross-entropy of head `head` on the batch `x`, with the
+/// target weights generated from θ = `theta` and the embedding `emb` [1 × task_emb_dim].
+pub fn task_loss<F: Float>(
+    tape: &mut Tape<'_, F>,
+    model: &HnetModel<F>,
+    theta: Var,
+    emb: Var,
+    x: Var,
+    labels: &[usize],
+    head: usize,
+) -> Var {
+    let out = model.hnet.forward(tape, theta, emb);
+    let weights = model.hnet.task_weights(tape, out, 0);
+    let logits = model.target.forward(tape, weights, x, head);
+    tape.softmax_cross_entropy(logits, labels)
+}
+
+/// The gradients of one step. `reg` is the regularizer with the previous tasks to use this
+/// step; `theta_opt` is θ's optimizer (read only, for the look-ahead); `shifted` is a scratch
+/// buffer for θ + Δθ, reused between steps.
+pub fn step_gradients<F: Float>(
+    model: &HnetModel<F>,
+    input: StepInput<'_, F>,
+    reg: Option<(&OutputRegularizer<F>, &[usize])>,
+    lookahead: Lookahead,
+    theta_opt: &Adam<F>,
+    shifted: &mut Vec<F>,
+) -> StepGradients<F> {
+    let d = model.hnet.config().task_emb_dim;
+    let rows = input.labels.len();
+    let (task_loss_value, mut grad_theta, grad_emb) = {
+        let mut tape = Tape::new();
+        let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
+        let emb = tape.leaf_ref(&[1, d], &model.task_embs[input.task]);
+        let x = tape.constant_ref(&[rows, model.target.input_dim()], input.x);
+        let loss = task_loss(&mut tape, model, theta, emb, x, input.labels, input.head);
+        let mut grads = tape.backward(loss);
+        let gt = grads
+            .take(theta)
+            .unwrap_or_else(|| vec![F::ZERO; model.theta.len()]);
+        let ge = grads.take(emb).unwrap_or_else(|| vec![F::ZERO; d]);
+        (tape.item(loss).to_f64(), gt, ge)
+    };
+    let mut reg_loss = 0.0;
+    if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
+        shifted.resize(model.theta.len(), F::ZERO);
+        match lookahead {
+            Lookahead::Off => shifted.copy_from_slice(&model.theta),
+            Lookahead::Adam => {
+                theta_opt.lookahead_delta(&grad_theta, shifted);
+                crate::kernels::add_assign(shifted, &model.theta);
+            }
+            Lookahead::Sgd => {
+                sgd_delta(theta_opt.lr, &grad_theta, shifted);
+                crate::kernels::add_assign(shifted, &model.theta);
+            }
+        }
+        let mut tape = Tape::new();
+        let theta = tape.leaf_ref(&[shifted.len()], shifted);
+        let loss = reg.loss(&mut tape, &model.hnet, theta, subset);
+        reg_loss = tape.item(loss).to_f64();
+        // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf.
+        if let Some(g) = tape.backward(loss).get(theta) {
+            crate::kernels::add_assign(&mut grad_theta, g);
+        }
+    }
+    StepGradients {
+        task_loss: task_loss_value,
+        reg_loss,
+        theta: grad_theta,
+        task_emb: grad_emb,
+    }
+}

@@ -1,0 +1,214 @@
+//! The task loop: for each task, `iterations` steps of Adam on θ and on the task's embedding,
+//! with the output regularizer protecting every earlier task; after each task, the test
+//! accuracy of every task seen so far (a row of the accuracy matrix).
+//!
+//! Every random stream is derived from the run's seed and the task index (batch order,
+//! embedding init, regularizer subsets), so a run resumed after task t continues exactly as an
+//! uninterrupted one.
+
+use super::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput};
+use crate::data::TaskView;
+use crate::optim::Adam;
+use crate::rng::Rng;
+use crate::tape::Tape;
+use crate::{Error, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the training loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Steps per task.
+    pub iterations: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Adam learning rate of θ.
+    pub lr: f64,
+    /// Adam learning rate of the current task embedding.
+    pub emb_lr: f64,
+    /// β of the output regularizer.
+    pub beta: f64,
+    /// The look-ahead of the regularizer.
+    pub lookahead: Lookahead,
+    /// Regularize a random subset of this many previous tasks per step (all if `None`).
+    pub reg_batch: Option<usize>,
+    /// Recompute the regularizer's targets from a frozen θ* instead of storing them.
+    pub online_targets: bool,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// What the loop reports while it trains.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Task index.
+    pub task: usize,
+    /// Steps done in this task.
+    pub iteration: usize,
+    /// Steps per task.
+    pub iterations: usize,
+    /// L_task of the last step.
+    pub task_loss: f64,
+    /// Regularizer of the last step.
+    pub reg_loss: f64,
+}
+
+/// Shuffled passes over a training set, `batch` rows at a time.
+pub struct BatchSampler {
+    order: Vec<usize>,
+    next: usize,
+    rng: Rng,
+}
+
+impl BatchSampler {
+    /// Batches over `len` samples from `rng`.
+    pub fn new(len: usize, rng: Rng) -> Self {
+        Self {
+            order: (0..len).collect(),
+            next: len,
+            rng,
+        }
+    }
+
+    /// The indices of the next batch; a new shuffled pass starts when one runs out.
+    pub fn next_batch(&mut self, batch: usize, out: &mut Vec<usize>) {
+        out.clear();
+        while out.len() < batch {
+            if self.next == self.order.len() {
+                self.rng.shuffle(&mut self.order);
+                self.next = 0;
+            }
+            let take = (batch - out.len()).min(self.order.len() - self.next);
+            out.extend_from_slice(&self.order[self.next..self.next + take]);
+            self.next += take;
+        }
+    }
+}
+
+/// Trains task `task` (the next one: `model.task_embs.len() == task`) on `data` with head
+/// `head`: adds its embedding, then runs the steps. Fails if a loss becomes NaN or infinite.
+pub fn train_task(
+    model: &mut HnetModel<f32>,
+    task: usize,
+    head: usize,
+    data: &TaskView,
+    config: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<()> {
+    assert_eq!(model.task_embs.len(), task, "tasks are learned in order");
+    if data.is_empty() {
+        return Err(Error::config(
+            "task",
+            format!("task {task} has no training samples"),
+        ));
+    }
+    model.add_task(config.seed);
+    let reg = (task > 0 && config.beta > 0.0)
+        .then(|| OutputRegularizer::new(model, task, config.beta, config.online_targets));
+    // A fresh optimizer per task, as the official implementation does.
+    let mut theta_opt = Adam::new(model.theta.len(), config.lr);
+    let mut emb_opt = Adam::new(model.hnet.config().task_emb_dim, config.emb_lr);
+    let mut sampler = BatchSampler::new(
+        data.len(),
+        Rng::derived(config.seed, "batches", task as u64),
+    );
+    let mut subset_rng = Rng::derived(config.seed, "regularizer-subsets", task as u64);
+    let all_prev: Vec<usize> = (0..task).collect();
+    let b = config.batch_size;
+    let mut x = vec![0.0f32; b * data.input_dim()];
+    let mut labels = vec![0usize; b];
+    let mut indices = Vec::with_capacity(b);
+    let mut shifted = Vec::new();
+    for it in 0..config.iterations {
+        sampler.next_batch(b, &mut indices);
+        data.fill_batch(&indices, &mut x, &mut labels);
+        let subset = match config.reg_batch {
+            Some(k) if k < task => subset_rng.choose_distinct(task, k),
+            _ => all_prev.clone(),
+        };
+        let input = StepInput {
+            x: &x,
+            labels: &labels,
+            task,
+            head,
+        };
+        let reg_use = reg.as_ref().map(|r| (r, subset.as_slice()));
+        let grads = step_gradients(
+            model,
+            input,
+            reg_use,
+            config.lookahead,
+            &theta_opt,
+            &mut shifted,
+        );
+        if !grads.task_loss.is_finite() || !grads.reg_loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "task {task}, iteration {it}: task loss {}, regularizer {} (try a smaller learning rate than {})",
+                grads.task_loss, grads.reg_loss, config.lr
+            )));
+        }
+        theta_opt.step(&mut model.theta, &grads.theta);
+        emb_opt.step(&mut model.task_embs[task], &grads.task_emb);
+        on_progress(&Progress {
+            task,
+            iteration: it + 1,
+            iterations: config.iterations,
+            task_loss: grads.task_loss,
+            reg_loss: grads.reg_loss,
+        });
+    }
+    Ok(())
+}
+
+/// Rows evaluated per batch.
+const EVAL_BATCH: usize = 1000;
+
+/// Percent of `data` classified correctly by head `head` with the weights generated for
+/// `task`.
+pub fn accuracy(model: &HnetModel<f32>, task: usize, head: usize, data: &TaskView) -> f64 {
+    let weights =
+        super::regularizer::generate(&model.hnet, &model.theta, &model.task_embs, &[task]);
+    let predictions = predict(model, &weights, head, data);
+    let labels = data.labels();
+    let correct = predictions
+        .iter()
+        .zip(&labels)
+        .filter(|(p, l)| p == l)
+        .count();
+    100.0 * correct as f64 / data.len().max(1) as f64
+}
+
+/// The argmax of head `head` for every sample of `data`, with target weights `weights`.
+pub fn predict(
+    model: &HnetModel<f32>,
+    weights: &[f32],
+    head: usize,
+    data: &TaskView,
+) -> Vec<usize> {
+    let mut out = Vec::with_capacity(data.len());
+    let dim = data.input_dim();
+    let mut x = vec![0.0f32; EVAL_BATCH * dim];
+    let mut labels = vec![0usize; EVAL_BATCH];
+    let all: Vec<usize> = (0..data.len()).collect();
+    for idx in all.chunks(EVAL_BATCH) {
+        let rows = idx.len();
+        data.fill_batch(idx, &mut x[..rows * dim], &mut labels[..rows]);
+        let mut tape = Tape::no_grad();
+        let w = tape.constant_ref(&[weights.len()], weights);
+        let xv = tape.constant(Tensor::from_vec(&[rows, dim], x[..rows * dim].to_vec()));
+        let logits = model.target.forward(&mut tape, w, xv, head);
+        let k = model.target.head_dim();
+        out.extend(tape.value(logits).chunks_exact(k).map(argmax));
+    }
+    out
+}
+
+/// Index of the largest element (the first on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}

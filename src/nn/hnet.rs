@@ -1,0 +1,176 @@
+//! The hypernetwork: an MLP from a task embedding to the weights of a target network.
+//!
+//! Chunked (von Oswald et al. 2020, §2): the target weights are produced in `num_chunks`
+//! pieces of `chunk_size`; the input of the MLP is [e(t), c(i)] with learned chunk embeddings
+//! c(i), and all chunks of a task are one batch. The concatenated output is cut to the target
+//! size. Without chunking the MLP maps e(t) to all weights at once (one chunk of the whole
+//! size, no chunk embeddings).
+//!
+//! Several tasks are one batch too: [`Hnet::forward`] takes n embeddings and returns n rows of
+//! weights, which is how the output regularizer protects all previous tasks in a single pass.
+
+use super::{normal, xavier_uniform, Activation, ParamLayout};
+use crate::rng::Rng;
+use crate::tape::{Tape, Var};
+use crate::tensor::Float;
+use serde::{Deserialize, Serialize};
+
+/// The shape of a hypernetwork.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HnetConfig {
+    /// Size of a task embedding e(t).
+    pub task_emb_dim: usize,
+    /// Hidden widths.
+    pub hidden: Vec<usize>,
+    /// Hidden nonlinearity.
+    pub activation: Activation,
+    /// Weights produced per chunk; `None` for an unchunked hypernetwork.
+    pub chunk_size: Option<usize>,
+    /// Size of a chunk embedding (ignored without chunking).
+    pub chunk_emb_dim: usize,
+}
+
+/// A (chunked) hypernetwork for a target network of `num_weights` weights.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hnet {
+    config: HnetConfig,
+    num_weights: usize,
+    num_chunks: usize,
+    chunk_size: usize,
+    chunk_emb_dim: usize,
+    layout: ParamLayout,
+    chunk_embs: Option<usize>,
+}
+
+impl Hnet {
+    /// The hypernetwork of `config` producing `num_weights` weights.
+    pub fn new(config: &HnetConfig, num_weights: usize) -> Self {
+        let (chunk_size, num_chunks, chunk_emb_dim) = match config.chunk_size {
+            Some(c) => (c, num_weights.div_ceil(c), config.chunk_emb_dim),
+            None => (num_weights, 1, 0),
+        };
+        let mut layout = ParamLayout::default();
+        let mut fan_in = config.task_emb_dim + chunk_emb_dim;
+        for (l, &h) in config.hidden.iter().enumerate() {
+            layout.push(format!("layer{l}.weight"), &[h, fan_in]);
+            layout.push(format!("layer{l}.bias"), &[h]);
+            fan_in = h;
+        }
+        layout.push("output.weight", &[chunk_size, fan_in]);
+        layout.push("output.bias", &[chunk_size]);
+        let chunk_embs = (chunk_emb_dim > 0)
+            .then(|| layout.push("chunk_embeddings", &[num_chunks, chunk_emb_dim]));
+        Self {
+            config: config.clone(),
+            num_weights,
+            num_chunks,
+            chunk_size,
+            chunk_emb_dim,
+            layout,
+            chunk_embs,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HnetConfig {
+        &self.config
+    }
+
+    /// Number of trainable parameters θ (including chunk embeddings).
+    pub fn num_params(&self) -> usize {
+        self.layout.len()
+    }
+
+    /// The named tensors of θ.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+
+    /// Number of target weights produced per task.
+    pub fn num_weights(&self) -> usize {
+        self.num_weights
+    }
+
+    /// Number of chunks per task.
+    pub fn num_chunks(&self) -> usize {
+        self.num_chunks
+    }
+
+    /// Elements per task row of [`Hnet::forward`]'s output (≥ `num_weights`).
+    pub fn row_stride(&self) -> usize {
+        self.num_chunks * self.chunk_size
+    }
+
+    /// Matmul FLOPs of one forward pass for `tasks` embeddings (2·m·n·k per product).
+    pub fn forward_flops(&self, tasks: usize) -> f64 {
+        let rows = (tasks * self.num_chunks) as f64;
+        self.layout
+            .entries()
+            .iter()
+            .filter(|e| e.name.ends_with(".weight"))
+            .map(|e| 2.0 * rows * (e.shape[0] * e.shape[1]) as f64)
+            .sum()
+    }
+
+    /// θ initialised as the official code does: Xavier-uniform weights, zero biases, N(0, 1)
+    /// chunk embeddings.
+    pub fn init_params<F: Float>(&self, rng: &mut Rng) -> Vec<F> {
+        let mut theta = vec![F::ZERO; self.layout.len()];
+        for (i, e) in self.layout.entries().iter().enumerate() {
+            let slot = &mut theta[e.range()];
+            if Some(i) == self.chunk_embs {
+                normal(slot, 1.0, rng);
+            } else if e.shape.len() == 2 {
+                xavier_uniform(slot, e.shape[1], e.shape[0], rng);
+            }
+        }
+        theta
+    }
+
+    /// A task embedding drawn from N(0, 1).
+    pub fn init_task_embedding<F: Float>(&self, rng: &mut Rng) -> Vec<F> {
+        let mut e = vec![F::ZERO; self.config.task_emb_dim];
+        normal(&mut e, 1.0, rng);
+        e
+    }
+
+    /// The generated weights of the n tasks whose embeddings are the rows of `embs`
+    /// [n × task_emb_dim], from θ = `theta` (flat): an [n × row_stride] var whose row j begins
+    /// with task j's `num_weights` weights (see [`Hnet::task_weights`]).
+    pub fn forward<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
+        let (n, d) = tape.dims(embs);
+        assert_eq!(d, self.config.task_emb_dim, "task embedding width");
+        let mut h = if self.num_chunks == 1 && self.chunk_embs.is_none() {
+            embs
+        } else {
+            let rows: Vec<usize> = (0..n)
+                .flat_map(|j| std::iter::repeat_n(j, self.num_chunks))
+                .collect();
+            let e = tape.gather_rows(embs, &rows);
+            match self.chunk_embs {
+                Some(ci) => {
+                    let c = self.layout.view(tape, theta, ci);
+                    let c = tape.repeat_rows(c, n);
+                    tape.concat_cols(&[e, c])
+                }
+                None => e,
+            }
+        };
+        let hidden = self.config.hidden.len();
+        for l in 0..hidden {
+            let w = self.layout.view(tape, theta, 2 * l);
+            let b = self.layout.view(tape, theta, 2 * l + 1);
+            let z = tape.linear(h, w, Some(b));
+            h = self.config.activation.apply(tape, z);
+        }
+        let w = self.layout.view(tape, theta, 2 * hidden);
+        let b = self.layout.view(tape, theta, 2 * hidden + 1);
+        let out = tape.linear(h, w, Some(b));
+        tape.reshape(out, &[n, self.row_stride()])
+    }
+
+    /// Task j's weights in the output of [`Hnet::forward`]: a flat view, no copy.
+    pub fn task_weights<F: Float>(&self, tape: &mut Tape<'_, F>, out: Var, j: usize) -> Var {
+        tape.view(out, j * self.row_stride(), &[self.num_weights])
+    }
+}

@@ -1,0 +1,175 @@
+//! Optimizers on flat parameter buffers: Adam (Kingma & Ba, as PyTorch implements it) and the
+//! look-ahead Δθ of the hypernetwork regularizer: the change a step would make now, computed
+//! without touching the optimizer's state.
+
+use crate::tensor::Float;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Loops over at least this many parameters are split over the cores.
+const PARALLEL_MIN_LEN: usize = 1 << 15;
+const BLOCK: usize = 1 << 12;
+
+/// Adam with bias correction: m ← β₁m + (1−β₁)g, v ← β₂v + (1−β₂)g²,
+/// θ ← θ − lr·(m / (1−β₁ᵗ)) / (√v / √(1−β₂ᵗ) + ε).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Adam<F> {
+    /// Learning rate.
+    pub lr: f64,
+    /// Decay of the first moment.
+    pub beta1: f64,
+    /// Decay of the second moment.
+    pub beta2: f64,
+    /// Added to the denominator.
+    pub eps: f64,
+    m: Vec<F>,
+    v: Vec<F>,
+    steps: u64,
+}
+
+/// The per-step constants of Adam at step count t.
+#[derive(Clone, Copy)]
+struct AdamScalars<F> {
+    b1: F,
+    b2: F,
+    step_size: F,
+    inv_sqrt_bc2: F,
+    eps: F,
+}
+
+impl<F: Float> Adam<F> {
+    /// Fresh state for `len` parameters, β = (0.9, 0.999), ε = 1e-8.
+    pub fn new(len: usize, lr: f64) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            m: vec![F::ZERO; len],
+            v: vec![F::ZERO; len],
+            steps: 0,
+        }
+    }
+
+    /// Number of steps taken.
+    pub fn steps(&self) -> u64 {
+        self.steps
+    }
+
+    /// First and second moments.
+    pub fn moments(&self) -> (&[F], &[F]) {
+        (&self.m, &self.v)
+    }
+
+    /// Restores moments and step count (from a checkpoint); `None` if the lengths differ.
+    pub fn with_state(mut self, m: Vec<F>, v: Vec<F>, steps: u64) -> Option<Self> {
+        (m.len() == self.m.len() && v.len() == self.v.len()).then(|| {
+            self.m = m;
+            self.v = v;
+            self.steps = steps;
+            self
+        })
+    }
+
+    fn scalars(&self, t: u64) -> AdamScalars<F> {
+        let t = t as i32;
+        let bc1 = 1.0 - self.beta1.powi(t);
+        let bc2 = 1.0 - self.beta2.powi(t);
+        AdamScalars {
+            b1: F::from_f64(self.beta1),
+            b2: F::from_f64(self.beta2),
+            step_size: F::from_f64(self.lr / bc1),
+            inv_sqrt_bc2: F::from_f64(1.0 / bc2.sqrt()),
+            eps: F::from_f64(self.eps),
+        }
+    }
+
+    /// One step: updates the moments and adds the change to `params`.
+    pub fn step(&mut self, params: &mut [F], grad: &[F]) {
+        assert_eq!(params.len(), self.m.len(), "Adam: parameter count");
+        assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
+        self.steps += 1;
+        let s = self.scalars(self.steps);
+        let update = |(p, g, m, v): (&mut [F], &[F], &mut [F], &mut [F])| {
+            for i in 0..p.len() {
+                let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
+                m[i] = mi;
+                v[i] = vi;
+                p[i] += adam_change(&s, mi, vi);
+            }
+        };
+        if params.len() >= PARALLEL_MIN_LEN {
+            params
+                .par_chunks_mut(BLOCK)
+                .zip(grad.par_chunks(BLOCK))
+                .zip(
+                    self.m
+                        .par_chunks_mut(BLOCK)
+                        .zip(self.v.par_chunks_mut(BLOCK)),
+                )
+                .for_each(|((p, g), (m, v))| update((p, g, m, v)));
+        } else {
+            update((params, grad, &mut self.m, &mut self.v));
+        }
+    }
+
+    /// The change [`Adam::step`] would add to the parameters for `grad` now (the moments
+    /// updated and the step count incremented in thought only), written to `delta`. The
+    /// state is untouched.
+    pub fn lookahead_delta(&self, grad: &[F], delta: &mut [F]) {
+        assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
+        assert_eq!(delta.len(), self.m.len(), "Adam: delta count");
+        let s = self.scalars(self.steps + 1);
+        let fill = |(d, g, m, v): (&mut [F], &[F], &[F], &[F])| {
+            for i in 0..d.len() {
+                let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
+                d[i] = adam_change(&s, mi, vi);
+            }
+        };
+        if delta.len() >= PARALLEL_MIN_LEN {
+            delta
+                .par_chunks_mut(BLOCK)
+                .zip(grad.par_chunks(BLOCK))
+                .zip(self.m.par_chunks(BLOCK).zip(self.v.par_chunks(BLOCK)))
+                .for_each(|((d, g), (m, v))| fill((d, g, m, v)));
+        } else {
+            fill((delta, grad, &self.m, &self.v));
+        }
+    }
+}
+
+#[inline]
+fn moment_update<F: Float>(s: &AdamScalars<F>, m: F, v: F, g: F) -> (F, F) {
+    let m = s.b1 * m + (F::ONE - s.b1) * g;
+    let v = s.b2 * v + (F::ONE - s.b2) * g * g;
+    (m, v)
+}
+
+#[inline]
+fn adam_change<F: Float>(s: &AdamScalars<F>, m: F, v: F) -> F {
+    -s.step_size * m / (v.sqrt() * s.inv_sqrt_bc2 + s.eps)
+}
+
+/// The look-ahead of plain gradient descent: Δθ = −lr·g.
+pub fn sgd_delta<F: Float>(lr: f64, grad: &[F], delta: &mut [F]) {
+    let lr = F::from_f64(lr);
+    crate::kernels::map(grad, delta, |g| -lr * g);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_step_moves_each_parameter_by_about_lr_against_its_gradient() {
+        // At t = 1: m̂ = g, v̂ = g², so Δ = −lr·g / (|g| + ε).
+        let mut adam = Adam::<f64>::new(3, 0.01);
+        let mut p = vec![1.0, 2.0, 3.0];
+        let g = [0.5, -2.0, 1e-3];
+        adam.step(&mut p, &g);
+        for (i, (&pi, &gi)) in p.iter().zip(&g).enumerate() {
+            let expected = [1.0, 2.0, 3.0][i] - 0.01 * gi / (gi.abs() + 1e-8);
+            assert!((pi - expected).abs() < 1e-12, "{i}: {pi} vs {expected}");
+        }
+    }
+}
