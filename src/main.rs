@@ -27,7 +27,7 @@ struct Cli {
 enum Command {
     /// Learn the tasks of a benchmark in sequence with a hypernetwork (task identity given, CL1)
     /// and report per-task test accuracy.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Audit gradients against f64 central finite differences: every op of the tape, or the
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
