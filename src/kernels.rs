@@ -55,23 +55,122 @@ pub fn gemm<F: Float>(
     }
     let (rsa, csa) = if trans_a { (1, m) } else { (k, 1) };
     let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-    // SAFETY: the asserts above guarantee every (row, col) reached through these strides lies
-    // inside its slice; `c` is a unique borrow, so it overlaps neither `a` nor `b`.
+    let a = StridedMatrix {
+        ptr: a.as_ptr(),
+        rs: rsa,
+        cs: csa,
+    };
+    let b = StridedMatrix {
+        ptr: b.as_ptr(),
+        rs: rsb,
+        cs: csb,
+    };
+    let c = OutputMatrix {
+        ptr: c.as_mut_ptr(),
+        rs: n,
+    };
+    gemm_split(m, n, k, alpha, a, b, beta, c);
+}
+
+/// Products with fewer multiply-adds than this run on one thread.
+const PARALLEL_MIN_FLOP: usize = 1 << 21;
+
+/// A read-only strided matrix (pointer into a slice checked by the caller).
+#[derive(Clone, Copy)]
+struct StridedMatrix<F> {
+    ptr: *const F,
+    rs: usize,
+    cs: usize,
+}
+
+/// A row-major output matrix with row stride `rs`.
+#[derive(Clone, Copy)]
+struct OutputMatrix<F> {
+    ptr: *mut F,
+    rs: usize,
+}
+
+// SAFETY: the pointers come from slices that outlive the call; the recursion hands disjoint
+// row or column blocks of C to the two halves, so no element is written by two threads.
+unsafe impl<F: Send> Send for StridedMatrix<F> {}
+unsafe impl<F: Sync> Sync for StridedMatrix<F> {}
+unsafe impl<F: Send> Send for OutputMatrix<F> {}
+unsafe impl<F: Sync> Sync for OutputMatrix<F> {}
+
+/// Splits C into two halves along its longer side and computes them on two threads, down to
+/// blocks small enough for one; each block is one call of matrixmultiply. The sum over k is
+/// never split, so the result does not depend on the number of threads.
+#[allow(clippy::too_many_arguments)]
+fn gemm_split<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: F,
+    a: StridedMatrix<F>,
+    b: StridedMatrix<F>,
+    beta: F,
+    c: OutputMatrix<F>,
+) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && m * n * k >= PARALLEL_MIN_FLOP && (m >= 16 || n >= 16) {
+        if m >= n {
+            let h = m / 2;
+            // SAFETY: rows 0..h and h..m of A and C are in bounds and disjoint in C.
+            let (a2, c2) = unsafe {
+                (
+                    StridedMatrix {
+                        ptr: a.ptr.add(h * a.rs),
+                        ..a
+                    },
+                    OutputMatrix {
+                        ptr: c.ptr.add(h * c.rs),
+                        ..c
+                    },
+                )
+            };
+            rayon::join(
+                || gemm_split(h, n, k, alpha, a, b, beta, c),
+                || gemm_split(m - h, n, k, alpha, a2, b, beta, c2),
+            );
+        } else {
+            let h = n / 2;
+            // SAFETY: columns 0..h and h..n of B and C are in bounds and disjoint in C.
+            let (b2, c2) = unsafe {
+                (
+                    StridedMatrix {
+                        ptr: b.ptr.add(h * b.cs),
+                        ..b
+                    },
+                    OutputMatrix {
+                        ptr: c.ptr.add(h),
+                        ..c
+                    },
+                )
+            };
+            rayon::join(
+                || gemm_split(m, h, k, alpha, a, b, beta, c),
+                || gemm_split(m, n - h, k, alpha, a, b2, beta, c2),
+            );
+        }
+        return;
+    }
+    // SAFETY: the caller checked that every (row, col) reached through these strides lies
+    // inside its slice, and blocks of C handed to different threads are disjoint.
     unsafe {
         F::gemm_raw(
             m,
             k,
             n,
             alpha,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
+            a.ptr,
+            a.rs as isize,
+            a.cs as isize,
+            b.ptr,
+            b.rs as isize,
+            b.cs as isize,
             beta,
-            c.as_mut_ptr(),
-            n as isize,
+            c.ptr,
+            c.rs as isize,
             1,
         );
     }
@@ -136,6 +235,15 @@ pub fn update2<F: Float>(dst: &mut [F], a: &[F], b: &[F], f: impl Fn(F, F, F) ->
         for ((d, &a), &b) in dst.iter_mut().zip(a).zip(b) {
             *d = f(*d, a, b);
         }
+    }
+}
+
+/// `dst[i] = value`.
+pub fn fill<F: Float>(dst: &mut [F], value: F) {
+    if dst.len() >= PARALLEL_MIN_LEN {
+        dst.par_chunks_mut(BLOCK).for_each(|d| d.fill(value));
+    } else {
+        dst.fill(value);
     }
 }
 

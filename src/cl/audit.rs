@@ -2,7 +2,9 @@
 //! ∂/∂(θ, e(T)) of L_task(θ, e(T)) + R(θ + Δθ) with Δθ the (detached) look-ahead, against
 //! central finite differences of that same objective.
 
-use super::{step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, StepInput};
+use super::{
+    step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, StepInput, StepWorkspace,
+};
 use crate::gradcheck::{
     compare_with_differences, directional_compare, DirectionalReport, GradCheckOptions,
     GradCheckReport,
@@ -110,16 +112,17 @@ impl AuditSetup {
     /// The trainer's gradient of the step: (∂/∂θ, ∂/∂e(T)), and Δθ.
     pub fn step_gradients(&self, lookahead: Lookahead) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let subset: Vec<usize> = (0..self.reg.num_prev()).collect();
-        let mut shifted = Vec::new();
+        let mut workspace = StepWorkspace::new();
         let g = step_gradients(
             &self.model,
             self.input(),
             Some((&self.reg, &subset)),
             lookahead,
             &self.theta_opt,
-            &mut shifted,
+            &mut workspace,
         );
-        let delta = shifted
+        let delta = workspace
+            .shifted_theta()
             .iter()
             .zip(&self.model.theta)
             .map(|(s, t)| s - t)

@@ -15,4 +15,4 @@ pub mod trainer;
 
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
-pub use step::{step_gradients, task_loss, Lookahead, StepGradients, StepInput};
+pub use step::{step_gradients, task_loss, Lookahead, StepGradients, StepInput, StepWorkspace};

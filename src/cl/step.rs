@@ -7,7 +7,7 @@
 
 use super::{HnetModel, OutputRegularizer};
 use crate::optim::{sgd_delta, Adam};
-use crate::tape::{Tape, Var};
+use crate::tape::{BufferPool, Tape, Var};
 use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
 
@@ -49,6 +49,34 @@ pub struct StepGradients<F> {
     pub task_emb: Vec<F>,
 }
 
+/// Buffers kept from one step to the next: the tapes' pool and θ + Δθ.
+#[derive(Debug, Default)]
+pub struct StepWorkspace<F> {
+    pool: BufferPool<F>,
+    shifted: Vec<F>,
+}
+
+impl<F: Float> StepWorkspace<F> {
+    /// An empty workspace.
+    pub fn new() -> Self {
+        Self {
+            pool: BufferPool::new(),
+            shifted: Vec::new(),
+        }
+    }
+
+    /// Gives a step's gradient buffers back for the next step.
+    pub fn recycle(&mut self, grads: StepGradients<F>) {
+        self.pool.give(grads.theta);
+        self.pool.give(grads.task_emb);
+    }
+
+    /// θ + Δθ of the last step that regularized.
+    pub fn shifted_theta(&self) -> &[F] {
+        &self.shifted
+    }
+}
+
 /// L_task on `tape`: the mean softmax cross-entropy of head `head` on the batch `x`, with the
 /// target weights generated from θ = `theta` and the embedding `emb` [1 × task_emb_dim].
 pub fn task_loss<F: Float>(
@@ -67,20 +95,20 @@ pub fn task_loss<F: Float>(
 }
 
 /// The gradients of one step. `reg` is the regularizer with the previous tasks to use this
-/// step; `theta_opt` is θ's optimizer (read only, for the look-ahead); `shifted` is a scratch
-/// buffer for θ + Δθ, reused between steps.
+/// step; `theta_opt` is θ's optimizer (read only, for the look-ahead); `workspace` holds the
+/// buffers reused between steps.
 pub fn step_gradients<F: Float>(
     model: &HnetModel<F>,
     input: StepInput<'_, F>,
     reg: Option<(&OutputRegularizer<F>, &[usize])>,
     lookahead: Lookahead,
     theta_opt: &Adam<F>,
-    shifted: &mut Vec<F>,
+    workspace: &mut StepWorkspace<F>,
 ) -> StepGradients<F> {
     let d = model.hnet.config().task_emb_dim;
     let rows = input.labels.len();
     let (task_loss_value, mut grad_theta, grad_emb) = {
-        let mut tape = Tape::new();
+        let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
         let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
         let emb = tape.leaf_ref(&[1, d], &model.task_embs[input.task]);
         let x = tape.constant_ref(&[rows, model.target.input_dim()], input.x);
@@ -90,10 +118,13 @@ pub fn step_gradients<F: Float>(
             .take(theta)
             .unwrap_or_else(|| vec![F::ZERO; model.theta.len()]);
         let ge = grads.take(emb).unwrap_or_else(|| vec![F::ZERO; d]);
-        (tape.item(loss).to_f64(), gt, ge)
+        let value = tape.item(loss).to_f64();
+        workspace.pool = tape.into_pool(Some(grads));
+        (value, gt, ge)
     };
     let mut reg_loss = 0.0;
     if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
+        let shifted = &mut workspace.shifted;
         shifted.resize(model.theta.len(), F::ZERO);
         match lookahead {
             Lookahead::Off => shifted.copy_from_slice(&model.theta),
@@ -106,14 +137,16 @@ pub fn step_gradients<F: Float>(
                 crate::kernels::add_assign(shifted, &model.theta);
             }
         }
-        let mut tape = Tape::new();
-        let theta = tape.leaf_ref(&[shifted.len()], shifted);
+        let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
+        let theta = tape.leaf_ref(&[workspace.shifted.len()], &workspace.shifted);
         let loss = reg.loss(&mut tape, &model.hnet, theta, subset);
         reg_loss = tape.item(loss).to_f64();
         // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf.
-        if let Some(g) = tape.backward(loss).get(theta) {
+        let grads = tape.backward(loss);
+        if let Some(g) = grads.get(theta) {
             crate::kernels::add_assign(&mut grad_theta, g);
         }
+        workspace.pool = tape.into_pool(Some(grads));
     }
     StepGradients {
         task_loss: task_loss_value,

@@ -6,12 +6,12 @@
 //! embedding init, regularizer subsets), so a run resumed after task t continues exactly as an
 //! uninterrupted one.
 
-use super::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput};
+use super::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput, StepWorkspace};
 use crate::data::TaskView;
 use crate::optim::Adam;
 use crate::rng::Rng;
-use crate::tape::Tape;
-use crate::{Error, Result, Tensor};
+use crate::tape::{BufferPool, Tape};
+use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Settings of the training loop.
@@ -117,7 +117,7 @@ pub fn train_task(
     let mut x = vec![0.0f32; b * data.input_dim()];
     let mut labels = vec![0usize; b];
     let mut indices = Vec::with_capacity(b);
-    let mut shifted = Vec::new();
+    let mut workspace = StepWorkspace::new();
     for it in 0..config.iterations {
         sampler.next_batch(b, &mut indices);
         data.fill_batch(&indices, &mut x, &mut labels);
@@ -138,7 +138,7 @@ pub fn train_task(
             reg_use,
             config.lookahead,
             &theta_opt,
-            &mut shifted,
+            &mut workspace,
         );
         if !grads.task_loss.is_finite() || !grads.reg_loss.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -155,6 +155,7 @@ pub fn train_task(
             task_loss: grads.task_loss,
             reg_loss: grads.reg_loss,
         });
+        workspace.recycle(grads);
     }
     Ok(())
 }
@@ -189,15 +190,17 @@ pub fn predict(
     let mut x = vec![0.0f32; EVAL_BATCH * dim];
     let mut labels = vec![0usize; EVAL_BATCH];
     let all: Vec<usize> = (0..data.len()).collect();
+    let mut pool = BufferPool::new();
     for idx in all.chunks(EVAL_BATCH) {
         let rows = idx.len();
         data.fill_batch(idx, &mut x[..rows * dim], &mut labels[..rows]);
-        let mut tape = Tape::no_grad();
+        let mut tape = Tape::with_pool(false, pool);
         let w = tape.constant_ref(&[weights.len()], weights);
-        let xv = tape.constant(Tensor::from_vec(&[rows, dim], x[..rows * dim].to_vec()));
+        let xv = tape.constant_ref(&[rows, dim], &x[..rows * dim]);
         let logits = model.target.forward(&mut tape, w, xv, head);
         let k = model.target.head_dim();
         out.extend(tape.value(logits).chunks_exact(k).map(argmax));
+        pool = tape.into_pool(None);
     }
     out
 }

@@ -14,8 +14,10 @@
 //! require a gradient keep theirs, returned in [`Gradients`].
 
 mod ops;
+mod pool;
 
 pub use ops::{Axis, Op, Unary};
+pub use pool::BufferPool;
 
 use crate::tensor::{Float, Tensor};
 use std::fmt;
@@ -53,6 +55,7 @@ struct Node<'a, F> {
 pub struct Tape<'a, F: Float> {
     nodes: Vec<Node<'a, F>>,
     recording: bool,
+    pool: BufferPool<F>,
 }
 
 impl<'a, F: Float> Default for Tape<'a, F> {
@@ -64,18 +67,40 @@ impl<'a, F: Float> Default for Tape<'a, F> {
 impl<'a, F: Float> Tape<'a, F> {
     /// A tape that records operations for [`Tape::backward`].
     pub fn new() -> Self {
-        Self {
-            nodes: Vec::new(),
-            recording: true,
-        }
+        Self::with_pool(true, BufferPool::new())
     }
 
     /// A tape that records nothing: every result is a constant, as for evaluation.
     pub fn no_grad() -> Self {
+        Self::with_pool(false, BufferPool::new())
+    }
+
+    /// A tape (recording or not) that takes its buffers from `pool` first; get them back
+    /// with [`Tape::into_pool`].
+    pub fn with_pool(recording: bool, pool: BufferPool<F>) -> Self {
         Self {
             nodes: Vec::new(),
-            recording: false,
+            recording,
+            pool,
         }
+    }
+
+    /// Ends the tape, returning its pool with every buffer the tape owned, and the buffers of
+    /// `grads` if given.
+    pub fn into_pool(self, grads: Option<Gradients<F>>) -> BufferPool<F> {
+        let mut pool = self.pool;
+        for node in self.nodes {
+            if let Value::Owned(v) = node.value {
+                pool.give(v);
+            }
+            if let Op::SoftmaxCrossEntropy { probs, .. } = node.op {
+                pool.give(probs);
+            }
+        }
+        for v in grads.into_iter().flat_map(|g| g.bufs).flatten() {
+            pool.give(v);
+        }
+        pool
     }
 
     /// True if this tape records operations for backward.
@@ -211,7 +236,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// Reverse pass from a one-element `loss` (seed 1).
-    pub fn backward(&self, loss: Var) -> Gradients<F> {
+    pub fn backward(&mut self, loss: Var) -> Gradients<F> {
         assert_eq!(
             self.value(loss).len(),
             1,
@@ -223,14 +248,20 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// Reverse pass from `output` with the gradient `seed` (same element count as `output`):
     /// returns seedᵀ·∂output/∂leaf for every leaf that requires a gradient.
-    pub fn backward_with_seed(&self, output: Var, seed: &[F]) -> Gradients<F> {
+    pub fn backward_with_seed(&mut self, output: Var, seed: &[F]) -> Gradients<F> {
         assert_eq!(seed.len(), self.value(output).len(), "seed length");
         let mut grads = GradBuffers {
             bufs: (0..self.nodes.len()).map(|_| None).collect(),
+            pool: std::mem::take(&mut self.pool),
         };
-        if !self.nodes[output.0].requires_grad {
-            return Gradients { bufs: grads.bufs };
+        if self.nodes[output.0].requires_grad {
+            self.reverse_pass(output, seed, &mut grads);
         }
+        self.pool = grads.pool;
+        Gradients { bufs: grads.bufs }
+    }
+
+    fn reverse_pass(&self, output: Var, seed: &[F], grads: &mut GradBuffers<F>) {
         crate::kernels::add_assign(grads.slot(self, output), seed);
         for i in (0..=output.0).rev() {
             let node = &self.nodes[i];
@@ -243,15 +274,16 @@ impl<'a, F: Float> Tape<'a, F> {
             let Some(g) = grads.bufs[i].take() else {
                 continue; // nothing flowed here
             };
-            self.backward_op(Var(i), &g, &mut grads);
+            self.backward_op(Var(i), &g, grads);
+            grads.pool.give(g);
         }
-        Gradients { bufs: grads.bufs }
     }
 }
 
 /// Gradient buffers during a reverse pass, one per root node, allocated on first use.
 struct GradBuffers<F> {
     bufs: Vec<Option<Vec<F>>>,
+    pool: BufferPool<F>,
 }
 
 impl<F: Float> GradBuffers<F> {
@@ -260,7 +292,8 @@ impl<F: Float> GradBuffers<F> {
         let (root, offset) = tape.storage(v);
         let len = tape.value(v).len();
         let root_len = tape.root_data(root).len();
-        let buf = self.bufs[root].get_or_insert_with(|| vec![F::ZERO; root_len]);
+        let pool = &mut self.pool;
+        let buf = self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len));
         &mut buf[offset..offset + len]
     }
 }

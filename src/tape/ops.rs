@@ -269,7 +269,7 @@ impl<'a, F: Float> Tape<'a, F> {
         let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
         let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
         assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
-        let mut out = vec![F::ZERO; m * n];
+        let mut out = self.pool.take(m * n);
         gemm(
             m,
             n,
@@ -327,7 +327,7 @@ impl<'a, F: Float> Tape<'a, F> {
         let (m, k) = self.dims(x);
         let (n, k2) = self.dims(w);
         assert_eq!(k, k2, "linear: input width {k} but weight is {n}×{k2}");
-        let mut out = vec![F::ZERO; m * n];
+        let mut out = self.pool.take(m * n);
         let beta = if let Some(b) = b {
             let bv = self.value(b);
             assert_eq!(
@@ -414,7 +414,7 @@ impl<'a, F: Float> Tape<'a, F> {
 
     fn binary(&mut self, a: Var, b: Var, op: Op<F>, f: impl Fn(F, F) -> F + Sync) -> Var {
         let shape = self.binary_shape(a, b, op.name());
-        let mut out = vec![F::ZERO; self.value(a).len()];
+        let mut out = self.pool.take(self.value(a).len());
         kernels::zip_map(self.value(a), self.value(b), &mut out, f);
         self.push(op, &[a, b], shape, out)
     }
@@ -492,7 +492,9 @@ impl<'a, F: Float> Tape<'a, F> {
             "add_row: row has {} elements, x has {n} columns",
             rv.len()
         );
-        let mut out = self.value(x).to_vec();
+        let mut out = self.pool.take(self.value(x).len());
+        out.copy_from_slice(self.value(x));
+        let rv = self.value(row);
         if n > 0 {
             out.chunks_exact_mut(n)
                 .for_each(|r| kernels::add_assign(r, rv));
@@ -514,7 +516,7 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// s·x.
     pub fn scale(&mut self, x: Var, s: F) -> Var {
-        let mut out = vec![F::ZERO; self.value(x).len()];
+        let mut out = self.pool.take(self.value(x).len());
         kernels::map(self.value(x), &mut out, |v| s * v);
         let shape = self.shape(x).to_vec();
         self.push(Op::Scale(x, s), &[x], shape, out)
@@ -534,7 +536,7 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// f(x) elementwise (see [`Unary`] for each f and its derivative).
     pub fn unary(&mut self, x: Var, f: Unary) -> Var {
-        let mut out = vec![F::ZERO; self.value(x).len()];
+        let mut out = self.pool.take(self.value(x).len());
         kernels::map(self.value(x), &mut out, |v| f.apply(v));
         let shape = self.shape(x).to_vec();
         self.push(Op::Unary(x, f), &[x], shape, out)
@@ -694,13 +696,16 @@ impl<'a, F: Float> Tape<'a, F> {
     pub fn concat_rows(&mut self, xs: &[Var]) -> Var {
         assert!(!xs.is_empty(), "concat_rows of nothing");
         let n = self.dims(xs[0]).1;
-        let mut out = Vec::new();
         let mut m = 0;
         for &x in xs {
             let (r, c) = self.dims(x);
             assert_eq!(c, n, "concat_rows: column counts {n} and {c} differ");
-            out.extend_from_slice(self.value(x));
             m += r;
+        }
+        let mut out = self.pool.take(m * n);
+        out.clear();
+        for &x in xs {
+            out.extend_from_slice(self.value(x));
         }
         self.push(Op::ConcatRows(xs.to_vec()), xs, vec![m, n], out)
     }
@@ -726,7 +731,8 @@ impl<'a, F: Float> Tape<'a, F> {
             assert_eq!(self.dims(x).0, m, "concat_cols: row counts differ");
         }
         let n: usize = widths.iter().sum();
-        let mut out = Vec::with_capacity(m * n);
+        let mut out = self.pool.take(m * n);
+        out.clear();
         for i in 0..m {
             for (&x, &w) in xs.iter().zip(&widths) {
                 out.extend_from_slice(&self.value(x)[i * w..(i + 1) * w]);
@@ -795,8 +801,9 @@ impl<'a, F: Float> Tape<'a, F> {
     /// Rows of x [m×n] picked by `indices` (an embedding lookup): [indices.len()×n].
     pub fn gather_rows(&mut self, x: Var, indices: &[usize]) -> Var {
         let (m, n) = self.dims(x);
+        let mut out = self.pool.take(indices.len() * n);
+        out.clear();
         let xv = self.value(x);
-        let mut out = Vec::with_capacity(indices.len() * n);
         for &i in indices {
             assert!(i < m, "gather_rows: index {i} of {m} rows");
             out.extend_from_slice(&xv[i * n..(i + 1) * n]);
@@ -822,7 +829,10 @@ impl<'a, F: Float> Tape<'a, F> {
     /// embedding is `repeat_rows` of a row).
     pub fn repeat_rows(&mut self, x: Var, times: usize) -> Var {
         let (m, n) = self.dims(x);
-        let out = self.value(x).repeat(times);
+        let mut out = self.pool.take(times * m * n);
+        let xv = self.value(x);
+        out.chunks_exact_mut((m * n).max(1))
+            .for_each(|c| c.copy_from_slice(xv));
         self.push(Op::RepeatRows { x, times }, &[x], vec![times * m, n], out)
     }
 
@@ -856,7 +866,8 @@ impl<'a, F: Float> Tape<'a, F> {
     /// y = x − logΣexp(x), row-wise.
     pub fn log_softmax(&mut self, x: Var) -> Var {
         let (_, n) = self.dims(x);
-        let mut out = self.value(x).to_vec();
+        let mut out = self.pool.take(self.value(x).len());
+        out.copy_from_slice(self.value(x));
         for row in out.chunks_exact_mut(n.max(1)) {
             let lse = log_sum_exp(row);
             row.iter_mut().for_each(|v| *v -= lse);
@@ -895,7 +906,8 @@ impl<'a, F: Float> Tape<'a, F> {
             "softmax_cross_entropy: {} labels for {m} rows",
             labels.len()
         );
-        let mut probs = self.value(logits).to_vec();
+        let mut probs = self.pool.take(self.value(logits).len());
+        probs.copy_from_slice(self.value(logits));
         let mut total = 0.0f64;
         for (row, &label) in probs.chunks_exact_mut(n.max(1)).zip(labels) {
             assert!(
