@@ -69,7 +69,7 @@ pub fn gemm<F: Float>(
         ptr: c.as_mut_ptr(),
         rs: n,
     };
-    gemm_split(m, n, k, alpha, a, b, beta, c);
+    gemm_split(m, n, k, alpha, a, b, beta, c, rayon::current_num_threads());
 }
 
 /// Products with fewer multiply-adds than this run on one thread.
@@ -97,9 +97,10 @@ unsafe impl<F: Sync> Sync for StridedMatrix<F> {}
 unsafe impl<F: Send> Send for OutputMatrix<F> {}
 unsafe impl<F: Sync> Sync for OutputMatrix<F> {}
 
-/// Splits C into two halves along its longer side and computes them on two threads, down to
-/// blocks small enough for one; each block is one call of matrixmultiply. The sum over k is
-/// never split, so the result does not depend on the number of threads.
+/// Splits C into `parts` blocks (halving along its longer side, which duplicates the packing
+/// of the smaller operand) computed on separate threads; each block is one call of
+/// matrixmultiply. The sum over k is never split, so the result does not depend on the
+/// number of threads.
 #[allow(clippy::too_many_arguments)]
 fn gemm_split<F: Float>(
     m: usize,
@@ -110,11 +111,12 @@ fn gemm_split<F: Float>(
     b: StridedMatrix<F>,
     beta: F,
     c: OutputMatrix<F>,
+    parts: usize,
 ) {
-    let threads = rayon::current_num_threads();
-    if threads > 1 && m * n * k >= PARALLEL_MIN_FLOP && (m >= 16 || n >= 16) {
+    if parts > 1 && m * n * k >= PARALLEL_MIN_FLOP && (m >= 16 || n >= 16) {
+        let (p1, p2) = (parts / 2, parts - parts / 2);
         if m >= n {
-            let h = m / 2;
+            let h = m * p1 / parts;
             // SAFETY: rows 0..h and h..m of A and C are in bounds and disjoint in C.
             let (a2, c2) = unsafe {
                 (
@@ -129,11 +131,11 @@ fn gemm_split<F: Float>(
                 )
             };
             rayon::join(
-                || gemm_split(h, n, k, alpha, a, b, beta, c),
-                || gemm_split(m - h, n, k, alpha, a2, b, beta, c2),
+                || gemm_split(h, n, k, alpha, a, b, beta, c, p1),
+                || gemm_split(m - h, n, k, alpha, a2, b, beta, c2, p2),
             );
         } else {
-            let h = n / 2;
+            let h = n * p1 / parts;
             // SAFETY: columns 0..h and h..n of B and C are in bounds and disjoint in C.
             let (b2, c2) = unsafe {
                 (
@@ -148,8 +150,8 @@ fn gemm_split<F: Float>(
                 )
             };
             rayon::join(
-                || gemm_split(m, h, k, alpha, a, b, beta, c),
-                || gemm_split(m, n - h, k, alpha, a, b2, beta, c2),
+                || gemm_split(m, h, k, alpha, a, b, beta, c, p1),
+                || gemm_split(m, n - h, k, alpha, a, b2, beta, c2, p2),
             );
         }
         return;
