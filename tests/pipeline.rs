@@ -4,7 +4,7 @@
 //! from the objective's are all rejected.
 
 use hypertape::cl::audit::AuditSetup;
-use hypertape::cl::Lookahead;
+use hypertape::cl::{Lookahead, StepWorkspace};
 use hypertape::gradcheck::{compare_with_differences, directional_compare, GradCheckOptions};
 use hypertape::Tensor;
 
@@ -106,7 +106,7 @@ fn audit_rejects_a_gradient_without_the_regularizer() {
         Some((&setup.reg, &empty)),
         Lookahead::Adam,
         &setup.theta_opt,
-        &mut Vec::new(),
+        &mut StepWorkspace::new(),
     );
     assert_ne!(g.theta, gt_full);
     let report = compare_with_differences(

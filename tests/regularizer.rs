@@ -6,6 +6,7 @@
 
 use hypertape::cl::{
     step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, RegTargets, StepInput,
+    StepWorkspace,
 };
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
 use hypertape::nn::{Activation, Hnet, HnetConfig, TargetMlp};
@@ -289,7 +290,7 @@ fn step_gradients_is_task_gradient_plus_regularizer_gradient_at_the_lookahead() 
                 )
             };
             let opt_before = s.opt.clone();
-            let mut scratch = Vec::new();
+            let mut scratch = StepWorkspace::new();
             let input = StepInput {
                 x: &s.x,
                 labels: &s.labels,
@@ -305,7 +306,11 @@ fn step_gradients_is_task_gradient_plus_regularizer_gradient_at_the_lookahead() 
                 &mut scratch,
             );
             assert_eq!(s.opt, opt_before, "step_gradients changed the optimizer");
-            assert_eq!(scratch, shifted, "{lookahead:?}: θ + Δθ");
+            assert_eq!(
+                scratch.shifted_theta(),
+                shifted.as_slice(),
+                "{lookahead:?}: θ + Δθ"
+            );
             assert_eq!(g.task_loss, task_value);
             assert_eq!(g.reg_loss, reg_value);
             assert!(reg_value > 0.0);
@@ -327,7 +332,14 @@ fn step_gradients_is_task_gradient_plus_regularizer_gradient_at_the_lookahead() 
         head: task,
     };
     for reg in [None, Some((&s.reg, &[][..]))] {
-        let g = step_gradients(m, input, reg, Lookahead::Adam, &s.opt, &mut Vec::new());
+        let g = step_gradients(
+            m,
+            input,
+            reg,
+            Lookahead::Adam,
+            &s.opt,
+            &mut StepWorkspace::new(),
+        );
         assert_eq!(g.theta, gt);
         assert_eq!(g.task_emb, ge);
         assert_eq!(g.reg_loss, 0.0);
@@ -351,7 +363,7 @@ fn lookahead_changes_the_step_gradient() {
             Some((&s.reg, &[0, 1][..])),
             l,
             &s.opt,
-            &mut Vec::new(),
+            &mut StepWorkspace::new(),
         )
         .theta
     };

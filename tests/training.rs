@@ -206,7 +206,6 @@ fn validate_names_the_field() {
 }
 
 #[test]
-#[ignore = "BUG: train_task checks only the loss before each step, so a last step that makes θ non-finite returns Ok"]
 fn last_step_that_makes_theta_non_finite_is_an_error() {
     // lr = 1e39 is a finite f64 (validate accepts it) but overflows f32: Adam's first step
     // moves θ to ±inf. With one iteration no later loss sees it, and the task "succeeds".
@@ -221,4 +220,27 @@ fn last_step_that_makes_theta_non_finite_is_an_error() {
         matches!(result, Err(Error::NonFinite(_))) || (result.is_ok() && finite),
         "train_task returned {result:?} with θ finite: {finite}"
     );
+}
+
+#[test]
+fn one_and_two_threads_train_bit_identical_parameters() {
+    // Paper-sized SplitMNIST networks, so that matrix products are split over threads and
+    // elementwise loops and reductions take their parallel paths.
+    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+    c.num_tasks = 2;
+    c.train.iterations = 6;
+    let train = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let mut model = new_model(&c);
+            for (t, task) in tasks().iter().enumerate() {
+                train_task(&mut model, t, t, &task.train, &c.train, &mut |_| {}).unwrap();
+            }
+            model
+        })
+    };
+    let one = train(1);
+    let two = train(2);
+    assert!(one.theta.iter().zip(&two.theta).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert_eq!(one.task_embs, two.task_embs);
 }

@@ -157,6 +157,14 @@ pub fn train_task(
         });
         workspace.recycle(grads);
     }
+    // A NaN in θ shows in the next step's loss; only the last step's update needs a look.
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    if !finite(&model.theta) || !finite(&model.task_embs[task]) {
+        return Err(Error::NonFinite(format!(
+            "task {task}: the hypernetwork parameters or the task embedding became NaN or infinite in the last step (try a smaller learning rate than {})",
+            config.lr
+        )));
+    }
     Ok(())
 }
 
