@@ -1,6 +1,7 @@
 //! hypertape: reverse-mode automatic differentiation from scratch, and continual learning with
 //! task-conditioned hypernetworks (von Oswald et al., ICLR 2020) on the CPU.
 
+pub mod bench;
 pub mod cl;
 pub mod data;
 pub mod error;

@@ -31,6 +31,9 @@ enum Command {
     /// Audit gradients against f64 central finite differences: every op of the tape, or the
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
+    /// Time one training step of the PermutedMNIST-10 configuration (as the PyTorch
+    /// reference does) and report its matmul GFLOP/s beside a bare sgemm's.
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -129,12 +132,26 @@ struct GradcheckArgs {
     eps: f64,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// Timed steps per configuration (median reported, after 3 warm-up steps).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    steps: u64,
+    /// Numbers of previous tasks to time, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 9])]
+    previous: Vec<usize>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(&args),
         Command::Gradcheck(args) if args.pipeline => gradcheck_pipeline(&args),
         Command::Gradcheck(args) => gradcheck_ops(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(code) => code,
@@ -350,4 +367,39 @@ fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn bench(args: &BenchArgs) -> Result<ExitCode> {
+    let report = hypertape::bench::run_bench(&args.previous, args.steps as usize);
+    if args.json {
+        let json = serde_json::to_string(&report).expect("the report serializes");
+        println!("{json}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &report.steps {
+        println!(
+            "previous tasks {:>2}: {:>9.2} ms/step  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)",
+            s.previous_tasks,
+            s.ms_per_step,
+            s.gflops,
+            hypertape::bench::step_matmul_flops(s.previous_tasks) * 1e-9
+        );
+    }
+    let n = hypertape::bench::YARDSTICK_N;
+    println!(
+        "sgemm {n}x{n}:          {:>7.2} GFLOP/s",
+        report.sgemm_gflops
+    );
+    println!(
+        "engine matmul {n}x{n}:  {:>7.2} GFLOP/s",
+        report.engine_gflops
+    );
+    for s in &report.steps {
+        println!(
+            "step/sgemm at {:>2} previous tasks: {:.3}",
+            s.previous_tasks,
+            report.sgemm_fraction(s)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
