@@ -13,10 +13,10 @@
 //! that is not a matrix product (elementwise ops, Adam, the regularizer's distances, copies,
 //! allocation) counts as overhead in this measure.
 
-use crate::cl::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput};
+use crate::cl::trainer::TaskSession;
+use crate::cl::HnetModel;
 use crate::experiment::{Benchmark, ExperimentConfig};
 use crate::nn::{Hnet, TargetMlp};
-use crate::optim::Adam;
 use crate::rng::Rng;
 use crate::tape::Tape;
 use serde::Serialize;
@@ -45,15 +45,10 @@ pub fn bench_config(previous_tasks: usize) -> ExperimentConfig {
 pub struct StepFixture {
     /// Target net, hypernetwork, θ and embeddings.
     pub model: HnetModel<f32>,
-    reg: Option<OutputRegularizer<f32>>,
-    theta_opt: Adam<f32>,
-    emb_opt: Adam<f32>,
-    lookahead: Lookahead,
+    session: TaskSession,
     x: Vec<f32>,
     labels: Vec<usize>,
-    task: usize,
     subset: Vec<usize>,
-    shifted: Vec<f32>,
 }
 
 /// The fixture of the PermutedMNIST-10 step with `previous_tasks` tasks already learned (the
@@ -66,15 +61,11 @@ pub fn step_fixture(previous_tasks: usize, seed: u64) -> StepFixture {
     let target = config.target();
     let hnet = Hnet::new(&config.hnet, target.num_weights());
     let mut model = HnetModel::<f32>::new(target, hnet, seed);
-    for _ in 0..=previous_tasks {
+    for _ in 0..previous_tasks {
         model.add_task(seed);
     }
     let task = previous_tasks;
-    // As `train_task`: targets captured before the task, no regularizer for the first task.
-    let reg = (task > 0 && train.beta > 0.0)
-        .then(|| OutputRegularizer::new(&model, task, train.beta, train.online_targets));
-    let theta_opt = Adam::new(model.theta.len(), train.lr);
-    let emb_opt = Adam::new(model.hnet.config().task_emb_dim, train.emb_lr);
+    let session = TaskSession::begin(&mut model, task, task, train);
     let mut rng = Rng::derived(seed, "bench-batch", task as u64);
     let input_dim = model.target.input_dim();
     let x: Vec<f32> = (0..BATCH * input_dim)
@@ -84,47 +75,26 @@ pub fn step_fixture(previous_tasks: usize, seed: u64) -> StepFixture {
     let labels: Vec<usize> = (0..BATCH).map(|_| rng.below(head_dim)).collect();
     StepFixture {
         model,
-        reg,
-        theta_opt,
-        emb_opt,
-        lookahead: train.lookahead,
+        session,
         x,
         labels,
-        task,
         subset: (0..task).collect(),
-        shifted: Vec::new(),
     }
 }
 
 impl StepFixture {
     /// Number of previous tasks the regularizer protects.
     pub fn previous_tasks(&self) -> usize {
-        self.task
+        self.subset.len()
     }
 
     /// One training step as `cl::trainer::train_task` takes it: the gradients (task loss,
     /// Adam look-ahead, regularizer over all previous tasks), then the Adam steps on θ and on
     /// the current embedding. Returns (task loss, regularizer).
     pub fn step(&mut self) -> (f64, f64) {
-        let input = StepInput {
-            x: &self.x,
-            labels: &self.labels,
-            task: self.task,
-            head: self.task,
-        };
-        let reg_use = self.reg.as_ref().map(|r| (r, self.subset.as_slice()));
-        let grads = step_gradients(
-            &self.model,
-            input,
-            reg_use,
-            self.lookahead,
-            &self.theta_opt,
-            &mut self.shifted,
-        );
-        self.theta_opt.step(&mut self.model.theta, &grads.theta);
-        self.emb_opt
-            .step(&mut self.model.task_embs[self.task], &grads.task_emb);
-        (grads.task_loss, grads.reg_loss)
+        self.session
+            .step(&mut self.model, &self.x, &self.labels, &self.subset)
+            .expect("the benchmark's losses stay finite")
     }
 }
 
@@ -372,7 +342,7 @@ pub fn run_bench(previous: &[usize], steps: usize) -> BenchReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cl::task_loss;
+    use crate::cl::{task_loss, OutputRegularizer};
     use crate::nn::{Activation, HnetConfig};
     use crate::tape::Op;
 

@@ -230,7 +230,10 @@ fn one_and_two_threads_train_bit_identical_parameters() {
     c.num_tasks = 2;
     c.train.iterations = 6;
     let train = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
         pool.install(|| {
             let mut model = new_model(&c);
             for (t, task) in tasks().iter().enumerate() {
@@ -241,6 +244,10 @@ fn one_and_two_threads_train_bit_identical_parameters() {
     };
     let one = train(1);
     let two = train(2);
-    assert!(one.theta.iter().zip(&two.theta).all(|(a, b)| a.to_bits() == b.to_bits()));
+    assert!(one
+        .theta
+        .iter()
+        .zip(&two.theta)
+        .all(|(a, b)| a.to_bits() == b.to_bits()));
     assert_eq!(one.task_embs, two.task_embs);
 }

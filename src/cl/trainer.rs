@@ -84,8 +84,102 @@ impl BatchSampler {
     }
 }
 
+/// The state of learning one task: the regularizer over the earlier tasks (targets captured
+/// when the task begins), fresh Adam states for θ and for the task's embedding, as the
+/// official implementation creates per task, and the step buffers.
+pub struct TaskSession {
+    task: usize,
+    head: usize,
+    reg: Option<OutputRegularizer<f32>>,
+    theta_opt: Adam<f32>,
+    emb_opt: Adam<f32>,
+    workspace: StepWorkspace<f32>,
+    lookahead: Lookahead,
+    lr: f64,
+}
+
+impl TaskSession {
+    /// Begins task `task` (the next one: `model.task_embs.len() == task`) with head `head`:
+    /// adds its embedding and captures the regularizer's targets.
+    pub fn begin(
+        model: &mut HnetModel<f32>,
+        task: usize,
+        head: usize,
+        config: &TrainConfig,
+    ) -> Self {
+        assert_eq!(model.task_embs.len(), task, "tasks are learned in order");
+        model.add_task(config.seed);
+        let reg = (task > 0 && config.beta > 0.0)
+            .then(|| OutputRegularizer::new(model, task, config.beta, config.online_targets));
+        Self {
+            task,
+            head,
+            reg,
+            theta_opt: Adam::new(model.theta.len(), config.lr),
+            emb_opt: Adam::new(model.hnet.config().task_emb_dim, config.emb_lr),
+            workspace: StepWorkspace::new(),
+            lookahead: config.lookahead,
+            lr: config.lr,
+        }
+    }
+
+    /// One step on the batch (`x`, `labels`), regularizing the previous tasks `subset`:
+    /// the gradients of the task loss and the look-ahead regularizer, then the Adam steps.
+    /// Returns (task loss, regularizer); a non-finite loss is an error and changes nothing.
+    pub fn step(
+        &mut self,
+        model: &mut HnetModel<f32>,
+        x: &[f32],
+        labels: &[usize],
+        subset: &[usize],
+    ) -> Result<(f64, f64)> {
+        let input = StepInput {
+            x,
+            labels,
+            task: self.task,
+            head: self.head,
+        };
+        let reg = self.reg.as_ref().map(|r| (r, subset));
+        let grads = step_gradients(
+            model,
+            input,
+            reg,
+            self.lookahead,
+            &self.theta_opt,
+            &mut self.workspace,
+        );
+        let losses = (grads.task_loss, grads.reg_loss);
+        if !losses.0.is_finite() || !losses.1.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "task {}: task loss {}, regularizer {} (try a smaller learning rate than {})",
+                self.task, losses.0, losses.1, self.lr
+            )));
+        }
+        self.theta_opt.step(&mut model.theta, &grads.theta);
+        self.emb_opt
+            .step(&mut model.task_embs[self.task], &grads.task_emb);
+        self.workspace.recycle(grads);
+        Ok(losses)
+    }
+
+    /// Checks that θ and the task's embedding are finite (a NaN in θ shows in the next step's
+    /// loss, so only the last step's update needs this look).
+    pub fn finish(self, model: &HnetModel<f32>) -> Result<()> {
+        let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+        if finite(&model.theta) && finite(&model.task_embs[self.task]) {
+            Ok(())
+        } else {
+            Err(Error::NonFinite(format!(
+                "task {}: the hypernetwork parameters or the task embedding became NaN or infinite in the last step (try a smaller learning rate than {})",
+                self.task, self.lr
+            )))
+        }
+    }
+}
+
 /// Trains task `task` (the next one: `model.task_embs.len() == task`) on `data` with head
-/// `head`: adds its embedding, then runs the steps. Fails if a loss becomes NaN or infinite.
+/// `head`: `iterations` steps on shuffled batches. Fails if a loss or a parameter becomes NaN
+/// or infinite.
 pub fn train_task(
     model: &mut HnetModel<f32>,
     task: usize,
@@ -94,19 +188,13 @@ pub fn train_task(
     config: &TrainConfig,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
-    assert_eq!(model.task_embs.len(), task, "tasks are learned in order");
     if data.is_empty() {
         return Err(Error::config(
             "task",
             format!("task {task} has no training samples"),
         ));
     }
-    model.add_task(config.seed);
-    let reg = (task > 0 && config.beta > 0.0)
-        .then(|| OutputRegularizer::new(model, task, config.beta, config.online_targets));
-    // A fresh optimizer per task, as the official implementation does.
-    let mut theta_opt = Adam::new(model.theta.len(), config.lr);
-    let mut emb_opt = Adam::new(model.hnet.config().task_emb_dim, config.emb_lr);
+    let mut session = TaskSession::begin(model, task, head, config);
     let mut sampler = BatchSampler::new(
         data.len(),
         Rng::derived(config.seed, "batches", task as u64),
@@ -117,7 +205,6 @@ pub fn train_task(
     let mut x = vec![0.0f32; b * data.input_dim()];
     let mut labels = vec![0usize; b];
     let mut indices = Vec::with_capacity(b);
-    let mut workspace = StepWorkspace::new();
     for it in 0..config.iterations {
         sampler.next_batch(b, &mut indices);
         data.fill_batch(&indices, &mut x, &mut labels);
@@ -125,47 +212,22 @@ pub fn train_task(
             Some(k) if k < task => subset_rng.choose_distinct(task, k),
             _ => all_prev.clone(),
         };
-        let input = StepInput {
-            x: &x,
-            labels: &labels,
-            task,
-            head,
-        };
-        let reg_use = reg.as_ref().map(|r| (r, subset.as_slice()));
-        let grads = step_gradients(
-            model,
-            input,
-            reg_use,
-            config.lookahead,
-            &theta_opt,
-            &mut workspace,
-        );
-        if !grads.task_loss.is_finite() || !grads.reg_loss.is_finite() {
-            return Err(Error::NonFinite(format!(
-                "task {task}, iteration {it}: task loss {}, regularizer {} (try a smaller learning rate than {})",
-                grads.task_loss, grads.reg_loss, config.lr
-            )));
-        }
-        theta_opt.step(&mut model.theta, &grads.theta);
-        emb_opt.step(&mut model.task_embs[task], &grads.task_emb);
+        let (task_loss, reg_loss) =
+            session
+                .step(model, &x, &labels, &subset)
+                .map_err(|e| match e {
+                    Error::NonFinite(m) => Error::NonFinite(format!("iteration {it}, {m}")),
+                    other => other,
+                })?;
         on_progress(&Progress {
             task,
             iteration: it + 1,
             iterations: config.iterations,
-            task_loss: grads.task_loss,
-            reg_loss: grads.reg_loss,
+            task_loss,
+            reg_loss,
         });
-        workspace.recycle(grads);
     }
-    // A NaN in θ shows in the next step's loss; only the last step's update needs a look.
-    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-    if !finite(&model.theta) || !finite(&model.task_embs[task]) {
-        return Err(Error::NonFinite(format!(
-            "task {task}: the hypernetwork parameters or the task embedding became NaN or infinite in the last step (try a smaller learning rate than {})",
-            config.lr
-        )));
-    }
-    Ok(())
+    session.finish(model)
 }
 
 /// Rows evaluated per batch.
