@@ -138,6 +138,36 @@ impl Hnet {
     /// [n × task_emb_dim], from θ = `theta` (flat): an [n × row_stride] var whose row j begins
     /// with task j's `num_weights` weights (see [`Hnet::task_weights`]).
     pub fn forward<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
+        let n = tape.dims(embs).0;
+        let h = self.last_hidden(tape, theta, embs);
+        let (w, b) = self.output_layer(tape, theta);
+        let out = tape.linear(h, w, Some(b));
+        tape.reshape(out, &[n, self.row_stride()])
+    }
+
+    /// Σⱼ ‖h(eⱼ, θ) − tⱼ‖² over the rows eⱼ of `embs` and tⱼ of `targets` [n × num_weights],
+    /// with the output layer and the distance fused (the generated weights are never stored
+    /// apart from their difference to the targets).
+    pub fn squared_distance_to<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        theta: Var,
+        embs: Var,
+        targets: Var,
+    ) -> Var {
+        let n = tape.dims(embs).0;
+        assert_eq!(
+            tape.value(targets).len(),
+            n * self.num_weights,
+            "targets must be [tasks × num_weights]"
+        );
+        let h = self.last_hidden(tape, theta, embs);
+        let (w, b) = self.output_layer(tape, theta);
+        tape.linear_squared_distance(h, w, Some(b), targets, n)
+    }
+
+    /// The input of the output layer: [n·num_chunks × last hidden width], rows task-major.
+    fn last_hidden<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
         let (n, d) = tape.dims(embs);
         assert_eq!(d, self.config.task_emb_dim, "task embedding width");
         let mut h = if self.num_chunks == 1 && self.chunk_embs.is_none() {
@@ -156,17 +186,21 @@ impl Hnet {
                 None => e,
             }
         };
-        let hidden = self.config.hidden.len();
-        for l in 0..hidden {
+        for l in 0..self.config.hidden.len() {
             let w = self.layout.view(tape, theta, 2 * l);
             let b = self.layout.view(tape, theta, 2 * l + 1);
             let z = tape.linear(h, w, Some(b));
             h = self.config.activation.apply(tape, z);
         }
+        h
+    }
+
+    /// Views of the output layer's weight and bias in θ.
+    fn output_layer<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var) -> (Var, Var) {
+        let hidden = self.config.hidden.len();
         let w = self.layout.view(tape, theta, 2 * hidden);
         let b = self.layout.view(tape, theta, 2 * hidden + 1);
-        let out = tape.linear(h, w, Some(b));
-        tape.reshape(out, &[n, self.row_stride()])
+        (w, b)
     }
 
     /// Task j's weights in the output of [`Hnet::forward`]: a flat view, no copy.
