@@ -5,7 +5,7 @@
 use crate::cl::trainer::{accuracy, train_task, Progress, TrainConfig};
 use crate::cl::{HnetModel, Lookahead};
 use crate::data::{load_mnist, permuted_mnist, split_mnist, ClassificationTask};
-use crate::nn::{Activation, Hnet, HnetConfig, TargetMlp};
+use crate::nn::{Activation, Hnet, HnetConfig, HnetInit, TargetMlp};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ pub struct ExperimentConfig {
     pub target_hidden: Vec<usize>,
     /// The hypernetwork.
     pub hnet: HnetConfig,
+    /// How θ is initialised.
+    #[serde(default)]
+    pub hnet_init: HnetInit,
     /// The training loop.
     pub train: TrainConfig,
     /// Permutation seed of PermutedMNIST (defaults to the run's seed).
@@ -88,6 +91,7 @@ impl ExperimentConfig {
             num_tasks,
             target_hidden,
             hnet,
+            hnet_init: HnetInit::Xavier,
             train: TrainConfig {
                 iterations,
                 batch_size: 128,
@@ -227,7 +231,7 @@ pub fn run(
     config.validate()?;
     let target = config.target();
     let hnet = Hnet::new(&config.hnet, target.num_weights());
-    let mut model = HnetModel::<f32>::new(target, hnet, config.train.seed);
+    let mut model = HnetModel::<f32>::with_init(target, hnet, config.train.seed, config.hnet_init);
     let start = Instant::now();
     let mut matrix = Vec::with_capacity(tasks.len());
     for (t, task) in tasks.iter().enumerate() {

@@ -6,7 +6,7 @@ use hypertape::cl::trainer::Progress;
 use hypertape::cl::Lookahead;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
-use hypertape::nn::Activation;
+use hypertape::nn::{Activation, HnetInit};
 use hypertape::{report, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
@@ -42,6 +42,12 @@ enum BenchmarkArg {
     PermutedMnist,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum HnetInitArg {
+    Xavier,
+    Hyperfan,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// The benchmark; every default below is the paper's setting for it.
@@ -73,6 +79,9 @@ struct RunArgs {
     /// Hypernetwork nonlinearity: relu, elu, sigmoid, tanh [relu / elu].
     #[arg(long)]
     hnet_activation: Option<Activation>,
+    /// Initialisation of the hypernetwork: xavier (the official code's) or hyperfan [xavier].
+    #[arg(long, value_enum)]
+    hnet_init: Option<HnetInitArg>,
     /// Weights per hypernetwork chunk; 0 for an unchunked hypernetwork [42000 / 78000].
     #[arg(long)]
     chunk_size: Option<usize>,
@@ -213,6 +222,12 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     }
     if let Some(v) = args.hnet_activation {
         h.activation = v;
+    }
+    if let Some(v) = args.hnet_init {
+        c.hnet_init = match v {
+            HnetInitArg::Xavier => HnetInit::Xavier,
+            HnetInitArg::Hyperfan => HnetInit::Hyperfan,
+        };
     }
     if let Some(v) = args.chunk_size {
         h.chunk_size = (v > 0).then_some(v);

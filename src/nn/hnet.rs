@@ -9,11 +9,22 @@
 //! Several tasks are one batch too: [`Hnet::forward`] takes n embeddings and returns n rows of
 //! weights, which is how the output regularizer protects all previous tasks in a single pass.
 
-use super::{normal, xavier_uniform, Activation, ParamLayout};
+use super::{normal, uniform_with_variance, xavier_uniform, Activation, ParamLayout, TargetMlp};
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
+
+/// How θ is initialised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HnetInit {
+    /// Xavier-uniform weights, zero biases (the official code's choice).
+    #[default]
+    Xavier,
+    /// Hyperfan-in: generated weights start with the variance of a fan-in init of the target.
+    Hyperfan,
+}
 
 /// The shape of a hypernetwork.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,6 +133,51 @@ impl Hnet {
                 normal(slot, 1.0, rng);
             } else if e.shape.len() == 2 {
                 xavier_uniform(slot, e.shape[1], e.shape[0], rng);
+            }
+        }
+        theta
+    }
+
+    /// θ initialised with hyperfan-in (Chang et al., ICLR 2020) for the target `target`:
+    /// hidden layers fan-in (Var = gain/fan_in, gain 2 for ReLU/ELU, 1 otherwise), zero
+    /// biases, N(0, 1) chunk embeddings, and an output layer whose row for a generated target
+    /// weight has Var = 2 / (2 · fan_in_target · fan_in_hidden) and for a generated bias
+    /// Var = 2 / (2 · fan_in_hidden) (ReLU target, input variance 1), so that generated
+    /// weights get about the variance a fan-in init of the target would give. With chunking,
+    /// one output row serves the same position in every chunk, so its variance is the mean of
+    /// those positions' variances.
+    pub fn init_params_hyperfan<F: Float>(&self, target: &TargetMlp, rng: &mut Rng) -> Vec<F> {
+        let mut theta = vec![F::ZERO; self.layout.len()];
+        let gain = match self.config.activation {
+            Activation::Relu | Activation::Elu => 2.0,
+            Activation::Sigmoid | Activation::Tanh => 1.0,
+        };
+        let output = 2 * self.config.hidden.len();
+        for (i, e) in self.layout.entries().iter().enumerate() {
+            let slot = &mut theta[e.range()];
+            if Some(i) == self.chunk_embs {
+                normal(slot, 1.0, rng);
+            } else if e.shape.len() == 2 && i != output {
+                uniform_with_variance(slot, gain / e.shape[1] as f64, rng);
+            } else if i == output {
+                let fan_in_hidden = e.shape[1] as f64;
+                let mut variance = vec![0.0f64; self.chunk_size];
+                let mut count = vec![0usize; self.chunk_size];
+                for entry in target.layout().entries() {
+                    let is_weight = entry.shape.len() == 2;
+                    let v = if is_weight {
+                        2.0 / (2.0 * entry.shape[1] as f64 * fan_in_hidden)
+                    } else {
+                        2.0 / (2.0 * fan_in_hidden)
+                    };
+                    for j in entry.range() {
+                        variance[j % self.chunk_size] += v;
+                        count[j % self.chunk_size] += 1;
+                    }
+                }
+                for (p, row) in slot.chunks_exact_mut(e.shape[1]).enumerate() {
+                    uniform_with_variance(row, variance[p] / count[p].max(1) as f64, rng);
+                }
             }
         }
         theta
