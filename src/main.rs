@@ -136,9 +136,10 @@ struct GradcheckArgs {
     /// Largest accepted error |a − n| / max(|a|, |n|, 1).
     #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
-    /// Finite-difference step.
-    #[arg(long, default_value_t = 1e-6)]
-    eps: f64,
+    /// Finite-difference step [1e-6; with --full-size 1e-4 along a unit direction, large
+    /// enough that rounding in the loss of a full-size model stays far below the tolerance].
+    #[arg(long)]
+    eps: Option<f64>,
 }
 
 #[derive(Args)]
@@ -301,8 +302,9 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
 }
 
 fn options(args: &GradcheckArgs) -> GradCheckOptions {
+    let default_eps = if args.full_size { 1e-4 } else { 1e-6 };
     GradCheckOptions {
-        eps: args.eps,
+        eps: args.eps.unwrap_or(default_eps),
         tolerance: args.tolerance,
     }
 }
