@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
-use hypertape::cl::Lookahead;
+use hypertape::cl::{Lookahead, Method, Scenario};
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
 use hypertape::nn::Activation;
@@ -25,8 +25,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Learn the tasks of a benchmark in sequence with a hypernetwork (task identity given, CL1)
-    /// and report per-task test accuracy.
+    /// Learn the tasks of a benchmark in sequence (hypernetwork or a baseline) in scenario CL1,
+    /// CL2 or CL3 and report per-task test accuracy, BWT, forgetting and task inference.
     Run(Box<RunArgs>),
     /// Audit gradients against f64 central finite differences: every op of the tape, or the
     /// whole training step (--pipeline).
@@ -46,6 +46,28 @@ enum BenchmarkArg {
 struct RunArgs {
     /// The benchmark; every default below is the paper's setting for it.
     benchmark: BenchmarkArg,
+    /// cl1: a head per task, task given; cl2: one shared head, task inferred (HNET+ENT);
+    /// cl3: a head per task, task inferred (HNET+ENT).
+    #[arg(long, default_value = "cl1")]
+    scenario: Scenario,
+    /// hnet, finetune, ewc, online-ewc or si (the last four train the target MLP directly).
+    #[arg(long, default_value = "hnet")]
+    method: Method,
+    /// λ of EWC and online EWC [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    ewc_lambda: Option<f64>,
+    /// γ of online EWC [1].
+    #[arg(long)]
+    online_ewc_gamma: Option<f64>,
+    /// c of SI [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    si_c: Option<f64>,
+    /// ξ of SI [0.1].
+    #[arg(long)]
+    si_xi: Option<f64>,
+    /// Samples per Fisher estimate of EWC [1000].
+    #[arg(long)]
+    fisher_samples: Option<usize>,
     /// Number of tasks [split-mnist: 5, permuted-mnist: 10].
     #[arg(long)]
     tasks: Option<usize>,
@@ -168,6 +190,24 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
         BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
     };
     let mut c = ExperimentConfig::paper_defaults(benchmark);
+    c.set_scenario(args.scenario);
+    c.method = args.method;
+    let b = &mut c.baseline;
+    if let Some(v) = args.ewc_lambda {
+        b.ewc_lambda = v;
+    }
+    if let Some(v) = args.online_ewc_gamma {
+        b.online_ewc_gamma = v;
+    }
+    if let Some(v) = args.si_c {
+        b.si_c = v;
+    }
+    if let Some(v) = args.si_xi {
+        b.si_xi = v;
+    }
+    if let Some(v) = args.fisher_samples {
+        b.fisher_samples = v;
+    }
     let t = &mut c.train;
     if let Some(v) = args.tasks {
         c.num_tasks = v;
@@ -240,13 +280,21 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let tasks = config.load_tasks()?;
     let target = config.target();
     let hnet = hypertape::nn::Hnet::new(&config.hnet, target.num_weights());
+    let model = if config.method == Method::Hnet {
+        format!(
+            "hypernetwork {} parameters (ratio {:.3})",
+            hnet.num_params(),
+            hnet.num_params() as f64 / target.num_weights() as f64
+        )
+    } else {
+        format!("{} on the target network", config.method.name())
+    };
     eprintln!(
-        "{}: {} tasks, target {} weights, hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
+        "{} {}: {} tasks, target {} weights, {model}, {} steps of {} per task",
         config.benchmark.name(),
+        config.scenario.name(),
         config.num_tasks,
         target.num_weights(),
-        hnet.num_params(),
-        hnet.num_params() as f64 / target.num_weights() as f64,
         config.train.iterations,
         config.train.batch_size
     );
@@ -277,6 +325,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let results = experiment::run(&config, &tasks, &mut on_progress, &mut on_task_end)?;
     report::write_results(&out, &results)?;
     print!("{}", report::accuracy_table(&results));
+    print!("{}", report::summary_lines(&results));
     println!(
         "wall clock {:.1} s; results in {}",
         results.wall_seconds,
