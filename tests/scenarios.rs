@@ -123,17 +123,17 @@ fn batched_entropy_inference_matches_one_input_at_a_time() {
             .collect();
         let refs: Vec<_> = views.iter().collect();
         let batched = entropy_inference(&model, 2, scenario, &refs);
-        for j in 0..2 {
+        for (j, b) in batched.iter().enumerate() {
             let (acc, inf) = reference_inference(&model, scenario, j, 2);
             assert!(
-                (batched[j].accuracy - acc).abs() < 1e-9,
+                (b.accuracy - acc).abs() < 1e-9,
                 "{scenario:?} task {j}: {} vs {acc}",
-                batched[j].accuracy
+                b.accuracy
             );
-            assert!((batched[j].task_inference_accuracy - inf).abs() < 1e-9);
-            let total: f64 = batched[j].picks.iter().sum();
+            assert!((b.task_inference_accuracy - inf).abs() < 1e-9);
+            let total: f64 = b.picks.iter().sum();
             assert!((total - 100.0).abs() < 1e-9);
-            assert!((batched[j].picks[j] - inf).abs() < 1e-9);
+            assert!((b.picks[j] - inf).abs() < 1e-9);
         }
     }
 }
