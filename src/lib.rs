@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod cl;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod experiment;
@@ -16,6 +17,7 @@ pub mod nn;
 pub mod optim;
 pub mod tape;
 pub mod tensor;
+pub mod toy;
 
 pub use tape::{Gradients, Tape, Var};
 pub use tensor::{Float, Tensor};

@@ -21,4 +21,7 @@ pub use baselines::{BaselineConfig, Consolidation, DirectLearner, Method};
 pub use inference::{entropy_inference, InferredEval, Readout, Scenario};
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
-pub use step::{step_gradients, task_loss, Lookahead, StepGradients, StepInput, StepWorkspace};
+pub use step::{
+    step_gradients, step_gradients_with, task_loss, Lookahead, StepGradients, StepInput,
+    StepWorkspace,
+};

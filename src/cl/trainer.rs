@@ -6,7 +6,10 @@
 //! embedding init, regularizer subsets), so a run resumed after task t continues exactly as an
 //! uninterrupted one.
 
-use super::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput, StepWorkspace};
+use super::{
+    step_gradients, step_gradients_with, HnetModel, Lookahead, OutputRegularizer, StepInput,
+    StepWorkspace,
+};
 use crate::data::TaskView;
 use crate::nn::TargetMlp;
 use crate::optim::Adam;
@@ -150,6 +153,45 @@ impl TaskSession {
             &self.theta_opt,
             &mut self.workspace,
         );
+        self.apply(model, grads)
+    }
+
+    /// One regression step on the batch (`x` [rows × input], `y` [rows × outputs]) with the
+    /// mean squared error over rows, Σ (f(x) − y)² / rows, as the task loss.
+    pub fn step_regression(
+        &mut self,
+        model: &mut HnetModel<f32>,
+        x: &[f32],
+        y: &[f32],
+        subset: &[usize],
+    ) -> Result<(f64, f64)> {
+        let reg = self.reg.as_ref().map(|r| (r, subset));
+        let m: &HnetModel<f32> = model;
+        let rows = x.len() / m.target.input_dim();
+        let head = self.head;
+        let grads = step_gradients_with(
+            m,
+            self.task,
+            |tape, weights| {
+                let xv = tape.constant_ref(&[rows, m.target.input_dim()], x);
+                let yv = tape.constant_ref(&[rows, m.target.head_dim()], y);
+                let out = m.target.forward(tape, weights, xv, head);
+                let sq = tape.squared_distance(out, yv);
+                tape.scale(sq, 1.0 / rows as f32)
+            },
+            reg,
+            self.lookahead,
+            &self.theta_opt,
+            &mut self.workspace,
+        );
+        self.apply(model, grads)
+    }
+
+    fn apply(
+        &mut self,
+        model: &mut HnetModel<f32>,
+        grads: super::StepGradients<f32>,
+    ) -> Result<(f64, f64)> {
         let losses = (grads.task_loss, grads.reg_loss);
         if !losses.0.is_finite() || !losses.1.is_finite() {
             return Err(Error::NonFinite(format!(
