@@ -2,9 +2,12 @@
 //! official code's defaults), validation of a configuration, and a run from data to the
 //! accuracy matrix.
 
-use crate::cl::trainer::{accuracy, train_task, Progress, TrainConfig};
-use crate::cl::{HnetModel, Lookahead};
-use crate::data::{load_mnist, permuted_mnist, split_mnist, ClassificationTask};
+use crate::cl::trainer::{accuracy, argmax, for_each_logits, train_task, Progress, TrainConfig};
+use crate::cl::{
+    entropy_inference, BaselineConfig, DirectLearner, HnetModel, InferredEval, Lookahead, Method,
+    Readout, Scenario,
+};
+use crate::data::{load_mnist, permuted_mnist, split_mnist, ClassificationTask, TaskView};
 use crate::nn::{Activation, Hnet, HnetConfig, HnetInit, TargetMlp};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -51,6 +54,15 @@ pub struct ExperimentConfig {
     pub data_seed: u64,
     /// Directory of the MNIST IDX files.
     pub data_dir: PathBuf,
+    /// The scenario (CL1 for configurations saved before it existed).
+    #[serde(default)]
+    pub scenario: Scenario,
+    /// The method (the hypernetwork for configurations saved before it existed).
+    #[serde(default)]
+    pub method: Method,
+    /// Penalty strengths of the baselines (ignored by the hypernetwork).
+    #[serde(default)]
+    pub baseline: BaselineConfig,
 }
 
 impl ExperimentConfig {
@@ -105,7 +117,16 @@ impl ExperimentConfig {
             },
             data_seed: 42,
             data_dir: PathBuf::from("data/mnist"),
+            scenario: Scenario::Cl1,
+            method: Method::Hnet,
+            baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
         }
+    }
+
+    /// Sets the scenario and the baselines' default strengths for it.
+    pub fn set_scenario(&mut self, scenario: Scenario) {
+        self.scenario = scenario;
+        self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
     }
 
     /// Inputs and outputs per head of the benchmark.
@@ -116,10 +137,15 @@ impl ExperimentConfig {
         }
     }
 
-    /// The target network (one head per task).
+    /// The target network: one head per task, or one shared head in CL2.
     pub fn target(&self) -> TargetMlp {
         let (input, head) = self.io_dims();
-        TargetMlp::new(input, &self.target_hidden, head, self.num_tasks)
+        TargetMlp::new(
+            input,
+            &self.target_hidden,
+            head,
+            self.scenario.num_heads(self.num_tasks),
+        )
     }
 
     /// Checks every field; the error names the field and what is allowed.
@@ -178,6 +204,21 @@ impl ExperimentConfig {
         if let Some(k) = self.train.reg_batch {
             positive("reg-batch", k)?;
         }
+        let b = &self.baseline;
+        for (field, v) in [
+            ("ewc-lambda", b.ewc_lambda),
+            ("online-ewc-gamma", b.online_ewc_gamma),
+            ("si-c", b.si_c),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(
+                    field,
+                    format!("must be finite and >= 0, got {v}"),
+                ));
+            }
+        }
+        rate("si-xi", b.si_xi)?;
+        positive("fisher-samples", b.fisher_samples)?;
         Ok(())
     }
 
@@ -202,9 +243,9 @@ pub struct RunResults {
     pub version: String,
     /// Number of target weights (all heads).
     pub num_target_weights: usize,
-    /// Number of trainable hypernetwork parameters θ (with chunk embeddings).
+    /// Number of trainable hypernetwork parameters θ (with chunk embeddings); 0 for a baseline.
     pub num_hnet_params: usize,
-    /// #θ / #W.
+    /// #θ / #W (0 for a baseline).
     pub compression_ratio: f64,
     /// Row i: test accuracy of tasks 0..=i after training task i.
     pub accuracy_matrix: Vec<Vec<f64>>,
@@ -216,12 +257,166 @@ pub struct RunResults {
     pub during_accuracy: Vec<f64>,
     /// Mean of `during_accuracy`.
     pub during_mean_accuracy: f64,
+    /// Backward transfer: mean over tasks j before the last of A[last][j] − A[j][j] (none with
+    /// one task).
+    pub backward_transfer: Option<f64>,
+    /// Forgetting: mean over tasks j before the last of max_i A[i][j] − A[last][j].
+    pub forgetting: Option<f64>,
+    /// CL2/CL3: row i = percent of each task's test inputs whose task was inferred correctly
+    /// after training task i.
+    pub task_inference_matrix: Option<Vec<Vec<f64>>>,
+    /// CL2/CL3: the last row of `task_inference_matrix`.
+    pub final_task_inference_accuracy: Option<Vec<f64>>,
+    /// CL2/CL3: mean of `final_task_inference_accuracy`.
+    pub final_mean_task_inference_accuracy: Option<f64>,
+    /// CL2/CL3 after the last task: row j = percent of task j's test inputs assigned to each
+    /// task.
+    pub final_task_picks: Option<Vec<Vec<f64>>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
 }
 
-/// Trains the tasks in order, evaluating every task seen so far after each one.
-/// `on_task_end` gets the task index and its row of the accuracy matrix.
+/// One task's evaluation: accuracy of every learned task and, without task identity, the
+/// task inference.
+struct EvalRow {
+    accuracy: Vec<f64>,
+    inferred: Option<Vec<InferredEval>>,
+}
+
+/// A continual learner the run loop drives.
+trait Learner {
+    /// Learns task `t`.
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()>;
+    /// Evaluates the first `tests.len()` tasks (all learned).
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow;
+}
+
+struct HnetLearner {
+    model: HnetModel<f32>,
+    scenario: Scenario,
+    train: TrainConfig,
+}
+
+impl Learner for HnetLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let head = self.scenario.head(t);
+        train_task(
+            &mut self.model,
+            t,
+            head,
+            &task.train,
+            &self.train,
+            on_progress,
+        )
+    }
+
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        if self.scenario.infers_task() {
+            let inferred = entropy_inference(&self.model, tests.len(), self.scenario, tests);
+            EvalRow {
+                accuracy: inferred.iter().map(|e| e.accuracy).collect(),
+                inferred: Some(inferred),
+            }
+        } else {
+            EvalRow {
+                accuracy: tests
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| accuracy(&self.model, j, j, d))
+                    .collect(),
+                inferred: None,
+            }
+        }
+    }
+}
+
+struct BaselineLearner {
+    learner: DirectLearner,
+    scenario: Scenario,
+    train: TrainConfig,
+}
+
+impl BaselineLearner {
+    /// The outputs task `t` trains: its own head (CL1), the shared head (CL2), or the heads of
+    /// every class seen so far with the task's classes after them (CL3, as van de Ven &
+    /// Tolias train their class-incremental baselines).
+    fn readout(&self, t: usize) -> Readout {
+        match self.scenario {
+            Scenario::Cl1 | Scenario::Cl2 => Readout::head(self.scenario.head(t)),
+            Scenario::Cl3 => Readout {
+                heads: 0..t + 1,
+                label_offset: t * self.learner.target.head_dim(),
+            },
+        }
+    }
+}
+
+impl Learner for BaselineLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let readout = self.readout(t);
+        self.learner
+            .learn_classification(t, &task.train, &readout, &self.train, on_progress)
+    }
+
+    /// CL1: task j's head; CL2: the shared head; CL3: the argmax over the classes of every
+    /// learned task, whose head names the inferred task.
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        let target = &self.learner.target;
+        let w = &self.learner.weights;
+        let learned = tests.len();
+        let hd = target.head_dim();
+        let mut accuracy = Vec::with_capacity(learned);
+        let mut inferred = Vec::with_capacity(learned);
+        for (j, data) in tests.iter().enumerate() {
+            let labels = data.labels();
+            let n = data.len().max(1) as f64;
+            let (heads, offset) = match self.scenario {
+                Scenario::Cl3 => (0..learned, j * hd),
+                s => (s.head(j)..s.head(j) + 1, 0),
+            };
+            let mut correct = 0usize;
+            let mut picks = vec![0usize; learned];
+            for_each_logits(target, w, heads, data, &mut |i, row| {
+                let p = argmax(row);
+                correct += usize::from(p == labels[i] + offset);
+                if self.scenario == Scenario::Cl3 {
+                    picks[p / hd] += 1;
+                }
+            });
+            accuracy.push(100.0 * correct as f64 / n);
+            if self.scenario == Scenario::Cl3 {
+                inferred.push(InferredEval {
+                    accuracy: 100.0 * correct as f64 / n,
+                    task_inference_accuracy: 100.0 * picks[j] as f64 / n,
+                    picks: picks.iter().map(|&c| 100.0 * c as f64 / n).collect(),
+                });
+            }
+        }
+        EvalRow {
+            accuracy,
+            inferred: (self.scenario == Scenario::Cl3).then_some(inferred),
+        }
+    }
+}
+
+/// Trains the tasks in order with `config.method`, evaluating every task seen so far after
+/// each one in `config.scenario`. `on_task_end` gets the task index and its row of the
+/// accuracy matrix.
 pub fn run(
     config: &ExperimentConfig,
     tasks: &[ClassificationTask],
@@ -230,37 +425,115 @@ pub fn run(
 ) -> Result<RunResults> {
     config.validate()?;
     let target = config.target();
-    let hnet = Hnet::new(&config.hnet, target.num_weights());
-    let mut model = HnetModel::<f32>::with_init(target, hnet, config.train.seed, config.hnet_init);
     let start = Instant::now();
+    let (mut learner, num_hnet_params): (Box<dyn Learner>, usize) = match config.method {
+        Method::Hnet => {
+            let hnet = Hnet::new(&config.hnet, target.num_weights());
+            let n = hnet.num_params();
+            let model = HnetModel::<f32>::with_init(
+                target.clone(),
+                hnet,
+                config.train.seed,
+                config.hnet_init,
+            );
+            (
+                Box::new(HnetLearner {
+                    model,
+                    scenario: config.scenario,
+                    train: config.train.clone(),
+                }),
+                n,
+            )
+        }
+        method => (
+            Box::new(BaselineLearner {
+                learner: DirectLearner::new(
+                    target.clone(),
+                    method,
+                    &config.baseline,
+                    config.train.seed,
+                ),
+                scenario: config.scenario,
+                train: config.train.clone(),
+            }),
+            0,
+        ),
+    };
     let mut matrix = Vec::with_capacity(tasks.len());
+    let mut inference: Vec<Vec<InferredEval>> = Vec::new();
     for (t, task) in tasks.iter().enumerate() {
-        train_task(&mut model, t, t, &task.train, &config.train, on_progress)?;
-        let row: Vec<f64> = (0..=t)
-            .map(|j| accuracy(&model, j, j, &tasks[j].test))
-            .collect();
-        on_task_end(t, &row);
-        matrix.push(row);
+        learner.learn(t, task, on_progress)?;
+        let tests: Vec<&TaskView> = tasks[..=t].iter().map(|k| &k.test).collect();
+        let row = learner.evaluate(&tests);
+        on_task_end(t, &row.accuracy);
+        matrix.push(row.accuracy);
+        if let Some(i) = row.inferred {
+            inference.push(i);
+        }
     }
-    Ok(summarize(
+    let mut results = summarize(
         config,
-        &model,
+        target.num_weights(),
+        num_hnet_params,
         matrix,
         start.elapsed().as_secs_f64(),
-    ))
+    );
+    if !inference.is_empty() {
+        let m: Vec<Vec<f64>> = inference
+            .iter()
+            .map(|r| r.iter().map(|e| e.task_inference_accuracy).collect())
+            .collect();
+        let last = m.last().cloned().unwrap_or_default();
+        results.final_mean_task_inference_accuracy = Some(mean(&last));
+        results.final_task_inference_accuracy = Some(last);
+        results.task_inference_matrix = Some(m);
+        results.final_task_picks = inference
+            .last()
+            .map(|r| r.iter().map(|e| e.picks.clone()).collect());
+    }
+    Ok(results)
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Backward transfer of an accuracy matrix (row i = accuracies after task i): mean over
+/// j < T of A[T][j] − A[j][j], T the last task; `None` with fewer than two tasks.
+pub fn backward_transfer(matrix: &[Vec<f64>]) -> Option<f64> {
+    let last = matrix.last()?;
+    let t = matrix.len() - 1;
+    (t > 0).then(|| (0..t).map(|j| last[j] - matrix[j][j]).sum::<f64>() / t as f64)
+}
+
+/// Forgetting: mean over j < T of max_i A[i][j] − A[T][j] (i over the rows that hold task
+/// j); `None` with fewer than two tasks.
+pub fn forgetting(matrix: &[Vec<f64>]) -> Option<f64> {
+    let last = matrix.last()?;
+    let t = matrix.len() - 1;
+    (t > 0).then(|| {
+        (0..t)
+            .map(|j| {
+                let best = matrix[j..]
+                    .iter()
+                    .map(|r| r[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                best - last[j]
+            })
+            .sum::<f64>()
+            / t as f64
+    })
 }
 
 fn summarize(
     config: &ExperimentConfig,
-    model: &HnetModel<f32>,
+    num_target_weights: usize,
+    num_hnet_params: usize,
     matrix: Vec<Vec<f64>>,
     wall_seconds: f64,
 ) -> RunResults {
     let final_accuracy = matrix.last().cloned().unwrap_or_default();
     let during_accuracy: Vec<f64> = matrix.iter().enumerate().map(|(i, r)| r[i]).collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let num_target_weights = model.target.num_weights();
-    let num_hnet_params = model.hnet.num_params();
     RunResults {
         config: config.clone(),
         seed: config.train.seed,
@@ -270,9 +543,34 @@ fn summarize(
         compression_ratio: num_hnet_params as f64 / num_target_weights as f64,
         final_mean_accuracy: mean(&final_accuracy),
         during_mean_accuracy: mean(&during_accuracy),
+        backward_transfer: backward_transfer(&matrix),
+        forgetting: forgetting(&matrix),
+        task_inference_matrix: None,
+        final_task_inference_accuracy: None,
+        final_mean_task_inference_accuracy: None,
+        final_task_picks: None,
         final_accuracy,
         during_accuracy,
         accuracy_matrix: matrix,
         wall_seconds,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backward_transfer_and_forgetting_by_hand() {
+        let m = vec![vec![90.0], vec![80.0, 95.0], vec![85.0, 70.0, 99.0]];
+        // BWT = ((85 − 90) + (70 − 95)) / 2 = −15; forgetting = ((90 − 85) + (95 − 70)) / 2 = 15.
+        assert!((backward_transfer(&m).unwrap() + 15.0).abs() < 1e-12);
+        assert!((forgetting(&m).unwrap() - 15.0).abs() < 1e-12);
+        // Forgetting measures from the best row, not the first: task 0 peaks after task 1.
+        let m = vec![vec![80.0], vec![90.0, 95.0], vec![85.0, 95.0, 99.0]];
+        assert!((forgetting(&m).unwrap() - 2.5).abs() < 1e-12);
+        assert!((backward_transfer(&m).unwrap() - 2.5).abs() < 1e-12);
+        assert_eq!(backward_transfer(&m[..1]), None);
+        assert_eq!(forgetting(&[]), None);
     }
 }

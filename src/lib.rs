@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod cl;
+pub mod compare;
 pub mod data;
 pub mod error;
 pub mod experiment;
@@ -27,6 +28,7 @@ pub mod report;
 pub mod rng;
 pub mod tape;
 pub mod tensor;
+pub mod toy;
 
 pub use error::{Error, Result};
 pub use tape::{Gradients, Tape, Var};

@@ -3,7 +3,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
-use hypertape::cl::Lookahead;
+use hypertape::cl::{Lookahead, Method, Scenario};
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
 use hypertape::nn::{Activation, HnetInit};
@@ -25,9 +25,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Learn the tasks of a benchmark in sequence with a hypernetwork (task identity given, CL1)
-    /// and report per-task test accuracy.
+    /// Learn the tasks of a benchmark in sequence (hypernetwork or a baseline) in scenario CL1,
+    /// CL2 or CL3 and report per-task test accuracy, BWT, forgetting and task inference.
     Run(Box<RunArgs>),
+    /// Run methods × scenarios × seeds on a benchmark and print a table shaped like the paper's
+    /// Table 1 (mean ± std over seeds of the final mean accuracy); writes table.md and
+    /// compare.json.
+    Compare(CompareArgs),
     /// Audit gradients against f64 central finite differences: every op of the tape, or the
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
@@ -48,10 +52,41 @@ enum HnetInitArg {
     Hyperfan,
 }
 
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum RunTarget {
+    SplitMnist,
+    PermutedMnist,
+    /// The 1-D toy regression (paper Fig. 2): hnet vs fine-tuning vs EWC, MSE table and SVG;
+    /// reads --iterations, --lr, --beta, --ewc-lambda, --seed, --out.
+    ToyRegression,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// The benchmark; every default below is the paper's setting for it.
-    benchmark: BenchmarkArg,
+    benchmark: RunTarget,
+    /// cl1: a head per task, task given; cl2: one shared head, task inferred (HNET+ENT);
+    /// cl3: a head per task, task inferred (HNET+ENT).
+    #[arg(long, default_value = "cl1")]
+    scenario: Scenario,
+    /// hnet, finetune, ewc, online-ewc or si (the last four train the target MLP directly).
+    #[arg(long, default_value = "hnet")]
+    method: Method,
+    /// λ of EWC and online EWC [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    ewc_lambda: Option<f64>,
+    /// γ of online EWC [1].
+    #[arg(long)]
+    online_ewc_gamma: Option<f64>,
+    /// c of SI [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    si_c: Option<f64>,
+    /// ξ of SI [0.1].
+    #[arg(long)]
+    si_xi: Option<f64>,
+    /// Samples per Fisher estimate of EWC [1000].
+    #[arg(long)]
+    fisher_samples: Option<usize>,
     /// Number of tasks [split-mnist: 5, permuted-mnist: 10].
     #[arg(long)]
     tasks: Option<usize>,
@@ -118,6 +153,33 @@ struct RunArgs {
 }
 
 #[derive(Args)]
+struct CompareArgs {
+    /// The benchmark (paper settings unless overridden below).
+    benchmark: BenchmarkArg,
+    /// Methods, comma-separated (rows).
+    #[arg(long, value_delimiter = ',', default_values = ["hnet", "finetune", "ewc", "online-ewc", "si"])]
+    methods: Vec<Method>,
+    /// Scenarios, comma-separated (columns).
+    #[arg(long, value_delimiter = ',', default_values = ["cl1", "cl2", "cl3"])]
+    scenarios: Vec<Scenario>,
+    /// Number of seeds: 42, 43, …
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// Number of tasks [5 / 10].
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Training steps per task [2000 / 5000].
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Directory of the MNIST IDX files.
+    #[arg(long, default_value = "data/mnist")]
+    data_dir: PathBuf,
+    /// Directory for table.md, compare.json and every run's results [runs/compare-<benchmark>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct GradcheckArgs {
     /// Audit the whole training step (hnet → target → loss + look-ahead regularizer) on a tiny
     /// f64 configuration, element by element.
@@ -159,6 +221,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Compare(args) => compare(&args),
         Command::Gradcheck(args) if args.pipeline => gradcheck_pipeline(&args),
         Command::Gradcheck(args) => gradcheck_ops(&args),
         Command::Bench(args) => bench(&args),
@@ -174,10 +237,28 @@ fn main() -> ExitCode {
 
 fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     let benchmark = match args.benchmark {
-        BenchmarkArg::SplitMnist => Benchmark::SplitMnist,
-        BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
+        RunTarget::SplitMnist | RunTarget::ToyRegression => Benchmark::SplitMnist,
+        RunTarget::PermutedMnist => Benchmark::PermutedMnist,
     };
     let mut c = ExperimentConfig::paper_defaults(benchmark);
+    c.set_scenario(args.scenario);
+    c.method = args.method;
+    let b = &mut c.baseline;
+    if let Some(v) = args.ewc_lambda {
+        b.ewc_lambda = v;
+    }
+    if let Some(v) = args.online_ewc_gamma {
+        b.online_ewc_gamma = v;
+    }
+    if let Some(v) = args.si_c {
+        b.si_c = v;
+    }
+    if let Some(v) = args.si_xi {
+        b.si_xi = v;
+    }
+    if let Some(v) = args.fisher_samples {
+        b.fisher_samples = v;
+    }
     let t = &mut c.train;
     if let Some(v) = args.tasks {
         c.num_tasks = v;
@@ -243,7 +324,56 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     c
 }
 
+fn run_toy(args: &RunArgs) -> Result<ExitCode> {
+    let mut c = hypertape::toy::ToyConfig::default();
+    if let Some(v) = args.iterations {
+        c.iterations = v;
+    }
+    if let Some(v) = args.batch_size {
+        c.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        c.lr = v;
+    }
+    if let Some(v) = args.beta {
+        c.beta = v;
+    }
+    if let Some(v) = args.ewc_lambda {
+        c.ewc_lambda = v;
+    }
+    if let Some(v) = args.seed {
+        c.seed = v;
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/toy-regression-seed{}", c.seed)));
+    eprintln!(
+        "toy regression: 3 tasks, {} steps of {} per task, hnet vs finetune vs ewc (λ {})",
+        c.iterations, c.batch_size, c.ewc_lambda
+    );
+    let (results, tasks) =
+        hypertape::toy::run_toy(&c, &[Method::Hnet, Method::Finetune, Method::Ewc])?;
+    let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+    report::write_atomic(&out.join("results.json"), &json)?;
+    report::write_atomic(
+        &out.join("curves.svg"),
+        hypertape::toy::svg(&results, &tasks).as_bytes(),
+    )?;
+    print!("{}", hypertape::toy::mse_table(&results));
+    println!(
+        "wall clock {:.1} s; results in {}, curves in {}",
+        results.wall_seconds,
+        out.join("results.json").display(),
+        out.join("curves.svg").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.benchmark == RunTarget::ToyRegression {
+        return run_toy(args);
+    }
     let config = experiment_config(args);
     config.validate()?;
     let out = args.out.clone().unwrap_or_else(|| {
@@ -256,13 +386,21 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let tasks = config.load_tasks()?;
     let target = config.target();
     let hnet = hypertape::nn::Hnet::new(&config.hnet, target.num_weights());
+    let model = if config.method == Method::Hnet {
+        format!(
+            "hypernetwork {} parameters (ratio {:.3})",
+            hnet.num_params(),
+            hnet.num_params() as f64 / target.num_weights() as f64
+        )
+    } else {
+        format!("{} on the target network", config.method.name())
+    };
     eprintln!(
-        "{}: {} tasks, target {} weights, hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
+        "{} {}: {} tasks, target {} weights, {model}, {} steps of {} per task",
         config.benchmark.name(),
+        config.scenario.name(),
         config.num_tasks,
         target.num_weights(),
-        hnet.num_params(),
-        hnet.num_params() as f64 / target.num_weights() as f64,
         config.train.iterations,
         config.train.batch_size
     );
@@ -293,11 +431,70 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let results = experiment::run(&config, &tasks, &mut on_progress, &mut on_task_end)?;
     report::write_results(&out, &results)?;
     print!("{}", report::accuracy_table(&results));
+    print!("{}", report::summary_lines(&results));
     println!(
         "wall clock {:.1} s; results in {}",
         results.wall_seconds,
         out.join("results.json").display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn benchmark_of(arg: BenchmarkArg) -> Benchmark {
+    match arg {
+        BenchmarkArg::SplitMnist => Benchmark::SplitMnist,
+        BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
+    }
+}
+
+fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let benchmark = benchmark_of(args.benchmark);
+    let mut base = ExperimentConfig::paper_defaults(benchmark);
+    if let Some(v) = args.tasks {
+        base.num_tasks = v;
+    }
+    if let Some(v) = args.iterations {
+        base.train.iterations = v;
+    }
+    base.data_dir = args.data_dir.clone();
+    base.validate()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", benchmark.name())));
+    let seeds: Vec<u64> = (0..args.seeds).map(|i| 42 + i).collect();
+    let total = args.methods.len() * args.scenarios.len() * seeds.len();
+    let mut done = 0;
+    let mut written: Result<()> = Ok(());
+    let results =
+        hypertape::compare::run_grid(&base, &args.methods, &args.scenarios, &seeds, &mut |r| {
+            done += 1;
+            let c = &r.config;
+            eprintln!(
+                "[{done}/{total}] {} {} seed {}: final mean accuracy {:.2} % ({:.0} s)",
+                c.method.name(),
+                c.scenario.name(),
+                r.seed,
+                r.final_mean_accuracy,
+                r.wall_seconds
+            );
+            let dir = out.join(format!(
+                "{}-{}-seed{}",
+                c.method.name(),
+                c.scenario.name(),
+                r.seed
+            ));
+            if written.is_ok() {
+                written = report::write_results(&dir, r);
+            }
+        })?;
+    written?;
+    let table = hypertape::compare::markdown(&results);
+    report::write_atomic(&out.join("table.md"), table.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+    report::write_atomic(&out.join("compare.json"), &json)?;
+    print!("{table}");
+    println!("written to {}", out.join("table.md").display());
     Ok(ExitCode::SUCCESS)
 }
 

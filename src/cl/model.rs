@@ -50,6 +50,11 @@ impl<F: Float> HnetModel<F> {
         t
     }
 
+    /// The target weights the hypernetwork generates for task `task` (no recording).
+    pub fn generated_weights(&self, task: usize) -> Vec<F> {
+        super::regularizer::generate(&self.hnet, &self.theta, &self.task_embs, &[task])
+    }
+
     /// The embeddings of tasks `tasks` as one flat [n × task_emb_dim] buffer.
     pub fn stacked_embeddings(&self, tasks: &[usize]) -> Vec<F> {
         tasks
