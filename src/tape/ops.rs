@@ -351,16 +351,35 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// y = x·Wᵀ + b for x [m×in], W [out×in], b [out]: a dense layer in one node.
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Var {
+        let (m, n, out) = self.dense_forward(x, w, b, "linear");
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        self.push(Op::Linear { x, w, b }, &inputs, vec![m, n], out)
+    }
+
+    /// dx = g·W, dW = gᵀ·x, db = column sums of g.
+    fn linear_backward(&self, x: Var, w: Var, b: Option<Var>, g: &[F], grads: &mut GradBuffers<F>) {
+        self.dense_backward(x, w, b, F::ONE, g, grads);
+    }
+
+    /// (m, n, x·Wᵀ + b) in a pooled buffer: the forward of [`Tape::linear`] and of the fused
+    /// ops built on it.
+    fn dense_forward(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        what: &str,
+    ) -> (usize, usize, Vec<F>) {
         let (m, k) = self.dims(x);
         let (n, k2) = self.dims(w);
-        assert_eq!(k, k2, "linear: input width {k} but weight is {n}×{k2}");
+        assert_eq!(k, k2, "{what}: input width {k} but weight is {n}×{k2}");
         let mut out = self.pool.take(m * n);
         let beta = if let Some(b) = b {
             let bv = self.value(b);
             assert_eq!(
                 bv.len(),
                 n,
-                "linear: bias has {} elements, {n} needed",
+                "{what}: bias has {} elements, {n} needed",
                 bv.len()
             );
             out.chunks_exact_mut(n.max(1))
@@ -381,22 +400,37 @@ impl<'a, F: Float> Tape<'a, F> {
             beta,
             &mut out,
         );
-        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
-        self.push(Op::Linear { x, w, b }, &inputs, vec![m, n], out)
+        (m, n, out)
     }
 
-    /// dx = g·W, dW = gᵀ·x, db = column sums of g.
-    fn linear_backward(&self, x: Var, w: Var, b: Option<Var>, g: &[F], grads: &mut GradBuffers<F>) {
+    /// The backward of a dense layer whose output gradient is α·g: dx += α·g·W,
+    /// dW += α·gᵀ·x, db += α·column sums of g.
+    fn dense_backward(
+        &self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        alpha: F,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
         let (m, k) = self.dims(x);
         let (n, _) = self.dims(w);
         if let Some(gx) = self.grad_of(x, grads) {
-            gemm(m, k, n, F::ONE, g, false, self.value(w), false, F::ONE, gx);
+            gemm(m, k, n, alpha, g, false, self.value(w), false, F::ONE, gx);
         }
         if let Some(gw) = self.grad_of(w, grads) {
-            gemm(n, k, m, F::ONE, g, true, self.value(x), false, F::ONE, gw);
+            gemm(n, k, m, alpha, g, true, self.value(x), false, F::ONE, gw);
         }
-        if let Some(gb) = b.and_then(|b| self.grad_of(b, grads)) {
-            add_col_sums(g, n, gb);
+        if let Some(b) = b.filter(|&b| self.requires_grad(b)) {
+            if alpha == F::ONE {
+                add_col_sums(g, n, grads.slot(self, b));
+            } else {
+                let mut sums = grads.pool.take_zeroed(n);
+                add_col_sums(g, n, &mut sums);
+                kernels::update(grads.slot(self, b), &sums, |d, c| d + alpha * c);
+                grads.pool.give(sums);
+            }
         }
     }
 }
@@ -1024,49 +1058,18 @@ impl<'a, F: Float> Tape<'a, F> {
         target: Var,
         groups: usize,
     ) -> Var {
-        let (m, k) = self.dims(x);
-        let (n, k2) = self.dims(w);
-        assert_eq!(
-            k, k2,
-            "linear_squared_distance: input width {k} but weight is {n}×{k2}"
-        );
+        let m = self.dims(x).0;
         assert!(
             groups > 0 && m % groups == 0,
             "{m} rows do not form {groups} groups"
         );
+        let (_, n, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
         let group_len = m / groups * n;
         let len = self.value(target).len() / groups;
         assert_eq!(len * groups, self.value(target).len(), "target rows");
         assert!(
             len <= group_len,
             "target rows of {len} exceed groups of {group_len}"
-        );
-        let mut diff = self.pool.take(m * n);
-        let beta = if let Some(b) = b {
-            let bv = self.value(b);
-            assert_eq!(
-                bv.len(),
-                n,
-                "linear_squared_distance: bias of {} for {n} outputs",
-                bv.len()
-            );
-            diff.chunks_exact_mut(n.max(1))
-                .for_each(|row| row.copy_from_slice(bv));
-            F::ONE
-        } else {
-            F::ZERO
-        };
-        gemm(
-            m,
-            n,
-            k,
-            F::ONE,
-            self.value(x),
-            false,
-            self.value(w),
-            true,
-            beta,
-            &mut diff,
         );
         let tv = self.value(target);
         let mut total = 0.0;
@@ -1110,21 +1113,9 @@ impl<'a, F: Float> Tape<'a, F> {
         g: &[F],
         grads: &mut GradBuffers<F>,
     ) {
-        let (m, k) = self.dims(x);
-        let (n, _) = self.dims(w);
+        let (m, n) = (self.dims(x).0, self.dims(w).0);
         let s = (F::ONE + F::ONE) * g[0];
-        if let Some(gx) = self.grad_of(x, grads) {
-            gemm(m, k, n, s, diff, false, self.value(w), false, F::ONE, gx);
-        }
-        if let Some(gw) = self.grad_of(w, grads) {
-            gemm(n, k, m, s, diff, true, self.value(x), false, F::ONE, gw);
-        }
-        if let Some(b) = b.filter(|&b| self.requires_grad(b)) {
-            let mut sums = grads.pool.take_zeroed(n);
-            add_col_sums(diff, n, &mut sums);
-            kernels::update(grads.slot(self, b), &sums, |d, c| d + s * c);
-            grads.pool.give(sums);
-        }
+        self.dense_backward(x, w, b, s, diff, grads);
         if let Some(gt) = self.grad_of(target, grads) {
             let group_len = m / groups * n;
             let len = gt.len() / groups;
