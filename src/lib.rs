@@ -2,6 +2,7 @@
 //! task-conditioned hypernetworks (von Oswald et al., ICLR 2020) on the CPU.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cl;
 pub mod data;
 pub mod error;

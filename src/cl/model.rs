@@ -48,4 +48,10 @@ impl<F: Float> HnetModel<F> {
             .flat_map(|&t| self.task_embs[t].iter().copied())
             .collect()
     }
+
+    /// The target weights the hypernetwork generates for task `task` (flat, in the order of
+    /// `target.layout()`), without recording a tape.
+    pub fn generate_weights(&self, task: usize) -> Vec<F> {
+        super::regularizer::generate(&self.hnet, &self.theta, &self.task_embs, &[task])
+    }
 }
