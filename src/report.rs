@@ -85,8 +85,8 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
     let lo = ((min / 10.0).floor() * 10.0).clamp(0.0, 90.0);
     let frac = |v: f64| ((v - lo) / (100.0 - lo)).clamp(0.0, 1.0);
     let cell = (320.0 / n as f64).min(56.0);
-    let (hx, hy) = (90.0, 70.0);
-    let (px, py, pw, ph) = (hx + cell * n as f64 + 110.0, 70.0, 360.0, 300.0);
+    let (hx, hy) = (90.0, 100.0);
+    let (px, py, pw, ph) = (hx + cell * n as f64 + 110.0, 100.0, 360.0, 300.0);
     let width = px + pw + 170.0;
     let height = (hy + cell * n as f64 + 60.0).max(py + ph + 70.0);
     let mut s = String::new();
@@ -103,9 +103,9 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
     let _ = writeln!(
         s,
         r#"<text x="{hx}" y="{}" font-weight="bold">accuracy matrix</text><text x="{:.1}" y="{}" text-anchor="middle">task j</text>"#,
-        hy - 30.0,
+        hy - 42.0,
         hx + cell * n as f64 / 2.0,
-        hy - 14.0,
+        hy - 22.0,
     );
     let _ = writeln!(
         s,
@@ -119,7 +119,7 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
             s,
             r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{k}</text><text x="{:.1}" y="{:.1}" text-anchor="end" dominant-baseline="middle">{k}</text>"#,
             hx + c,
-            hy - 2.0,
+            hy - 5.0,
             hx - 6.0,
             hy + c
         );
@@ -136,10 +136,10 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
                     let text = if f > 0.55 { "white" } else { "black" };
                     let _ = writeln!(
                         s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#{r:02x}{g:02x}{b:02x}" stroke="white"/><text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="middle" font-size="{:.0}" fill="{text}">{v:.1}</text>"##,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#{r:02x}{g:02x}{b:02x}" stroke="white"/><text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="middle" font-size="{:.0}" fill="{text}">{v:.2}</text>"##,
                         x + cell / 2.0,
                         y + cell / 2.0,
-                        (cell / 4.2).clamp(6.0, 12.0)
+                        (cell / 4.6).clamp(5.0, 12.0)
                     );
                 }
                 None => {
@@ -168,7 +168,7 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
     let _ = writeln!(
         s,
         r#"<text x="{px}" y="{}" font-weight="bold">accuracy of each task after each task</text>"#,
-        py - 30.0
+        py - 42.0
     );
     let mut tick = lo;
     while tick <= 100.0 + 1e-9 {
