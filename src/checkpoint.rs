@@ -45,7 +45,7 @@ use crate::{Error, Result};
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// Version of the on-disk format; [`load`] accepts only this one.
@@ -238,11 +238,17 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Serializes named f32 tensors `(name, shape, bytes)` as safetensors with `metadata`.
+/// Serializes named f32 tensors `(name, shape, bytes)` as safetensors. `metadata` goes into the
+/// header as one entry `hypertape` holding a JSON object with sorted keys (a single entry, so
+/// the same content always gives the same bytes).
 fn safetensors_bytes(
     tensors: &[(String, Vec<usize>, Vec<u8>)],
-    metadata: HashMap<String, String>,
+    metadata: BTreeMap<&str, String>,
 ) -> Result<Vec<u8>> {
+    let metadata = HashMap::from([(
+        "hypertape".to_string(),
+        serde_json::to_string(&metadata).expect("metadata serializes"),
+    )]);
     let views = tensors
         .iter()
         .map(|(name, shape, bytes)| {
@@ -303,13 +309,10 @@ fn model_bytes(c: &Checkpoint) -> Result<Vec<u8>> {
             tensors.push((format!("adam.{name}.v"), vec![vv.len()], f32_bytes(vv)));
         }
     }
-    let metadata = HashMap::from([
-        ("format".to_string(), "hypertape-checkpoint".to_string()),
-        ("format_version".to_string(), FORMAT_VERSION.to_string()),
-        (
-            "hypertape_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
+    let metadata = BTreeMap::from([
+        ("format", "hypertape-checkpoint".to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),
     ]);
     safetensors_bytes(&tensors, metadata)
 }
@@ -615,7 +618,7 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
 /// The target weights generated for task `task` as safetensors bytes, one tensor per entry of
 /// the target layout (`layer0.weight`, `layer0.bias`, …, `heads.weight`, `heads.bias`; all
 /// heads, the task's being rows `task·head_dim..(task+1)·head_dim`), with the task, its head
-/// and its spec in the metadata.
+/// and its spec in the metadata (the header entry `hypertape`, a JSON object).
 pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
     let n = ckpt.completed();
     if task >= n {
@@ -638,15 +641,12 @@ pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
             )
         })
         .collect();
-    let metadata = HashMap::from([
-        ("task".to_string(), task.to_string()),
-        ("head".to_string(), task.to_string()),
-        ("head_dim".to_string(), target.head_dim().to_string()),
-        ("spec".to_string(), ckpt.tasks[task].to_string()),
-        (
-            "hypertape_version".to_string(),
-            env!("CARGO_PKG_VERSION").to_string(),
-        ),
+    let metadata = BTreeMap::from([
+        ("task", task.to_string()),
+        ("head", task.to_string()),
+        ("head_dim", target.head_dim().to_string()),
+        ("spec", ckpt.tasks[task].to_string()),
+        ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),
     ]);
     safetensors_bytes(&tensors, metadata)
 }

@@ -113,6 +113,11 @@ fn save_then_load_is_bit_exact() {
     assert_bit_identical(&loaded, state);
     assert_eq!(&loaded, state);
     assert_eq!(state.optimizer.as_ref().unwrap().theta.steps(), 20);
+    // The same state gives the same tensor file, byte for byte.
+    let again = tempfile::tempdir().unwrap();
+    checkpoint::save(again.path(), &loaded).unwrap();
+    let model = |d: &Path| std::fs::read(d.join("gen-000001").join(MODEL_FILE)).unwrap();
+    assert_eq!(model(dir.path()), model(again.path()));
 }
 
 #[test]
