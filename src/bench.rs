@@ -354,7 +354,7 @@ mod tests {
         for i in 0..tape.len() {
             let v = crate::Var(i);
             let (m, k, n, ins) = match tape.op(v) {
-                Op::Linear { x, w, .. } => {
+                Op::Linear { x, w, .. } | Op::LinearSquaredDistance { x, w, .. } => {
                     let (m, k) = tape.dims(*x);
                     let (n, _) = tape.dims(*w);
                     (m, k, n, [*x, *w])

@@ -12,7 +12,8 @@
 //!                                  `adam.embedding.m`, `adam.embedding.v` (all F32)
 //! DIR/gen-000003/state.json        format version, hypertape version, the run's configuration,
 //!                                  the learned tasks (dataset, permutation seed or digits),
-//!                                  the accuracy matrix, wall clock, Adam step counts and rates
+//!                                  the accuracy matrix, the task inference (CL2/CL3), wall
+//!                                  clock, Adam step counts and rates
 //! DIR/gen-000003/SHA256SUMS        SHA-256 of the two files above (`sha256sum -c` reads it)
 //! ```
 //!
@@ -35,9 +36,9 @@
 //! names the file and what was expected and found. Arbitrary bytes never panic.
 
 use crate::cl::trainer::OptimizerState;
-use crate::cl::HnetModel;
+use crate::cl::{HnetModel, InferredEval, Method};
 use crate::data::TaskSpec;
-use crate::experiment::ExperimentConfig;
+use crate::experiment::{ExperimentConfig, History};
 use crate::nn::{Hnet, ParamLayout};
 use crate::optim::Adam;
 use crate::report::write_atomic;
@@ -74,31 +75,45 @@ pub struct Checkpoint {
     pub model: HnetModel<f32>,
     /// Adam states after the last task (`None` before the first).
     pub optimizer: Option<OptimizerState>,
-    /// Row i: test accuracy (%) of tasks 0..=i after task i.
-    pub accuracy_matrix: Vec<Vec<f64>>,
-    /// Seconds spent training and evaluating, summed over all sessions.
-    pub wall_seconds: f64,
+    /// The accuracy matrix, the task inference (CL2/CL3) and the time spent.
+    pub history: History,
 }
 
 impl Checkpoint {
     /// The state before the first task: θ initialised from the configuration's seed.
+    /// Fails for a method other than the hypernetwork (only its model is stored).
     pub fn new(config: &ExperimentConfig) -> Result<Self> {
         config.validate()?;
+        check_method(config)?;
         let target = config.target();
         let hnet = Hnet::new(&config.hnet, target.num_weights());
         Ok(Self {
             config: config.clone(),
             tasks: Vec::new(),
-            model: HnetModel::new(target, hnet, config.train.seed),
+            model: HnetModel::with_init(target, hnet, config.train.seed, config.hnet_init),
             optimizer: None,
-            accuracy_matrix: Vec::new(),
-            wall_seconds: 0.0,
+            history: History::default(),
         })
     }
 
     /// Number of tasks learned.
     pub fn completed(&self) -> usize {
         self.tasks.len()
+    }
+}
+
+/// Checkpoints hold a hypernetwork model: an error for any other method.
+pub fn check_method(config: &ExperimentConfig) -> Result<()> {
+    if config.method == Method::Hnet {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "method",
+            format!(
+                "checkpoints are supported for --method hnet, not {}",
+                config.method.name()
+            ),
+        ))
     }
 }
 
@@ -128,6 +143,9 @@ struct State {
     config: ExperimentConfig,
     tasks: Vec<TaskSpec>,
     accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3: per task, the task inference of tasks 0..=i (empty in CL1).
+    #[serde(default)]
+    task_inference: Vec<Vec<InferredEval>>,
     wall_seconds: f64,
     optimizer: Option<OptimizerMeta>,
 }
@@ -164,8 +182,9 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
         completed_tasks: ckpt.completed(),
         config: ckpt.config.clone(),
         tasks: ckpt.tasks.clone(),
-        accuracy_matrix: ckpt.accuracy_matrix.clone(),
-        wall_seconds: ckpt.wall_seconds,
+        accuracy_matrix: ckpt.history.accuracy_matrix.clone(),
+        task_inference: ckpt.history.task_inference.clone(),
+        wall_seconds: ckpt.history.wall_seconds,
         optimizer: ckpt.optimizer.as_ref().map(|o| OptimizerMeta {
             theta: adam_meta(&o.theta),
             embedding: adam_meta(&o.embedding),
@@ -221,13 +240,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 fn check_consistent(c: &Checkpoint) -> Result<()> {
     let n = c.completed();
-    if c.model.task_embs.len() != n || c.accuracy_matrix.len() != n {
+    let inference_rows = if c.config.scenario.infers_task() {
+        n
+    } else {
+        0
+    };
+    if c.model.task_embs.len() != n
+        || c.history.accuracy_matrix.len() != n
+        || c.history.task_inference.len() != inference_rows
+    {
         return Err(Error::config(
             "checkpoint",
             format!(
-                "{n} tasks, {} task embeddings, {} accuracy rows",
+                "{n} tasks, {} task embeddings, {} accuracy rows, {} task-inference rows",
                 c.model.task_embs.len(),
-                c.accuracy_matrix.len()
+                c.history.accuracy_matrix.len(),
+                c.history.task_inference.len()
             ),
         ));
     }
@@ -448,7 +476,34 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<State> {
             format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
         ));
     }
-    if n > state.config.num_heads() {
+    check_method(&state.config).map_err(|e| bad("config", e.to_string()))?;
+    let inference_rows = if state.config.scenario.infers_task() {
+        n
+    } else {
+        0
+    };
+    if state.task_inference.len() != inference_rows {
+        return Err(bad(
+            "task_inference",
+            format!(
+                "expected {inference_rows} rows in scenario {}, found {}",
+                state.config.scenario.name(),
+                state.task_inference.len()
+            ),
+        ));
+    }
+    if let Some((i, row)) = state
+        .task_inference
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.len() != i + 1 || r.iter().any(|e| e.picks.len() != i + 1))
+    {
+        return Err(bad(
+            "task_inference",
+            format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
+        ));
+    }
+    if n > 0 && !state.config.has_head_for(n - 1) {
         return Err(bad(
             "tasks",
             format!(
@@ -590,8 +645,7 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
             task_embs,
         },
         optimizer: None,
-        accuracy_matrix: Vec::new(),
-        wall_seconds: 0.0,
+        history: History::default(),
     };
     if let Some(meta) = &state.optimizer {
         let mut adam = |name: &str, len: usize, m: &AdamMeta| {
@@ -610,14 +664,18 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
         });
     }
     ckpt.tasks = state.tasks;
-    ckpt.accuracy_matrix = state.accuracy_matrix;
-    ckpt.wall_seconds = state.wall_seconds;
+    ckpt.history = History {
+        accuracy_matrix: state.accuracy_matrix,
+        task_inference: state.task_inference,
+        wall_seconds: state.wall_seconds,
+    };
     Ok(ckpt)
 }
 
 /// The target weights generated for task `task` as safetensors bytes, one tensor per entry of
 /// the target layout (`layer0.weight`, `layer0.bias`, …, `heads.weight`, `heads.bias`; all
-/// heads, the task's being rows `task·head_dim..(task+1)·head_dim`), with the task, its head
+/// heads, the task's head h being rows `h·head_dim..(h+1)·head_dim`; h = task, or 0 in CL2), with
+/// the task, its head
 /// and its spec in the metadata (the header entry `hypertape`, a JSON object).
 pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
     let n = ckpt.completed();
@@ -627,7 +685,7 @@ pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
             format!("expected a learned task 0..{n}, found {task}"),
         ));
     }
-    let weights = ckpt.model.generate_weights(task);
+    let weights = ckpt.model.generated_weights(task);
     let target = &ckpt.model.target;
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = target
         .layout()
@@ -643,7 +701,7 @@ pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
         .collect();
     let metadata = BTreeMap::from([
         ("task", task.to_string()),
-        ("head", task.to_string()),
+        ("head", ckpt.config.head(task).to_string()),
         ("head_dim", target.head_dim().to_string()),
         ("spec", ckpt.tasks[task].to_string()),
         ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),

@@ -2,15 +2,21 @@
 //! official code's defaults), validation of a configuration, and a run from data to the
 //! accuracy matrix.
 //!
-//! A run's state is a [`Checkpoint`]: [`continue_run`] trains the configuration's tasks it has
+//! [`run`] drives every method through one loop (learn a task, evaluate every task so far in
+//! the scenario). The hypernetwork's run state is a [`Checkpoint`]: [`continue_run`] trains the configuration's tasks it has
 //! not learned yet and calls a hook after each (which writes the checkpoint), [`learn`] adds
 //! one more task to a stored model, [`evaluate`] measures every stored task.
 
 use crate::checkpoint::Checkpoint;
-use crate::cl::trainer::{accuracy, train_task, Progress, TrainConfig};
-use crate::cl::Lookahead;
-use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec};
-use crate::nn::{Activation, HnetConfig, TargetMlp};
+use crate::cl::trainer::{
+    accuracy, argmax, for_each_logits, train_task, OptimizerState, Progress, TrainConfig,
+};
+use crate::cl::{
+    entropy_inference, BaselineConfig, DirectLearner, HnetModel, InferredEval, Lookahead, Method,
+    Readout, Scenario,
+};
+use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
+use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -51,12 +57,24 @@ pub struct ExperimentConfig {
     pub target_hidden: Vec<usize>,
     /// The hypernetwork.
     pub hnet: HnetConfig,
+    /// How θ is initialised.
+    #[serde(default)]
+    pub hnet_init: HnetInit,
     /// The training loop.
     pub train: TrainConfig,
     /// Permutation seed of PermutedMNIST (defaults to the run's seed).
     pub data_seed: u64,
     /// Directory of the MNIST IDX files.
     pub data_dir: PathBuf,
+    /// The scenario (CL1 for configurations saved before it existed).
+    #[serde(default)]
+    pub scenario: Scenario,
+    /// The method (the hypernetwork for configurations saved before it existed).
+    #[serde(default)]
+    pub method: Method,
+    /// Penalty strengths of the baselines (ignored by the hypernetwork).
+    #[serde(default)]
+    pub baseline: BaselineConfig,
 }
 
 impl ExperimentConfig {
@@ -98,6 +116,7 @@ impl ExperimentConfig {
             heads: None,
             target_hidden,
             hnet,
+            hnet_init: HnetInit::Xavier,
             train: TrainConfig {
                 iterations,
                 batch_size: 128,
@@ -111,7 +130,16 @@ impl ExperimentConfig {
             },
             data_seed: 42,
             data_dir: PathBuf::from("data/mnist"),
+            scenario: Scenario::Cl1,
+            method: Method::Hnet,
+            baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
         }
+    }
+
+    /// Sets the scenario and the baselines' default strengths for it.
+    pub fn set_scenario(&mut self, scenario: Scenario) {
+        self.scenario = scenario;
+        self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
     }
 
     /// Inputs and outputs per head of the benchmark.
@@ -122,9 +150,23 @@ impl ExperimentConfig {
         }
     }
 
-    /// Number of output heads of the target network: `heads`, or one per task.
+    /// Number of output heads of the target network: one shared head in CL2; otherwise
+    /// `heads`, or one per task.
     pub fn num_heads(&self) -> usize {
-        self.heads.unwrap_or(self.num_tasks)
+        match self.scenario {
+            Scenario::Cl2 => 1,
+            Scenario::Cl1 | Scenario::Cl3 => self.heads.unwrap_or(self.num_tasks),
+        }
+    }
+
+    /// The head task `task` is trained and read with (CL2: the shared head 0).
+    pub fn head(&self, task: usize) -> usize {
+        self.scenario.head(task)
+    }
+
+    /// Whether the target network has a head for task `task` (always in CL2).
+    pub fn has_head_for(&self, task: usize) -> bool {
+        self.head(task) < self.num_heads()
     }
 
     /// The target network (`num_heads()` heads).
@@ -165,13 +207,18 @@ impl ExperimentConfig {
         }
     }
 
-    /// Checks that `other` describes the same run (the data directory may differ); the
-    /// error names the first differing field, e.g. `train.lr`, with both values.
+    /// Checks that `other` describes the same run (the data directory may differ, and for the
+    /// hypernetwork the baselines' strengths, which it ignores); the error names the first
+    /// differing field, e.g. `train.lr`, with both values.
     pub fn check_same(&self, other: &ExperimentConfig) -> Result<()> {
         let value = |c: &ExperimentConfig| {
             let mut v = serde_json::to_value(c).expect("the configuration serializes");
             if let Some(m) = v.as_object_mut() {
                 m.remove("data_dir");
+                if c.method == Method::Hnet {
+                    // The baselines' strengths (which follow the scenario) play no part.
+                    m.remove("baseline");
+                }
             }
             v
         };
@@ -204,6 +251,12 @@ impl ExperimentConfig {
             }
         };
         positive("tasks", self.num_tasks)?;
+        if self.heads.is_some() && self.scenario == Scenario::Cl2 {
+            return Err(Error::config(
+                "heads",
+                "CL2 has one head shared by all tasks; --heads applies to CL1 and CL3",
+            ));
+        }
         if let Some(h) = self.heads {
             if h < self.num_tasks {
                 return Err(Error::config(
@@ -251,6 +304,21 @@ impl ExperimentConfig {
         if let Some(k) = self.train.reg_batch {
             positive("reg-batch", k)?;
         }
+        let b = &self.baseline;
+        for (field, v) in [
+            ("ewc-lambda", b.ewc_lambda),
+            ("online-ewc-gamma", b.online_ewc_gamma),
+            ("si-c", b.si_c),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(
+                    field,
+                    format!("must be finite and >= 0, got {v}"),
+                ));
+            }
+        }
+        rate("si-xi", b.si_xi)?;
+        positive("fisher-samples", b.fisher_samples)?;
         Ok(())
     }
 
@@ -301,9 +369,9 @@ pub struct RunResults {
     pub version: String,
     /// Number of target weights (all heads).
     pub num_target_weights: usize,
-    /// Number of trainable hypernetwork parameters θ (with chunk embeddings).
+    /// Number of trainable hypernetwork parameters θ (with chunk embeddings); 0 for a baseline.
     pub num_hnet_params: usize,
-    /// #θ / #W.
+    /// #θ / #W (0 for a baseline).
     pub compression_ratio: f64,
     /// The tasks learned, in order (task k used head k).
     #[serde(default)]
@@ -318,34 +386,260 @@ pub struct RunResults {
     pub during_accuracy: Vec<f64>,
     /// Mean of `during_accuracy`.
     pub during_mean_accuracy: f64,
+    /// Backward transfer: mean over tasks j before the last of A[last][j] − A[j][j] (none with
+    /// one task).
+    pub backward_transfer: Option<f64>,
+    /// Forgetting: mean over tasks j before the last of max_i A[i][j] − A[last][j].
+    pub forgetting: Option<f64>,
+    /// CL2/CL3: row i = percent of each task's test inputs whose task was inferred correctly
+    /// after training task i.
+    pub task_inference_matrix: Option<Vec<Vec<f64>>>,
+    /// CL2/CL3: the last row of `task_inference_matrix`.
+    pub final_task_inference_accuracy: Option<Vec<f64>>,
+    /// CL2/CL3: mean of `final_task_inference_accuracy`.
+    pub final_mean_task_inference_accuracy: Option<f64>,
+    /// CL2/CL3 after the last task: row j = percent of task j's test inputs assigned to each
+    /// task.
+    pub final_task_picks: Option<Vec<Vec<f64>>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
 }
 
-/// Trains the tasks in order, evaluating every task seen so far after each one.
-/// `on_task_end` gets the task index and its row of the accuracy matrix.
+/// One task's evaluation: accuracy of every learned task and, without task identity, the
+/// task inference.
+struct EvalRow {
+    accuracy: Vec<f64>,
+    inferred: Option<Vec<InferredEval>>,
+}
+
+/// A continual learner the run loop drives.
+trait Learner {
+    /// Learns task `t`.
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()>;
+    /// Evaluates the first `tests.len()` tasks (all learned).
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow;
+}
+
+struct HnetLearner {
+    model: HnetModel<f32>,
+    scenario: Scenario,
+    train: TrainConfig,
+    /// The Adam states after the last task learned.
+    optimizer: Option<OptimizerState>,
+}
+
+impl Learner for HnetLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let head = self.scenario.head(t);
+        self.optimizer = Some(train_task(
+            &mut self.model,
+            t,
+            head,
+            &task.train,
+            &self.train,
+            on_progress,
+        )?);
+        Ok(())
+    }
+
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        if self.scenario.infers_task() {
+            let inferred = entropy_inference(&self.model, tests.len(), self.scenario, tests);
+            EvalRow {
+                accuracy: inferred.iter().map(|e| e.accuracy).collect(),
+                inferred: Some(inferred),
+            }
+        } else {
+            EvalRow {
+                accuracy: tests
+                    .iter()
+                    .enumerate()
+                    .map(|(j, d)| accuracy(&self.model, j, j, d))
+                    .collect(),
+                inferred: None,
+            }
+        }
+    }
+}
+
+struct BaselineLearner {
+    learner: DirectLearner,
+    scenario: Scenario,
+    train: TrainConfig,
+}
+
+impl BaselineLearner {
+    /// The outputs task `t` trains: its own head (CL1), the shared head (CL2), or the heads of
+    /// every class seen so far with the task's classes after them (CL3, as van de Ven &
+    /// Tolias train their class-incremental baselines).
+    fn readout(&self, t: usize) -> Readout {
+        match self.scenario {
+            Scenario::Cl1 | Scenario::Cl2 => Readout::head(self.scenario.head(t)),
+            Scenario::Cl3 => Readout {
+                heads: 0..t + 1,
+                label_offset: t * self.learner.target.head_dim(),
+            },
+        }
+    }
+}
+
+impl Learner for BaselineLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let readout = self.readout(t);
+        self.learner
+            .learn_classification(t, &task.train, &readout, &self.train, on_progress)
+    }
+
+    /// CL1: task j's head; CL2: the shared head; CL3: the argmax over the classes of every
+    /// learned task, whose head names the inferred task.
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        let target = &self.learner.target;
+        let w = &self.learner.weights;
+        let learned = tests.len();
+        let hd = target.head_dim();
+        let mut accuracy = Vec::with_capacity(learned);
+        let mut inferred = Vec::with_capacity(learned);
+        for (j, data) in tests.iter().enumerate() {
+            let labels = data.labels();
+            let n = data.len().max(1) as f64;
+            let (heads, offset) = match self.scenario {
+                Scenario::Cl3 => (0..learned, j * hd),
+                s => (s.head(j)..s.head(j) + 1, 0),
+            };
+            let mut correct = 0usize;
+            let mut picks = vec![0usize; learned];
+            for_each_logits(target, w, heads, data, &mut |i, row| {
+                let p = argmax(row);
+                correct += usize::from(p == labels[i] + offset);
+                if self.scenario == Scenario::Cl3 {
+                    picks[p / hd] += 1;
+                }
+            });
+            accuracy.push(100.0 * correct as f64 / n);
+            if self.scenario == Scenario::Cl3 {
+                inferred.push(InferredEval {
+                    accuracy: 100.0 * correct as f64 / n,
+                    task_inference_accuracy: 100.0 * picks[j] as f64 / n,
+                    picks: picks.iter().map(|&c| 100.0 * c as f64 / n).collect(),
+                });
+            }
+        }
+        EvalRow {
+            accuracy,
+            inferred: (self.scenario == Scenario::Cl3).then_some(inferred),
+        }
+    }
+}
+
+/// Trains the tasks in order with `config.method`, evaluating every task seen so far after
+/// each one in `config.scenario`. `on_task_end` gets the task index and its row of the
+/// accuracy matrix. The hypernetwork runs through [`continue_run`] from a fresh
+/// [`Checkpoint`] (so its results equal a checkpointed run's); the baselines keep no
+/// checkpoint.
 pub fn run(
     config: &ExperimentConfig,
     tasks: &[ClassificationTask],
     on_progress: &mut dyn FnMut(&Progress),
     on_task_end: &mut dyn FnMut(usize, &[f64]),
 ) -> Result<RunResults> {
-    let mut state = Checkpoint::new(config)?;
-    continue_run(&mut state, tasks, on_progress, &mut |s| {
-        let t = s.completed() - 1;
-        on_task_end(t, &s.accuracy_matrix[t]);
-        Ok(())
-    })?;
-    Ok(results(&state))
+    config.validate()?;
+    match config.method {
+        Method::Hnet => {
+            let mut state = Checkpoint::new(config)?;
+            continue_run(&mut state, tasks, on_progress, &mut |s| {
+                let t = s.completed() - 1;
+                on_task_end(t, &s.history.accuracy_matrix[t]);
+                Ok(())
+            })?;
+            Ok(results(&state))
+        }
+        method => {
+            let target = config.target();
+            let mut learner = BaselineLearner {
+                learner: DirectLearner::new(
+                    target.clone(),
+                    method,
+                    &config.baseline,
+                    config.train.seed,
+                ),
+                scenario: config.scenario,
+                train: config.train.clone(),
+            };
+            let start = Instant::now();
+            let mut history = History::default();
+            for t in 0..tasks.len() {
+                let row = learn_and_evaluate(&mut learner, t, &tasks[..=t], on_progress)?;
+                on_task_end(t, &row.accuracy);
+                history.push(row);
+            }
+            history.wall_seconds = start.elapsed().as_secs_f64();
+            Ok(summarize(
+                config,
+                target.num_weights(),
+                0,
+                &history,
+                config.task_specs(),
+            ))
+        }
+    }
+}
+
+/// The step every learner shares: learns task `t` (the last of `tasks`), then evaluates tasks
+/// 0..=t on their test sets.
+fn learn_and_evaluate(
+    learner: &mut dyn Learner,
+    t: usize,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<EvalRow> {
+    learner.learn(t, &tasks[t], on_progress)?;
+    let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
+    Ok(learner.evaluate(&tests))
+}
+
+/// What a run records after each task: the accuracy matrix, without task identity the task
+/// inference, and the time spent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Row i: test accuracy (%) of tasks 0..=i after task i.
+    pub accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3 (empty in CL1): row i = the task inference of tasks 0..=i after task i.
+    pub task_inference: Vec<Vec<InferredEval>>,
+    /// Seconds spent training and evaluating, summed over all sessions.
+    pub wall_seconds: f64,
+}
+
+impl History {
+    fn push(&mut self, row: EvalRow) {
+        self.accuracy_matrix.push(row.accuracy);
+        if let Some(i) = row.inferred {
+            self.task_inference.push(i);
+        }
+    }
 }
 
 /// Trains the tasks of `state.config` that `state` has not learned yet, in order, each followed
-/// by the test accuracy of every task learned so far; after each task, `on_task_end` gets the
-/// new state (to write a checkpoint) and an error from it stops the run. `tasks` are the
-/// configuration's tasks ([`ExperimentConfig::load_tasks`]). The random streams of task t
-/// depend only on the seed and t, so a run continued from a checkpoint after task t ends
-/// exactly as an uninterrupted one. On an error `state` is the state after the last
-/// completed task.
+/// by the test accuracy of every task learned so far (in the configuration's scenario); after
+/// each task, `on_task_end` gets the new state (to write a checkpoint) and an error from it
+/// stops the run. `tasks` are the configuration's tasks ([`ExperimentConfig::load_tasks`]).
+/// The random streams of task t depend only on the seed and t, so a run continued from a
+/// checkpoint after task t ends exactly as an uninterrupted one. On an error `state` is the
+/// state after the last completed task.
 pub fn continue_run(
     state: &mut Checkpoint,
     tasks: &[ClassificationTask],
@@ -373,18 +667,18 @@ pub fn continue_run(
         ));
     }
     for t in state.completed()..specs.len() {
-        let tests: Vec<&ClassificationTask> = tasks[..=t].iter().collect();
-        learn_next(state, specs[t], &tests, on_progress)?;
+        learn_next(state, specs[t], &tasks[..=t], on_progress)?;
         on_task_end(state)?;
     }
     Ok(())
 }
 
 /// Learns one more task `spec` on a stored model, with the regularizer protecting every
-/// stored task, and evaluates all of them. `tasks` holds the data of every stored task and,
-/// last, of `spec` ([`load_tasks`] of the specs). Returns the new row of the accuracy matrix.
-/// The task uses the next head: a model whose heads are all used gives an error (reserve heads
-/// with `ExperimentConfig::heads`).
+/// stored task, and evaluates all of them (in the configuration's scenario). `tasks` holds the
+/// data of every stored task and, last, of `spec` ([`load_tasks`] of the specs). Returns the
+/// new row of the accuracy matrix. In CL1 and CL3 the task uses the next head: a model whose
+/// heads are all used gives an error (reserve heads with `ExperimentConfig::heads`); in CL2
+/// it uses the shared head.
 pub fn learn(
     state: &mut Checkpoint,
     spec: TaskSpec,
@@ -403,22 +697,21 @@ pub fn learn(
             ),
         ));
     }
-    let tests: Vec<&ClassificationTask> = tasks.iter().collect();
-    learn_next(state, spec, &tests, on_progress)?;
-    Ok(state.accuracy_matrix[n].clone())
+    learn_next(state, spec, tasks, on_progress)?;
+    Ok(state.history.accuracy_matrix[n].clone())
 }
 
 /// Trains the next task (on a copy of the model, so an error leaves `state` as it was),
-/// evaluates tasks 0..=t and records the task, its row and the Adam states.
+/// evaluates tasks 0..=t and records the task, its rows and the Adam states.
 fn learn_next(
     state: &mut Checkpoint,
     spec: TaskSpec,
-    tasks: &[&ClassificationTask],
+    tasks: &[ClassificationTask],
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<()> {
     let t = state.completed();
     let heads = state.config.num_heads();
-    if t >= heads {
+    if !state.config.has_head_for(t) {
         return Err(Error::config(
             "heads",
             format!(
@@ -427,77 +720,126 @@ fn learn_next(
         ));
     }
     let start = Instant::now();
-    let mut model = state.model.clone();
-    let optimizer = train_task(
-        &mut model,
-        t,
-        t,
-        &tasks[t].train,
-        &state.config.train,
-        on_progress,
-    )?;
-    let row: Vec<f64> = (0..=t)
-        .map(|j| accuracy(&model, j, j, &tasks[j].test))
-        .collect();
-    state.model = model;
+    let mut learner = HnetLearner {
+        model: state.model.clone(),
+        scenario: state.config.scenario,
+        train: state.config.train.clone(),
+        optimizer: None,
+    };
+    let row = learn_and_evaluate(&mut learner, t, tasks, on_progress)?;
+    state.model = learner.model;
+    state.optimizer = learner.optimizer;
     state.tasks.push(spec);
-    state.accuracy_matrix.push(row);
-    state.optimizer = Some(optimizer);
-    state.wall_seconds += start.elapsed().as_secs_f64();
+    state.history.push(row);
+    state.history.wall_seconds += start.elapsed().as_secs_f64();
     Ok(())
 }
 
 /// The accuracy of one stored task.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskAccuracy {
-    /// Task index (and head).
+    /// Task index (and, except in CL2, its head).
     pub task: usize,
     /// What the task is.
     pub spec: TaskSpec,
-    /// Test accuracy (%) with task identity given: the task's embedding and head.
+    /// Test accuracy (%) with task identity given: the task's embedding and head (CL2: the
+    /// shared head).
     pub with_task_id: f64,
-    /// Test accuracy (%) without task identity (the task inferred from the input). Not
-    /// implemented yet: always `None`.
-    pub without_task_id: Option<f64>,
+    /// Test accuracy (%) without task identity: the task inferred by predictive entropy over
+    /// every stored task (HNET+ENT, [`entropy_inference`]), read with the shared head in CL2
+    /// and with each task's own head otherwise (the CL3 rule: right only if task and class
+    /// both are).
+    pub without_task_id: f64,
+    /// Percent of the task's test inputs whose task was inferred correctly.
+    pub task_inference: f64,
 }
 
-/// Test accuracy of every stored task; `tasks` holds their data in order.
+/// Test accuracy of every stored task, with and without task identity; `tasks` holds their
+/// data in order.
 pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<TaskAccuracy>> {
-    if tasks.len() != state.completed() {
+    let n = state.completed();
+    if tasks.len() != n {
         return Err(Error::config(
             "tasks",
-            format!(
-                "expected the data of {} tasks, found {}",
-                state.completed(),
-                tasks.len()
-            ),
+            format!("expected the data of {n} tasks, found {}", tasks.len()),
         ));
     }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let scenario = match state.config.scenario {
+        Scenario::Cl2 => Scenario::Cl2,
+        Scenario::Cl1 | Scenario::Cl3 => Scenario::Cl3,
+    };
+    let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
+    let inferred = entropy_inference(&state.model, n, scenario, &tests);
     Ok(tasks
         .iter()
+        .zip(inferred)
         .enumerate()
-        .map(|(t, task)| TaskAccuracy {
+        .map(|(t, (task, inf))| TaskAccuracy {
             task: t,
             spec: state.tasks[t],
-            with_task_id: accuracy(&state.model, t, t, &task.test),
-            without_task_id: None,
+            with_task_id: accuracy(&state.model, t, state.config.head(t), &task.test),
+            without_task_id: inf.accuracy,
+            task_inference: inf.task_inference_accuracy,
         })
         .collect())
 }
 
 /// The results of the tasks `state` has learned so far.
 pub fn results(state: &Checkpoint) -> RunResults {
-    summarize(state)
+    summarize(
+        &state.config,
+        state.model.target.num_weights(),
+        state.model.hnet.num_params(),
+        &state.history,
+        state.tasks.clone(),
+    )
 }
 
-fn summarize(state: &Checkpoint) -> RunResults {
-    let (config, model, matrix) = (&state.config, &state.model, &state.accuracy_matrix);
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+/// Backward transfer of an accuracy matrix (row i = accuracies after task i): mean over
+/// j < T of A[T][j] − A[j][j], T the last task; `None` with fewer than two tasks.
+pub fn backward_transfer(matrix: &[Vec<f64>]) -> Option<f64> {
+    let last = matrix.last()?;
+    let t = matrix.len() - 1;
+    (t > 0).then(|| (0..t).map(|j| last[j] - matrix[j][j]).sum::<f64>() / t as f64)
+}
+
+/// Forgetting: mean over j < T of max_i A[i][j] − A[T][j] (i over the rows that hold task
+/// j); `None` with fewer than two tasks.
+pub fn forgetting(matrix: &[Vec<f64>]) -> Option<f64> {
+    let last = matrix.last()?;
+    let t = matrix.len() - 1;
+    (t > 0).then(|| {
+        (0..t)
+            .map(|j| {
+                let best = matrix[j..]
+                    .iter()
+                    .map(|r| r[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                best - last[j]
+            })
+            .sum::<f64>()
+            / t as f64
+    })
+}
+
+fn summarize(
+    config: &ExperimentConfig,
+    num_target_weights: usize,
+    num_hnet_params: usize,
+    history: &History,
+    tasks: Vec<TaskSpec>,
+) -> RunResults {
+    let matrix = &history.accuracy_matrix;
     let final_accuracy = matrix.last().cloned().unwrap_or_default();
     let during_accuracy: Vec<f64> = matrix.iter().enumerate().map(|(i, r)| r[i]).collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-    let num_target_weights = model.target.num_weights();
-    let num_hnet_params = model.hnet.num_params();
-    RunResults {
+    let mut results = RunResults {
         config: config.clone(),
         seed: config.train.seed,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -506,10 +848,50 @@ fn summarize(state: &Checkpoint) -> RunResults {
         compression_ratio: num_hnet_params as f64 / num_target_weights as f64,
         final_mean_accuracy: mean(&final_accuracy),
         during_mean_accuracy: mean(&during_accuracy),
+        backward_transfer: backward_transfer(matrix),
+        forgetting: forgetting(matrix),
+        task_inference_matrix: None,
+        final_task_inference_accuracy: None,
+        final_mean_task_inference_accuracy: None,
+        final_task_picks: None,
         final_accuracy,
         during_accuracy,
-        tasks: state.tasks.clone(),
+        tasks,
         accuracy_matrix: matrix.clone(),
-        wall_seconds: state.wall_seconds,
+        wall_seconds: history.wall_seconds,
+    };
+    let inference = &history.task_inference;
+    if !inference.is_empty() {
+        let m: Vec<Vec<f64>> = inference
+            .iter()
+            .map(|r| r.iter().map(|e| e.task_inference_accuracy).collect())
+            .collect();
+        let last = m.last().cloned().unwrap_or_default();
+        results.final_mean_task_inference_accuracy = Some(mean(&last));
+        results.final_task_inference_accuracy = Some(last);
+        results.task_inference_matrix = Some(m);
+        results.final_task_picks = inference
+            .last()
+            .map(|r| r.iter().map(|e| e.picks.clone()).collect());
+    }
+    results
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backward_transfer_and_forgetting_by_hand() {
+        let m = vec![vec![90.0], vec![80.0, 95.0], vec![85.0, 70.0, 99.0]];
+        // BWT = ((85 − 90) + (70 − 95)) / 2 = −15; forgetting = ((90 − 85) + (95 − 70)) / 2 = 15.
+        assert!((backward_transfer(&m).unwrap() + 15.0).abs() < 1e-12);
+        assert!((forgetting(&m).unwrap() - 15.0).abs() < 1e-12);
+        // Forgetting measures from the best row, not the first: task 0 peaks after task 1.
+        let m = vec![vec![80.0], vec![90.0, 95.0], vec![85.0, 95.0, 99.0]];
+        assert!((forgetting(&m).unwrap() - 2.5).abs() < 1e-12);
+        assert!((backward_transfer(&m).unwrap() - 2.5).abs() < 1e-12);
+        assert_eq!(backward_transfer(&m[..1]), None);
+        assert_eq!(forgetting(&[]), None);
     }
 }

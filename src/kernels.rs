@@ -281,6 +281,31 @@ pub fn sum_zip<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64 + Sync) -> f6
     }
 }
 
+/// `d[i] −= t[i]`, returning Σᵢ d[i]² (after the subtraction) in f64 over a fixed split: one
+/// pass over both buffers.
+pub fn sub_assign_sum_squares<F: Float>(d: &mut [F], t: &[F]) -> f64 {
+    assert_eq!(d.len(), t.len());
+    let block = |(d, t): (&mut [F], &[F])| {
+        let mut s = 0.0f64;
+        for (x, &y) in d.iter_mut().zip(t) {
+            *x -= y;
+            let v = x.to_f64();
+            s += v * v;
+        }
+        s
+    };
+    if d.len() >= PARALLEL_MIN_LEN {
+        let partial: Vec<f64> = d
+            .par_chunks_mut(BLOCK)
+            .zip(t.par_chunks(BLOCK))
+            .map(block)
+            .collect();
+        partial.iter().sum()
+    } else {
+        d.chunks_mut(BLOCK).zip(t.chunks(BLOCK)).map(block).sum()
+    }
+}
+
 /// Σᵢ xᵢ in f64 over a fixed split.
 pub fn sum<F: Float>(x: &[F]) -> f64 {
     sum_map(x, |v| v.to_f64())

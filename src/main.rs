@@ -4,11 +4,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::checkpoint::{self, Checkpoint};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
-use hypertape::cl::Lookahead;
+use hypertape::cl::{Lookahead, Method, Scenario};
 use hypertape::data::TaskSpec;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
-use hypertape::nn::Activation;
+use hypertape::nn::{Activation, HnetInit};
 use hypertape::{report, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::{Path, PathBuf};
@@ -27,8 +27,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Learn the tasks of a benchmark in sequence with a hypernetwork (task identity given, CL1)
-    /// and report per-task test accuracy.
+    /// Learn the tasks of a benchmark in sequence (hypernetwork or a baseline) in scenario CL1,
+    /// CL2 or CL3 and report per-task test accuracy, BWT, forgetting and task inference.
     Run(Box<RunArgs>),
     /// Learn one more task on the model stored in a run directory (the regularizer protects
     /// every stored task) and write a new checkpoint and results.
@@ -37,6 +37,10 @@ enum Command {
     Eval(EvalArgs),
     /// Write the target weights the stored model generates for one task as safetensors.
     Export(ExportArgs),
+    /// Run methods × scenarios × seeds on a benchmark and print a table shaped like the paper's
+    /// Table 1 (mean ± std over seeds of the final mean accuracy); writes table.md and
+    /// compare.json.
+    Compare(CompareArgs),
     /// Audit gradients against f64 central finite differences: every op of the tape, or the
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
@@ -51,10 +55,47 @@ enum BenchmarkArg {
     PermutedMnist,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum HnetInitArg {
+    Xavier,
+    Hyperfan,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum RunTarget {
+    SplitMnist,
+    PermutedMnist,
+    /// The 1-D toy regression (paper Fig. 2): hnet vs fine-tuning vs EWC, MSE table and SVG;
+    /// reads --iterations, --lr, --beta, --ewc-lambda, --seed, --out.
+    ToyRegression,
+}
+
 #[derive(Args)]
 struct RunArgs {
     /// The benchmark; every default below is the paper's setting for it.
-    benchmark: BenchmarkArg,
+    benchmark: RunTarget,
+    /// cl1: a head per task, task given; cl2: one shared head, task inferred (HNET+ENT);
+    /// cl3: a head per task, task inferred (HNET+ENT).
+    #[arg(long, default_value = "cl1")]
+    scenario: Scenario,
+    /// hnet, finetune, ewc, online-ewc or si (the last four train the target MLP directly).
+    #[arg(long, default_value = "hnet")]
+    method: Method,
+    /// λ of EWC and online EWC [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    ewc_lambda: Option<f64>,
+    /// γ of online EWC [1].
+    #[arg(long)]
+    online_ewc_gamma: Option<f64>,
+    /// c of SI [van de Ven & Tolias's value for the benchmark and scenario].
+    #[arg(long)]
+    si_c: Option<f64>,
+    /// ξ of SI [0.1].
+    #[arg(long)]
+    si_xi: Option<f64>,
+    /// Samples per Fisher estimate of EWC [1000].
+    #[arg(long)]
+    fisher_samples: Option<usize>,
     /// Number of tasks [split-mnist: 5, permuted-mnist: 10].
     #[arg(long)]
     tasks: Option<usize>,
@@ -82,6 +123,9 @@ struct RunArgs {
     /// Hypernetwork nonlinearity: relu, elu, sigmoid, tanh [relu / elu].
     #[arg(long)]
     hnet_activation: Option<Activation>,
+    /// Initialisation of the hypernetwork: xavier (the official code's) or hyperfan [xavier].
+    #[arg(long, value_enum)]
+    hnet_init: Option<HnetInitArg>,
     /// Weights per hypernetwork chunk; 0 for an unchunked hypernetwork [42000 / 78000].
     #[arg(long)]
     chunk_size: Option<usize>,
@@ -164,6 +208,33 @@ fn parse_spec(s: &str) -> std::result::Result<TaskSpec, String> {
 }
 
 #[derive(Args)]
+struct CompareArgs {
+    /// The benchmark (paper settings unless overridden below).
+    benchmark: BenchmarkArg,
+    /// Methods, comma-separated (rows).
+    #[arg(long, value_delimiter = ',', default_values = ["hnet", "finetune", "ewc", "online-ewc", "si"])]
+    methods: Vec<Method>,
+    /// Scenarios, comma-separated (columns).
+    #[arg(long, value_delimiter = ',', default_values = ["cl1", "cl2", "cl3"])]
+    scenarios: Vec<Scenario>,
+    /// Number of seeds: 42, 43, …
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    seeds: u64,
+    /// Number of tasks [5 / 10].
+    #[arg(long)]
+    tasks: Option<usize>,
+    /// Training steps per task [2000 / 5000].
+    #[arg(long)]
+    iterations: Option<usize>,
+    /// Directory of the MNIST IDX files.
+    #[arg(long, default_value = "data/mnist")]
+    data_dir: PathBuf,
+    /// Directory for table.md, compare.json and every run's results [runs/compare-<benchmark>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct GradcheckArgs {
     /// Audit the whole training step (hnet → target → loss + look-ahead regularizer) on a tiny
     /// f64 configuration, element by element.
@@ -182,9 +253,10 @@ struct GradcheckArgs {
     /// Largest accepted error |a − n| / max(|a|, |n|, 1).
     #[arg(long, default_value_t = 1e-6)]
     tolerance: f64,
-    /// Finite-difference step.
-    #[arg(long, default_value_t = 1e-6)]
-    eps: f64,
+    /// Finite-difference step [1e-6; with --full-size 1e-4 along a unit direction, large
+    /// enough that rounding in the loss of a full-size model stays far below the tolerance].
+    #[arg(long)]
+    eps: Option<f64>,
 }
 
 #[derive(Args)]
@@ -207,6 +279,7 @@ fn main() -> ExitCode {
         Command::Learn(args) => learn(&args),
         Command::Eval(args) => eval(&args),
         Command::Export(args) => export(&args),
+        Command::Compare(args) => compare(&args),
         Command::Gradcheck(args) if args.pipeline => gradcheck_pipeline(&args),
         Command::Gradcheck(args) => gradcheck_ops(&args),
         Command::Bench(args) => bench(&args),
@@ -222,10 +295,28 @@ fn main() -> ExitCode {
 
 fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     let benchmark = match args.benchmark {
-        BenchmarkArg::SplitMnist => Benchmark::SplitMnist,
-        BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
+        RunTarget::SplitMnist | RunTarget::ToyRegression => Benchmark::SplitMnist,
+        RunTarget::PermutedMnist => Benchmark::PermutedMnist,
     };
     let mut c = ExperimentConfig::paper_defaults(benchmark);
+    c.set_scenario(args.scenario);
+    c.method = args.method;
+    let b = &mut c.baseline;
+    if let Some(v) = args.ewc_lambda {
+        b.ewc_lambda = v;
+    }
+    if let Some(v) = args.online_ewc_gamma {
+        b.online_ewc_gamma = v;
+    }
+    if let Some(v) = args.si_c {
+        b.si_c = v;
+    }
+    if let Some(v) = args.si_xi {
+        b.si_xi = v;
+    }
+    if let Some(v) = args.fisher_samples {
+        b.fisher_samples = v;
+    }
     let t = &mut c.train;
     if let Some(v) = args.tasks {
         c.num_tasks = v;
@@ -272,6 +363,12 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     if let Some(v) = args.hnet_activation {
         h.activation = v;
     }
+    if let Some(v) = args.hnet_init {
+        c.hnet_init = match v {
+            HnetInitArg::Xavier => HnetInit::Xavier,
+            HnetInitArg::Hyperfan => HnetInit::Hyperfan,
+        };
+    }
     if let Some(v) = args.chunk_size {
         h.chunk_size = (v > 0).then_some(v);
     }
@@ -284,6 +381,52 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     c.heads = args.heads;
     c.data_dir = args.data_dir.clone();
     c
+}
+
+fn run_toy(args: &RunArgs) -> Result<ExitCode> {
+    let mut c = hypertape::toy::ToyConfig::default();
+    if let Some(v) = args.iterations {
+        c.iterations = v;
+    }
+    if let Some(v) = args.batch_size {
+        c.batch_size = v;
+    }
+    if let Some(v) = args.lr {
+        c.lr = v;
+    }
+    if let Some(v) = args.beta {
+        c.beta = v;
+    }
+    if let Some(v) = args.ewc_lambda {
+        c.ewc_lambda = v;
+    }
+    if let Some(v) = args.seed {
+        c.seed = v;
+    }
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/toy-regression-seed{}", c.seed)));
+    eprintln!(
+        "toy regression: 3 tasks, {} steps of {} per task, hnet vs finetune vs ewc (λ {})",
+        c.iterations, c.batch_size, c.ewc_lambda
+    );
+    let (results, tasks) =
+        hypertape::toy::run_toy(&c, &[Method::Hnet, Method::Finetune, Method::Ewc])?;
+    let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+    report::write_atomic(&out.join("results.json"), &json)?;
+    report::write_atomic(
+        &out.join("curves.svg"),
+        hypertape::toy::svg(&results, &tasks).as_bytes(),
+    )?;
+    print!("{}", hypertape::toy::mse_table(&results));
+    println!(
+        "wall clock {:.1} s; results in {}, curves in {}",
+        results.wall_seconds,
+        out.join("results.json").display(),
+        out.join("curves.svg").display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A progress bar per task on stderr.
@@ -322,8 +465,17 @@ fn save_all(dir: &Path, state: &Checkpoint) -> Result<()> {
 }
 
 fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.benchmark == RunTarget::ToyRegression {
+        return run_toy(args);
+    }
     let config = experiment_config(args);
     config.validate()?;
+    if config.method != Method::Hnet {
+        if args.resume.is_some() {
+            checkpoint::check_method(&config)?;
+        }
+        return run_baseline(args, &config);
+    }
     let (out, mut state) = match &args.resume {
         Some(dir) => {
             let mut state = checkpoint::load(dir)?;
@@ -360,8 +512,9 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let tasks = config.load_tasks()?;
     let (target, hnet) = (&state.model.target, &state.model.hnet);
     eprintln!(
-        "{}: {} tasks, target {} weights ({} heads), hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
+        "{} {}: {} tasks, target {} weights ({} heads), hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
         config.benchmark.name(),
+        config.scenario.name(),
         config.num_tasks,
         target.num_weights(),
         target.num_heads(),
@@ -375,7 +528,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
         let t = s.completed() - 1;
         eprintln!(
             "after task {t}: test accuracy % [{}]",
-            format_row(&s.accuracy_matrix[t])
+            format_row(&s.history.accuracy_matrix[t])
         );
         save_all(&out, s)
     };
@@ -383,8 +536,56 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let results = experiment::results(&state);
     report::write_results(&out, &results)?;
     print!("{}", report::accuracy_table(&results));
+    print!("{}", report::summary_lines(&results));
     println!(
         "wall clock {:.1} s; checkpoint and results in {}",
+        results.wall_seconds,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A baseline's run (no checkpoints: they hold a hypernetwork model); writes results.json,
+/// accuracy_matrix.csv and accuracy.svg.
+fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-seed{}",
+            config.benchmark.name(),
+            config.train.seed
+        ))
+    });
+    if checkpoint::exists(&out) {
+        return Err(Error::config(
+            "out",
+            format!(
+                "{} holds a hypernetwork checkpoint; choose another --out for a {} run",
+                out.display(),
+                config.method.name()
+            ),
+        ));
+    }
+    let tasks = config.load_tasks()?;
+    let target = config.target();
+    eprintln!(
+        "{} {}: {} tasks, {} on the target network ({} weights), {} steps of {} per task",
+        config.benchmark.name(),
+        config.scenario.name(),
+        config.num_tasks,
+        config.method.name(),
+        target.num_weights(),
+        config.train.iterations,
+        config.train.batch_size
+    );
+    let mut on_task_end = |t: usize, row: &[f64]| {
+        eprintln!("after task {t}: test accuracy % [{}]", format_row(row));
+    };
+    let results = experiment::run(config, &tasks, &mut progress_bar(), &mut on_task_end)?;
+    report::write_results(&out, &results)?;
+    print!("{}", report::accuracy_table(&results));
+    print!("{}", report::summary_lines(&results));
+    println!(
+        "wall clock {:.1} s; results in {}",
         results.wall_seconds,
         out.display()
     );
@@ -433,28 +634,43 @@ fn learn(args: &LearnArgs) -> Result<ExitCode> {
 fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let (state, tasks) = load_with_tasks(&args.dir, args.data_dir.as_ref(), None)?;
     let rows = experiment::evaluate(&state, &tasks)?;
-    println!("task  spec              head  with task id %  without task id %");
+    println!(
+        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({})",
+        state.config.scenario.name(),
+        if state.config.scenario == Scenario::Cl2 {
+            "shared head"
+        } else {
+            "each task's own head, right only if task and class are"
+        }
+    );
+    println!("task  spec              head  with task id %  without task id %  task inferred %");
     for r in &rows {
-        let without = r
-            .without_task_id
-            .map_or("-".to_string(), |a| format!("{a:.2}"));
         println!(
-            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17}",
+            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}",
             r.task,
             r.spec.to_string(),
-            r.task,
+            state.config.head(r.task),
             r.with_task_id,
-            without
+            r.without_task_id,
+            r.task_inference
         );
     }
-    let mean = rows.iter().map(|r| r.with_task_id).sum::<f64>() / rows.len().max(1) as f64;
-    println!("mean                          {mean:>13.2}");
+    let mean = |f: &dyn Fn(&experiment::TaskAccuracy) -> f64| {
+        rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64
+    };
+    println!(
+        "mean                          {:>13.2}  {:>17.2}  {:>15.2}",
+        mean(&|r| r.with_task_id),
+        mean(&|r| r.without_task_id),
+        mean(&|r| r.task_inference)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: &ExportArgs) -> Result<ExitCode> {
     let state = checkpoint::load(&args.dir)?;
     let bytes = checkpoint::export_task_weights(&state, args.task)?;
+    let head = state.config.head(args.task);
     report::write_atomic(&args.out, &bytes)?;
     let names: Vec<String> = state
         .model
@@ -471,16 +687,75 @@ fn export(args: &ExportArgs) -> Result<ExitCode> {
         state.model.target.num_weights(),
         args.out.display(),
         names.join(", "),
-        args.task,
-        args.task * state.model.target.head_dim(),
-        (args.task + 1) * state.model.target.head_dim()
+        head,
+        head * state.model.target.head_dim(),
+        (head + 1) * state.model.target.head_dim()
     );
     Ok(ExitCode::SUCCESS)
 }
 
+fn benchmark_of(arg: BenchmarkArg) -> Benchmark {
+    match arg {
+        BenchmarkArg::SplitMnist => Benchmark::SplitMnist,
+        BenchmarkArg::PermutedMnist => Benchmark::PermutedMnist,
+    }
+}
+
+fn compare(args: &CompareArgs) -> Result<ExitCode> {
+    let benchmark = benchmark_of(args.benchmark);
+    let mut base = ExperimentConfig::paper_defaults(benchmark);
+    if let Some(v) = args.tasks {
+        base.num_tasks = v;
+    }
+    if let Some(v) = args.iterations {
+        base.train.iterations = v;
+    }
+    base.data_dir = args.data_dir.clone();
+    base.validate()?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/compare-{}", benchmark.name())));
+    let seeds: Vec<u64> = (0..args.seeds).map(|i| 42 + i).collect();
+    let total = args.methods.len() * args.scenarios.len() * seeds.len();
+    let mut done = 0;
+    let mut written: Result<()> = Ok(());
+    let results =
+        hypertape::compare::run_grid(&base, &args.methods, &args.scenarios, &seeds, &mut |r| {
+            done += 1;
+            let c = &r.config;
+            eprintln!(
+                "[{done}/{total}] {} {} seed {}: final mean accuracy {:.2} % ({:.0} s)",
+                c.method.name(),
+                c.scenario.name(),
+                r.seed,
+                r.final_mean_accuracy,
+                r.wall_seconds
+            );
+            let dir = out.join(format!(
+                "{}-{}-seed{}",
+                c.method.name(),
+                c.scenario.name(),
+                r.seed
+            ));
+            if written.is_ok() {
+                written = report::write_results(&dir, r);
+            }
+        })?;
+    written?;
+    let table = hypertape::compare::markdown(&results);
+    report::write_atomic(&out.join("table.md"), table.as_bytes())?;
+    let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+    report::write_atomic(&out.join("compare.json"), &json)?;
+    print!("{table}");
+    println!("written to {}", out.join("table.md").display());
+    Ok(ExitCode::SUCCESS)
+}
+
 fn options(args: &GradcheckArgs) -> GradCheckOptions {
+    let default_eps = if args.full_size { 1e-4 } else { 1e-6 };
     GradCheckOptions {
-        eps: args.eps,
+        eps: args.eps.unwrap_or(default_eps),
         tolerance: args.tolerance,
     }
 }

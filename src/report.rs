@@ -260,21 +260,47 @@ pub fn accuracy_csv(matrix: &[Vec<f64>]) -> String {
     s
 }
 
-/// The per-task table: accuracy right after each task's training and at the end, and means.
+/// The per-task table: accuracy right after each task's training and at the end, and means;
+/// with task inference (CL2/CL3), the final task-inference accuracy and the share of each
+/// task's inputs assigned to the last task too.
 pub fn accuracy_table(results: &RunResults) -> String {
-    let mut s = String::from("task   during %   final %\n");
+    let inference = results.final_task_inference_accuracy.as_ref();
+    let mut s = String::from("task   during %   final %");
+    if inference.is_some() {
+        s.push_str("   task inferred %   picked as task 0..T %");
+    }
+    s.push('\n');
     for (t, (d, f)) in results
         .during_accuracy
         .iter()
         .zip(&results.final_accuracy)
         .enumerate()
     {
-        let _ = writeln!(s, "{t:>4}   {d:>8.2}   {f:>7.2}");
+        let _ = write!(s, "{t:>4}   {d:>8.2}   {f:>7.2}");
+        if let (Some(inf), Some(picks)) = (inference, results.final_task_picks.as_ref()) {
+            let cells: Vec<String> = picks[t].iter().map(|p| format!("{p:.1}")).collect();
+            let _ = write!(s, "   {:>15.2}   [{}]", inf[t], cells.join(" "));
+        }
+        s.push('\n');
     }
-    let _ = writeln!(
+    let _ = write!(
         s,
         "mean   {:>8.2}   {:>7.2}",
         results.during_mean_accuracy, results.final_mean_accuracy
     );
+    if let Some(m) = results.final_mean_task_inference_accuracy {
+        let _ = write!(s, "   {m:>15.2}");
+    }
+    s.push('\n');
     s
+}
+
+/// One line: backward transfer and forgetting in percentage points.
+pub fn summary_lines(results: &RunResults) -> String {
+    let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:+.2}"));
+    format!(
+        "backward transfer {} pp, forgetting {} pp\n",
+        f(results.backward_transfer),
+        f(results.forgetting)
+    )
 }

@@ -94,7 +94,7 @@ fn assert_bit_identical(a: &Checkpoint, b: &Checkpoint) {
     for (x, y) in a.model.task_embs.iter().zip(&b.model.task_embs) {
         assert_eq!(bits(x), bits(y), "task embedding");
     }
-    assert_eq!(a.accuracy_matrix, b.accuracy_matrix);
+    assert_eq!(a.history.accuracy_matrix, b.history.accuracy_matrix);
     assert_eq!(a.tasks, b.tasks);
     let (oa, ob) = (a.optimizer.as_ref().unwrap(), b.optimizer.as_ref().unwrap());
     assert_eq!(bits(oa.theta.moments().0), bits(ob.theta.moments().0));
@@ -328,7 +328,7 @@ fn export_writes_the_generated_weights_under_the_target_layout_names() {
     for task in 0..2 {
         let bytes = checkpoint::export_task_weights(state, task).unwrap();
         let st = SafeTensors::deserialize(&bytes).unwrap();
-        let weights = state.model.generate_weights(task);
+        let weights = state.model.generated_weights(task);
         let layout = state.model.target.layout();
         let mut names: Vec<&str> = st.names();
         names.sort();
@@ -356,7 +356,7 @@ fn export_writes_the_generated_weights_under_the_target_layout_names() {
 #[test]
 fn learn_adds_a_task_and_the_stored_tasks_keep_their_accuracy() {
     let mut state = saved().1.clone();
-    let before = state.accuracy_matrix[1].clone();
+    let before = state.history.accuracy_matrix[1].clone();
     let spec = TaskSpec::Split { classes: [8, 9] };
     let specs: Vec<TaskSpec> = state.tasks.iter().copied().chain([spec]).collect();
     let data = tasks(&specs);
@@ -375,7 +375,12 @@ fn learn_adds_a_task_and_the_stored_tasks_keep_their_accuracy() {
     }
     let eval = experiment::evaluate(&state, &data[..3]).unwrap();
     assert_eq!(eval.iter().map(|r| r.with_task_id).collect::<Vec<_>>(), row);
-    assert!(eval.iter().all(|r| r.without_task_id.is_none()));
+    // Without task identity (CL3 rule) a prediction is right only if the inferred task is too.
+    for r in &eval {
+        assert!(r.without_task_id <= r.with_task_id + 1e-9, "{r:?}");
+        assert!(r.without_task_id <= r.task_inference + 1e-9, "{r:?}");
+        assert!(r.task_inference > 0.0, "{r:?}");
+    }
 
     // Another task of the wrong benchmark, or past the reserved heads, is refused.
     let permuted = TaskSpec::Permuted {
@@ -444,4 +449,70 @@ proptest! {
             prop_assert_eq!(loaded.completed(), 2);
         }
     }
+}
+
+/// Scenario and hyperfan init are part of a checkpoint: a CL3 run with hyperfan θ, saved after
+/// task 0 and resumed, ends like `experiment::run` (task inference included); a CL2 model
+/// learns a task on its shared head; a baseline method has no checkpoint.
+#[test]
+fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
+    use hypertape::cl::{Method, Scenario};
+    use hypertape::nn::HnetInit;
+    let mut c = config(2);
+    c.set_scenario(Scenario::Cl3);
+    c.hnet_init = HnetInit::Hyperfan;
+    let data = tasks(&c.task_specs());
+    let whole = experiment::run(&c, &data, &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert!(whole.task_inference_matrix.is_some());
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = Checkpoint::new(&c).unwrap();
+    let mut one = c.clone();
+    one.num_tasks = 1;
+    first.config = one;
+    experiment::continue_run(&mut first, &data[..1], &mut |_| {}, &mut |s| {
+        checkpoint::save(dir.path(), s)
+    })
+    .unwrap();
+    let mut state = checkpoint::load(dir.path()).unwrap();
+    assert_eq!(state.config.hnet_init, HnetInit::Hyperfan);
+    assert_eq!(state.config.scenario, Scenario::Cl3);
+    assert_eq!(state.history.task_inference.len(), 1);
+    state.config = c.clone();
+    experiment::continue_run(&mut state, &data, &mut |_| {}, &mut |s| {
+        checkpoint::save(dir.path(), s)
+    })
+    .unwrap();
+    let resumed = experiment::results(&checkpoint::load(dir.path()).unwrap());
+    assert_eq!(resumed.accuracy_matrix, whole.accuracy_matrix);
+    assert_eq!(resumed.task_inference_matrix, whole.task_inference_matrix);
+    assert_eq!(resumed.final_task_picks, whole.final_task_picks);
+
+    // A stored scenario differs from another: check_same names the field.
+    let mut cl1 = c.clone();
+    cl1.set_scenario(Scenario::Cl1);
+    let err = c.check_same(&cl1).unwrap_err().to_string();
+    assert!(err.contains("scenario"), "{err}");
+
+    let mut cl2 = config(1);
+    cl2.heads = None;
+    cl2.set_scenario(Scenario::Cl2);
+    let mut state = Checkpoint::new(&cl2).unwrap();
+    let specs = cl2.task_specs();
+    experiment::continue_run(&mut state, &tasks(&specs), &mut |_| {}, &mut |_| Ok(())).unwrap();
+    let spec = TaskSpec::Split { classes: [2, 3] };
+    let more = tasks(&[specs[0], spec]);
+    let row = experiment::learn(&mut state, spec, &more, &mut |_| {}).unwrap();
+    assert_eq!(row.len(), 2);
+    assert_eq!(state.model.target.num_heads(), 1);
+    let eval = experiment::evaluate(&state, &more).unwrap();
+    assert!(eval.iter().all(|r| r.task_inference > 0.0), "{eval:?}");
+
+    let mut ewc = config(1);
+    ewc.method = Method::Ewc;
+    let err = Checkpoint::new(&ewc).unwrap_err().to_string();
+    assert!(
+        err.contains("checkpoints are supported for --method hnet"),
+        "{err}"
+    );
 }

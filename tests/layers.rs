@@ -310,3 +310,48 @@ fn hnet_layout_covers_theta_without_gaps() {
     );
     assert_eq!(hnet.layout().entry(4).shape, [3, 2]);
 }
+
+#[test]
+fn hyperfan_init_gives_generated_weights_the_fan_in_variance() {
+    // Without hidden layers the hypernetwork's input is the N(0, 1) embedding itself, so the
+    // generated weights of a target layer with fan-in f have variance 1/f, its biases 1.
+    use hypertape::cl::HnetModel;
+    use hypertape::nn::HnetInit;
+    let target = TargetMlp::new(40, &[10], 3, 2);
+    let config = HnetConfig {
+        task_emb_dim: 64,
+        hidden: vec![],
+        activation: Activation::Relu,
+        chunk_size: None,
+        chunk_emb_dim: 0,
+    };
+    let hnet = Hnet::new(&config, target.num_weights());
+    let mut sums = vec![(0.0f64, 0usize); target.layout().entries().len()];
+    for seed in 0..40u64 {
+        let mut model =
+            HnetModel::<f64>::with_init(target.clone(), hnet.clone(), seed, HnetInit::Hyperfan);
+        model.add_task(seed);
+        let mut tape = Tape::no_grad();
+        let th = tape.constant_ref(&[model.theta.len()], &model.theta);
+        let e = tape.constant_ref(&[1, 64], &model.task_embs[0]);
+        let out = model.hnet.forward(&mut tape, th, e);
+        let w = tape.value(out);
+        for (i, entry) in target.layout().entries().iter().enumerate() {
+            sums[i].0 += w[entry.range()].iter().map(|v| v * v).sum::<f64>();
+            sums[i].1 += entry.len();
+        }
+    }
+    for (entry, (sq, count)) in target.layout().entries().iter().zip(sums) {
+        let variance = sq / count as f64;
+        let expected = if entry.shape.len() == 2 {
+            1.0 / entry.shape[1] as f64
+        } else {
+            1.0
+        };
+        assert!(
+            (variance / expected - 1.0).abs() < 0.25,
+            "{}: variance {variance}, expected {expected}",
+            entry.name
+        );
+    }
+}

@@ -140,3 +140,18 @@ fn audit_rejects_a_gradient_taken_at_the_wrong_lookahead() {
     );
     assert!(!report.passed(), "{report}");
 }
+
+#[test]
+fn full_size_split_mnist_step_passes_the_directional_audit() {
+    use hypertape::experiment::{Benchmark, ExperimentConfig};
+    let c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+    let setup = AuditSetup::new(c.target(), &c.hnet, 2, 8, 5);
+    let options = GradCheckOptions {
+        eps: 1e-4,
+        tolerance: 1e-6,
+    };
+    for lookahead in [Lookahead::Adam, Lookahead::Off] {
+        let report = setup.directional_audit(lookahead, 5, &options);
+        assert!(report.passed, "{lookahead:?}: {report}");
+    }
+}

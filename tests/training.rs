@@ -4,7 +4,7 @@
 //! rather than a panic, and configuration validation naming the field.
 
 use hypertape::cl::trainer::{accuracy, train_task};
-use hypertape::cl::{HnetModel, OutputRegularizer, RegTargets};
+use hypertape::cl::{HnetModel, OutputRegularizer};
 use hypertape::data::ClassificationTask;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::nn::Hnet;
@@ -37,10 +37,7 @@ fn new_model(c: &ExperimentConfig) -> HnetModel<f32> {
 /// Task 0's generated weights, read from a regularizer's precomputed targets.
 fn generated(model: &HnetModel<f32>, task: usize) -> Vec<f32> {
     let reg = OutputRegularizer::new(model, task + 1, 1.0, false);
-    match reg.targets() {
-        RegTargets::Precomputed(ts) => ts[task].clone(),
-        RegTargets::Online { .. } => unreachable!(),
-    }
+    reg.precomputed_target(task).expect("precomputed").to_vec()
 }
 
 fn relative_distance(a: &[f32], b: &[f32]) -> f64 {

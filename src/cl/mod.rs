@@ -6,13 +6,22 @@
 //! - [`step_gradients`]: one training step's gradients: task loss, look-ahead Δθ, regularizer.
 //! - [`trainer`]: the task loop, evaluation and the accuracy matrix.
 //! - [`audit`]: the end-to-end f64 gradient audit of the step.
+//! - [`inference`]: the scenarios CL1–CL3 and task inference by predictive entropy (HNET+ENT).
+//! - [`baselines`]: fine-tuning, EWC, online EWC and SI on the target network trained directly.
 
 pub mod audit;
+pub mod baselines;
+pub mod inference;
 mod model;
 mod regularizer;
 mod step;
 pub mod trainer;
 
+pub use baselines::{BaselineConfig, Consolidation, DirectLearner, Method};
+pub use inference::{entropy_inference, InferredEval, Readout, Scenario};
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
-pub use step::{step_gradients, task_loss, Lookahead, StepGradients, StepInput, StepWorkspace};
+pub use step::{
+    step_gradients, step_gradients_with, task_loss, Lookahead, StepGradients, StepInput,
+    StepWorkspace,
+};

@@ -1,6 +1,6 @@
 //! The state of a hypernetwork continual learner: everything a checkpoint must hold.
 
-use crate::nn::{Hnet, TargetMlp};
+use crate::nn::{Hnet, HnetInit, TargetMlp};
 use crate::rng::Rng;
 use crate::tensor::Float;
 
@@ -19,9 +19,18 @@ pub struct HnetModel<F> {
 }
 
 impl<F: Float> HnetModel<F> {
-    /// A model with θ initialised from `seed` and no tasks yet.
+    /// A model with θ initialised (Xavier) from `seed` and no tasks yet.
     pub fn new(target: TargetMlp, hnet: Hnet, seed: u64) -> Self {
-        let theta = hnet.init_params(&mut Rng::derived(seed, "hnet-init", 0));
+        Self::with_init(target, hnet, seed, HnetInit::Xavier)
+    }
+
+    /// A model with θ initialised by `init` from `seed` and no tasks yet.
+    pub fn with_init(target: TargetMlp, hnet: Hnet, seed: u64, init: HnetInit) -> Self {
+        let mut rng = Rng::derived(seed, "hnet-init", 0);
+        let theta = match init {
+            HnetInit::Xavier => hnet.init_params(&mut rng),
+            HnetInit::Hyperfan => hnet.init_params_hyperfan(&target, &mut rng),
+        };
         Self {
             target,
             hnet,
@@ -41,17 +50,17 @@ impl<F: Float> HnetModel<F> {
         t
     }
 
+    /// The target weights the hypernetwork generates for task `task` (flat, in the order of
+    /// `target.layout()`), without recording a tape.
+    pub fn generated_weights(&self, task: usize) -> Vec<F> {
+        super::regularizer::generate(&self.hnet, &self.theta, &self.task_embs, &[task])
+    }
+
     /// The embeddings of tasks `tasks` as one flat [n × task_emb_dim] buffer.
     pub fn stacked_embeddings(&self, tasks: &[usize]) -> Vec<F> {
         tasks
             .iter()
             .flat_map(|&t| self.task_embs[t].iter().copied())
             .collect()
-    }
-
-    /// The target weights the hypernetwork generates for task `task` (flat, in the order of
-    /// `target.layout()`), without recording a tape.
-    pub fn generate_weights(&self, task: usize) -> Vec<F> {
-        super::regularizer::generate(&self.hnet, &self.theta, &self.task_embs, &[task])
     }
 }

@@ -5,14 +5,14 @@
 use super::HnetModel;
 use crate::nn::Hnet;
 use crate::tape::{Tape, Var};
-use crate::tensor::Float;
+use crate::tensor::{Float, Tensor};
 
 /// Where the targets h(e(t), θ*) come from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum RegTargets<F> {
-    /// Computed once before the task, one `num_weights` vector per previous task (memory
-    /// grows with the number of tasks).
-    Precomputed(Vec<Vec<F>>),
+    /// Computed once before the task: [previous tasks × num_weights], flat (memory grows with
+    /// the number of tasks).
+    Precomputed(Vec<F>),
     /// Recomputed when needed from a frozen copy of θ* (constant memory, more compute).
     Online {
         /// θ*.
@@ -25,6 +25,7 @@ pub enum RegTargets<F> {
 pub struct OutputRegularizer<F> {
     beta: f64,
     prev_embs: Vec<Vec<F>>,
+    num_weights: usize,
     targets: RegTargets<F>,
 }
 
@@ -39,13 +40,12 @@ impl<F: Float> OutputRegularizer<F> {
             }
         } else {
             let all: Vec<usize> = (0..num_prev).collect();
-            let flat = generate(&model.hnet, &model.theta, &prev_embs, &all);
-            let n = model.hnet.num_weights();
-            RegTargets::Precomputed(flat.chunks_exact(n).map(<[F]>::to_vec).collect())
+            RegTargets::Precomputed(generate(&model.hnet, &model.theta, &prev_embs, &all))
         };
         Self {
             beta,
             prev_embs,
+            num_weights: model.hnet.num_weights(),
             targets,
         }
     }
@@ -65,8 +65,19 @@ impl<F: Float> OutputRegularizer<F> {
         &self.targets
     }
 
+    /// The stored target h(e(t), θ*) of previous task `t` (`None` with online targets).
+    pub fn precomputed_target(&self, t: usize) -> Option<&[F]> {
+        match &self.targets {
+            RegTargets::Precomputed(flat) => {
+                Some(&flat[t * self.num_weights..(t + 1) * self.num_weights])
+            }
+            RegTargets::Online { .. } => None,
+        }
+    }
+
     /// (β / |S|) Σ_{t∈S} ‖target(t) − h(e(t), θ)‖² on `tape`, θ being the flat var `theta`
-    /// (θ + Δθ for the look-ahead), S = `subset` of the previous tasks, in one batched pass.
+    /// (θ + Δθ for the look-ahead), S = `subset` of the previous tasks, in one batched pass
+    /// whose output layer is fused with the distance.
     pub fn loss<'a>(
         &'a self,
         tape: &mut Tape<'a, F>,
@@ -76,40 +87,31 @@ impl<F: Float> OutputRegularizer<F> {
     ) -> Var {
         assert!(!subset.is_empty(), "regularizer over no task");
         let d = hnet.config().task_emb_dim;
+        let n = self.num_weights;
         let embs: Vec<F> = subset
             .iter()
             .flat_map(|&t| self.prev_embs[t].iter().copied())
             .collect();
-        let online_targets = match &self.targets {
-            RegTargets::Online { theta_star } => {
-                Some(generate(hnet, theta_star, &self.prev_embs, subset))
+        let e = tape.constant(Tensor::from_vec(&[subset.len(), d], embs));
+        let shape = [subset.len(), n];
+        let all_in_order =
+            subset.iter().enumerate().all(|(i, &t)| i == t) && subset.len() == self.num_prev();
+        let targets = match &self.targets {
+            // The common case borrows the stored targets; a subset gathers its rows.
+            RegTargets::Precomputed(flat) if all_in_order => tape.constant_ref(&shape, flat),
+            RegTargets::Precomputed(flat) => {
+                let rows = subset
+                    .iter()
+                    .flat_map(|&t| flat[t * n..(t + 1) * n].iter().copied());
+                tape.constant(Tensor::from_vec(&shape, rows.collect()))
             }
-            RegTargets::Precomputed(_) => None,
+            RegTargets::Online { theta_star } => tape.constant(Tensor::from_vec(
+                &shape,
+                generate(hnet, theta_star, &self.prev_embs, subset),
+            )),
         };
-        let e = tape.constant(crate::Tensor::from_vec(&[subset.len(), d], embs));
-        let out = hnet.forward(tape, theta, e);
-        let n = hnet.num_weights();
-        let mut total: Option<Var> = None;
-        for (j, &t) in subset.iter().enumerate() {
-            let w = hnet.task_weights(tape, out, j);
-            let target = match (&self.targets, &online_targets) {
-                (RegTargets::Precomputed(ts), _) => tape.constant_ref(&[n], &ts[t]),
-                (_, Some(flat)) => tape.constant(crate::Tensor::from_vec(
-                    &[n],
-                    flat[j * n..(j + 1) * n].to_vec(),
-                )),
-                (RegTargets::Online { .. }, None) => {
-                    unreachable!("online targets are generated above")
-                }
-            };
-            let sq = tape.squared_distance(w, target);
-            total = Some(match total {
-                Some(acc) => tape.add(acc, sq),
-                None => sq,
-            });
-        }
-        let scale = F::from_f64(self.beta / subset.len() as f64);
-        tape.scale(total.expect("subset is not empty"), scale)
+        let distance = hnet.squared_distance_to(tape, theta, e, targets);
+        tape.scale(distance, F::from_f64(self.beta / subset.len() as f64))
     }
 }
 
@@ -126,7 +128,7 @@ pub(crate) fn generate<F: Float>(
         .iter()
         .flat_map(|&t| embs[t].iter().copied())
         .collect();
-    let e = tape.constant(crate::Tensor::from_vec(
+    let e = tape.constant(Tensor::from_vec(
         &[tasks.len(), hnet.config().task_emb_dim],
         flat,
     ));

@@ -105,14 +105,44 @@ pub fn step_gradients<F: Float>(
     theta_opt: &Adam<F>,
     workspace: &mut StepWorkspace<F>,
 ) -> StepGradients<F> {
-    let d = model.hnet.config().task_emb_dim;
     let rows = input.labels.len();
+    step_gradients_with(
+        model,
+        input.task,
+        |tape, weights| {
+            let x = tape.constant_ref(&[rows, model.target.input_dim()], input.x);
+            let logits = model.target.forward(tape, weights, x, input.head);
+            tape.softmax_cross_entropy(logits, input.labels)
+        },
+        reg,
+        lookahead,
+        theta_opt,
+        workspace,
+    )
+}
+
+/// [`step_gradients`] with any task loss: `loss` builds L_task on the tape from the target
+/// weights generated for task `task` (a flat var); the rest of the step is the same.
+pub fn step_gradients_with<'m, F: Float, L>(
+    model: &'m HnetModel<F>,
+    task: usize,
+    loss: L,
+    reg: Option<(&OutputRegularizer<F>, &[usize])>,
+    lookahead: Lookahead,
+    theta_opt: &Adam<F>,
+    workspace: &mut StepWorkspace<F>,
+) -> StepGradients<F>
+where
+    L: FnOnce(&mut Tape<'m, F>, Var) -> Var,
+{
+    let d = model.hnet.config().task_emb_dim;
     let (task_loss_value, mut grad_theta, grad_emb) = {
-        let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
+        let mut tape: Tape<'m, F> = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
         let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
-        let emb = tape.leaf_ref(&[1, d], &model.task_embs[input.task]);
-        let x = tape.constant_ref(&[rows, model.target.input_dim()], input.x);
-        let loss = task_loss(&mut tape, model, theta, emb, x, input.labels, input.head);
+        let emb = tape.leaf_ref(&[1, d], &model.task_embs[task]);
+        let out = model.hnet.forward(&mut tape, theta, emb);
+        let weights = model.hnet.task_weights(&mut tape, out, 0);
+        let loss = loss(&mut tape, weights);
         let mut grads = tape.backward(loss);
         let gt = grads
             .take(theta)

@@ -6,13 +6,18 @@
 //! embedding init, regularizer subsets), so a run resumed after task t continues exactly as an
 //! uninterrupted one.
 
-use super::{step_gradients, HnetModel, Lookahead, OutputRegularizer, StepInput, StepWorkspace};
+use super::{
+    step_gradients, step_gradients_with, HnetModel, Lookahead, OutputRegularizer, StepInput,
+    StepWorkspace,
+};
 use crate::data::TaskView;
+use crate::nn::TargetMlp;
 use crate::optim::Adam;
 use crate::rng::Rng;
 use crate::tape::{BufferPool, Tape};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+use std::ops::Range;
 
 /// Settings of the training loop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +164,45 @@ impl TaskSession {
             &self.theta_opt,
             &mut self.workspace,
         );
+        self.apply(model, grads)
+    }
+
+    /// One regression step on the batch (`x` [rows × input], `y` [rows × outputs]) with the
+    /// mean squared error over rows, Σ (f(x) − y)² / rows, as the task loss.
+    pub fn step_regression(
+        &mut self,
+        model: &mut HnetModel<f32>,
+        x: &[f32],
+        y: &[f32],
+        subset: &[usize],
+    ) -> Result<(f64, f64)> {
+        let reg = self.reg.as_ref().map(|r| (r, subset));
+        let m: &HnetModel<f32> = model;
+        let rows = x.len() / m.target.input_dim();
+        let head = self.head;
+        let grads = step_gradients_with(
+            m,
+            self.task,
+            |tape, weights| {
+                let xv = tape.constant_ref(&[rows, m.target.input_dim()], x);
+                let yv = tape.constant_ref(&[rows, m.target.head_dim()], y);
+                let out = m.target.forward(tape, weights, xv, head);
+                let sq = tape.squared_distance(out, yv);
+                tape.scale(sq, 1.0 / rows as f32)
+            },
+            reg,
+            self.lookahead,
+            &self.theta_opt,
+            &mut self.workspace,
+        );
+        self.apply(model, grads)
+    }
+
+    fn apply(
+        &mut self,
+        model: &mut HnetModel<f32>,
+        grads: super::StepGradients<f32>,
+    ) -> Result<(f64, f64)> {
         let losses = (grads.task_loss, grads.reg_loss);
         if !losses.0.is_finite() || !losses.1.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -202,19 +246,49 @@ pub fn train_task(
     config: &TrainConfig,
     on_progress: &mut dyn FnMut(&Progress),
 ) -> Result<OptimizerState> {
+    check_not_empty(task, data)?;
+    let mut session = TaskSession::begin(model, task, head, config);
+    let mut subset_rng = Rng::derived(config.seed, "regularizer-subsets", task as u64);
+    let all_prev: Vec<usize> = (0..task).collect();
+    task_loop(task, data, config, on_progress, &mut |x, labels| {
+        let subset = match config.reg_batch {
+            Some(k) if k < task => subset_rng.choose_distinct(task, k),
+            _ => all_prev.clone(),
+        };
+        session.step(model, x, labels, &subset)
+    })?;
+    session.finish(model)
+}
+
+fn check_not_empty(task: usize, data: &TaskView) -> Result<()> {
     if data.is_empty() {
         return Err(Error::config(
             "task",
             format!("task {task} has no training samples"),
         ));
     }
-    let mut session = TaskSession::begin(model, task, head, config);
+    Ok(())
+}
+
+/// One step on a batch (inputs, labels), returning (task loss, regularizer).
+pub type BatchStep<'s> = dyn FnMut(&[f32], &[usize]) -> Result<(f64, f64)> + 's;
+
+/// The loop every learner shares: `config.iterations` steps, each on the next shuffled batch of
+/// `config.batch_size` rows of `data` (stream derived from the seed and the task), given to
+/// `step`, which returns (task loss, regularizer). A step's error is returned with the
+/// iteration named; progress is reported after every step.
+pub fn task_loop(
+    task: usize,
+    data: &TaskView,
+    config: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress),
+    step: &mut BatchStep<'_>,
+) -> Result<()> {
+    check_not_empty(task, data)?;
     let mut sampler = BatchSampler::new(
         data.len(),
         Rng::derived(config.seed, "batches", task as u64),
     );
-    let mut subset_rng = Rng::derived(config.seed, "regularizer-subsets", task as u64);
-    let all_prev: Vec<usize> = (0..task).collect();
     let b = config.batch_size;
     let mut x = vec![0.0f32; b * data.input_dim()];
     let mut labels = vec![0usize; b];
@@ -222,17 +296,10 @@ pub fn train_task(
     for it in 0..config.iterations {
         sampler.next_batch(b, &mut indices);
         data.fill_batch(&indices, &mut x, &mut labels);
-        let subset = match config.reg_batch {
-            Some(k) if k < task => subset_rng.choose_distinct(task, k),
-            _ => all_prev.clone(),
-        };
-        let (task_loss, reg_loss) =
-            session
-                .step(model, &x, &labels, &subset)
-                .map_err(|e| match e {
-                    Error::NonFinite(m) => Error::NonFinite(format!("iteration {it}, {m}")),
-                    other => other,
-                })?;
+        let (task_loss, reg_loss) = step(&x, &labels).map_err(|e| match e {
+            Error::NonFinite(m) => Error::NonFinite(format!("iteration {it}, {m}")),
+            other => other,
+        })?;
         on_progress(&Progress {
             task,
             iteration: it + 1,
@@ -241,16 +308,16 @@ pub fn train_task(
             reg_loss,
         });
     }
-    session.finish(model)
+    Ok(())
 }
 
 /// Rows evaluated per batch.
-const EVAL_BATCH: usize = 1000;
+pub const EVAL_BATCH: usize = 1000;
 
 /// Percent of `data` classified correctly by head `head` with the weights generated for
 /// `task`.
 pub fn accuracy(model: &HnetModel<f32>, task: usize, head: usize, data: &TaskView) -> f64 {
-    let weights = model.generate_weights(task);
+    let weights = model.generated_weights(task);
     let predictions = predict(model, &weights, head, data);
     let labels = data.labels();
     let correct = predictions
@@ -269,23 +336,46 @@ pub fn predict(
     data: &TaskView,
 ) -> Vec<usize> {
     let mut out = Vec::with_capacity(data.len());
+    for_each_logits(
+        &model.target,
+        weights,
+        head..head + 1,
+        data,
+        &mut |_, row| {
+            out.push(argmax(row));
+        },
+    );
+    out
+}
+
+/// Runs `target` with weights `weights` over all of `data` in batches of [`EVAL_BATCH`] rows
+/// and calls `f(sample, logits)` for every sample in order, the logits being those of the
+/// heads `heads` side by side.
+pub fn for_each_logits(
+    target: &TargetMlp,
+    weights: &[f32],
+    heads: Range<usize>,
+    data: &TaskView,
+    f: &mut dyn FnMut(usize, &[f32]),
+) {
     let dim = data.input_dim();
     let mut x = vec![0.0f32; EVAL_BATCH * dim];
     let mut labels = vec![0usize; EVAL_BATCH];
     let all: Vec<usize> = (0..data.len()).collect();
     let mut pool = BufferPool::new();
+    let k = heads.len() * target.head_dim();
     for idx in all.chunks(EVAL_BATCH) {
         let rows = idx.len();
         data.fill_batch(idx, &mut x[..rows * dim], &mut labels[..rows]);
         let mut tape = Tape::with_pool(false, pool);
         let w = tape.constant_ref(&[weights.len()], weights);
         let xv = tape.constant_ref(&[rows, dim], &x[..rows * dim]);
-        let logits = model.target.forward(&mut tape, w, xv, head);
-        let k = model.target.head_dim();
-        out.extend(tape.value(logits).chunks_exact(k).map(argmax));
+        let logits = target.forward_heads(&mut tape, w, xv, heads.clone());
+        for (r, row) in tape.value(logits).chunks_exact(k).enumerate() {
+            f(idx[0] + r, row);
+        }
         pool = tape.into_pool(None);
     }
-    out
 }
 
 /// Index of the largest element (the first on ties).

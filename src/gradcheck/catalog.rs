@@ -294,6 +294,17 @@ pub fn op_cases() -> Vec<OpCase> {
             |m, k, n| vec![vec![m, n], vec![m, n]],
             |t, x| t.squared_distance(x[0], x[1])
         ),
+        case!(
+            "linear_squared_distance (2 groups)",
+            Any,
+            |m, k, n| vec![
+                vec![2 * m, k],
+                vec![n, k],
+                vec![n],
+                vec![2, (m * n).saturating_sub(1).max(1)]
+            ],
+            |t, x| t.linear_squared_distance(x[0], x[1], Some(x[2]), x[3], 2)
+        ),
     ]
 }
 

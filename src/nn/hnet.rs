@@ -9,11 +9,22 @@
 //! Several tasks are one batch too: [`Hnet::forward`] takes n embeddings and returns n rows of
 //! weights, which is how the output regularizer protects all previous tasks in a single pass.
 
-use super::{normal, xavier_uniform, Activation, ParamLayout};
+use super::{normal, uniform_with_variance, xavier_uniform, Activation, ParamLayout, TargetMlp};
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
+
+/// How θ is initialised.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HnetInit {
+    /// Xavier-uniform weights, zero biases (the official code's choice).
+    #[default]
+    Xavier,
+    /// Hyperfan-in: generated weights start with the variance of a fan-in init of the target.
+    Hyperfan,
+}
 
 /// The shape of a hypernetwork.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -127,6 +138,51 @@ impl Hnet {
         theta
     }
 
+    /// θ initialised with hyperfan-in (Chang et al., ICLR 2020) for the target `target`:
+    /// hidden layers fan-in (Var = gain/fan_in, gain 2 for ReLU/ELU, 1 otherwise), zero
+    /// biases, N(0, 1) chunk embeddings, and an output layer whose row for a generated target
+    /// weight has Var = 2 / (2 · fan_in_target · fan_in_hidden) and for a generated bias
+    /// Var = 2 / (2 · fan_in_hidden) (ReLU target, input variance 1), so that generated
+    /// weights get about the variance a fan-in init of the target would give. With chunking,
+    /// one output row serves the same position in every chunk, so its variance is the mean of
+    /// those positions' variances.
+    pub fn init_params_hyperfan<F: Float>(&self, target: &TargetMlp, rng: &mut Rng) -> Vec<F> {
+        let mut theta = vec![F::ZERO; self.layout.len()];
+        let gain = match self.config.activation {
+            Activation::Relu | Activation::Elu => 2.0,
+            Activation::Sigmoid | Activation::Tanh => 1.0,
+        };
+        let output = 2 * self.config.hidden.len();
+        for (i, e) in self.layout.entries().iter().enumerate() {
+            let slot = &mut theta[e.range()];
+            if Some(i) == self.chunk_embs {
+                normal(slot, 1.0, rng);
+            } else if e.shape.len() == 2 && i != output {
+                uniform_with_variance(slot, gain / e.shape[1] as f64, rng);
+            } else if i == output {
+                let fan_in_hidden = e.shape[1] as f64;
+                let mut variance = vec![0.0f64; self.chunk_size];
+                let mut count = vec![0usize; self.chunk_size];
+                for entry in target.layout().entries() {
+                    let is_weight = entry.shape.len() == 2;
+                    let v = if is_weight {
+                        2.0 / (2.0 * entry.shape[1] as f64 * fan_in_hidden)
+                    } else {
+                        2.0 / (2.0 * fan_in_hidden)
+                    };
+                    for j in entry.range() {
+                        variance[j % self.chunk_size] += v;
+                        count[j % self.chunk_size] += 1;
+                    }
+                }
+                for (p, row) in slot.chunks_exact_mut(e.shape[1]).enumerate() {
+                    uniform_with_variance(row, variance[p] / count[p].max(1) as f64, rng);
+                }
+            }
+        }
+        theta
+    }
+
     /// A task embedding drawn from N(0, 1).
     pub fn init_task_embedding<F: Float>(&self, rng: &mut Rng) -> Vec<F> {
         let mut e = vec![F::ZERO; self.config.task_emb_dim];
@@ -138,6 +194,36 @@ impl Hnet {
     /// [n × task_emb_dim], from θ = `theta` (flat): an [n × row_stride] var whose row j begins
     /// with task j's `num_weights` weights (see [`Hnet::task_weights`]).
     pub fn forward<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
+        let n = tape.dims(embs).0;
+        let h = self.last_hidden(tape, theta, embs);
+        let (w, b) = self.output_layer(tape, theta);
+        let out = tape.linear(h, w, Some(b));
+        tape.reshape(out, &[n, self.row_stride()])
+    }
+
+    /// Σⱼ ‖h(eⱼ, θ) − tⱼ‖² over the rows eⱼ of `embs` and tⱼ of `targets` [n × num_weights],
+    /// with the output layer and the distance fused (the generated weights are never stored
+    /// apart from their difference to the targets).
+    pub fn squared_distance_to<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        theta: Var,
+        embs: Var,
+        targets: Var,
+    ) -> Var {
+        let n = tape.dims(embs).0;
+        assert_eq!(
+            tape.value(targets).len(),
+            n * self.num_weights,
+            "targets must be [tasks × num_weights]"
+        );
+        let h = self.last_hidden(tape, theta, embs);
+        let (w, b) = self.output_layer(tape, theta);
+        tape.linear_squared_distance(h, w, Some(b), targets, n)
+    }
+
+    /// The input of the output layer: [n·num_chunks × last hidden width], rows task-major.
+    fn last_hidden<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
         let (n, d) = tape.dims(embs);
         assert_eq!(d, self.config.task_emb_dim, "task embedding width");
         let mut h = if self.num_chunks == 1 && self.chunk_embs.is_none() {
@@ -156,17 +242,21 @@ impl Hnet {
                 None => e,
             }
         };
-        let hidden = self.config.hidden.len();
-        for l in 0..hidden {
+        for l in 0..self.config.hidden.len() {
             let w = self.layout.view(tape, theta, 2 * l);
             let b = self.layout.view(tape, theta, 2 * l + 1);
             let z = tape.linear(h, w, Some(b));
             h = self.config.activation.apply(tape, z);
         }
+        h
+    }
+
+    /// Views of the output layer's weight and bias in θ.
+    fn output_layer<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var) -> (Var, Var) {
+        let hidden = self.config.hidden.len();
         let w = self.layout.view(tape, theta, 2 * hidden);
         let b = self.layout.view(tape, theta, 2 * hidden + 1);
-        let out = tape.linear(h, w, Some(b));
-        tape.reshape(out, &[n, self.row_stride()])
+        (w, b)
     }
 
     /// Task j's weights in the output of [`Hnet::forward`]: a flat view, no copy.

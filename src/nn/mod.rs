@@ -12,7 +12,7 @@
 mod hnet;
 mod target;
 
-pub use hnet::{Hnet, HnetConfig};
+pub use hnet::{Hnet, HnetConfig, HnetInit};
 pub use target::TargetMlp;
 
 use crate::rng::Rng;
@@ -139,6 +139,13 @@ impl ParamLayout {
 /// Xavier/Glorot uniform: U(−a, a) with a = √(6 / (fan_in + fan_out)).
 pub fn xavier_uniform<F: Float>(out: &mut [F], fan_in: usize, fan_out: usize, rng: &mut Rng) {
     let a = (6.0 / (fan_in + fan_out) as f64).sqrt();
+    out.iter_mut()
+        .for_each(|v| *v = F::from_f64(rng.uniform_range(-a, a)));
+}
+
+/// Uniform samples with variance `variance`: U(−a, a), a = √(3·variance).
+pub fn uniform_with_variance<F: Float>(out: &mut [F], variance: f64, rng: &mut Rng) {
+    let a = (3.0 * variance).sqrt();
     out.iter_mut()
         .for_each(|v| *v = F::from_f64(rng.uniform_range(-a, a)));
 }

@@ -1,12 +1,14 @@
-//! The target network: an MLP with ReLU hidden layers and one output head per task, whose
-//! weights are given to it as a flat buffer rather than owned.
+//! The target network: an MLP (ReLU hidden layers unless told otherwise) with one output head
+//! per task, whose weights are given to it as a flat buffer rather than owned.
 
-use super::ParamLayout;
+use super::{Activation, ParamLayout};
+use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
 
-/// An MLP `input → hidden… → heads × head_dim` with ReLU, weights passed in.
+/// An MLP `input → hidden… → heads × head_dim`, weights passed in; hidden units are ReLU by
+/// default ([`TargetMlp::with_activation`] changes that).
 ///
 /// Weight order in the flat buffer (the order a hypernetwork generates): for each layer, the
 /// weight matrix [out×in] then the bias [out]; the output layer holds all heads, head h being
@@ -18,6 +20,13 @@ pub struct TargetMlp {
     head_dim: usize,
     num_heads: usize,
     layout: ParamLayout,
+    /// Hidden nonlinearity (ReLU for configurations saved before it existed).
+    #[serde(default = "relu")]
+    activation: Activation,
+}
+
+fn relu() -> Activation {
+    Activation::Relu
 }
 
 impl TargetMlp {
@@ -39,7 +48,37 @@ impl TargetMlp {
             head_dim,
             num_heads,
             layout,
+            activation: Activation::Relu,
         }
+    }
+
+    /// The same network with hidden nonlinearity `activation`.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
+    /// The hidden nonlinearity.
+    pub fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Weights for training the network directly (the baselines): PyTorch's default for
+    /// `nn.Linear`, every weight and bias U(−1/√fan_in, 1/√fan_in).
+    pub fn init_weights<F: Float>(&self, rng: &mut Rng) -> Vec<F> {
+        let mut w = vec![F::ZERO; self.num_weights()];
+        let n = self.layout.entries().len();
+        for l in 0..n / 2 {
+            let fan_in = self.layout.entry(2 * l).shape[1];
+            let a = 1.0 / (fan_in as f64).sqrt();
+            for i in [2 * l, 2 * l + 1] {
+                let e = self.layout.entry(i);
+                w[e.range()]
+                    .iter_mut()
+                    .for_each(|v| *v = F::from_f64(rng.uniform_range(-a, a)));
+            }
+        }
+        w
     }
 
     /// Number of weights (all layers, all heads).
@@ -81,24 +120,37 @@ impl TargetMlp {
         x: Var,
         head: usize,
     ) -> Var {
-        assert!(head < self.num_heads, "head {head} of {}", self.num_heads);
+        self.forward_heads(tape, weights, x, head..head + 1)
+    }
+
+    /// Logits of the consecutive heads `heads`, side by side: [B × heads.len()·head_dim], head
+    /// h's outputs in columns (h − heads.start)·head_dim…; one product for all of them.
+    pub fn forward_heads<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        weights: Var,
+        x: Var,
+        heads: std::ops::Range<usize>,
+    ) -> Var {
+        assert!(
+            heads.start < heads.end && heads.end <= self.num_heads,
+            "heads {heads:?} of {}",
+            self.num_heads
+        );
         let mut h = x;
         for l in 0..self.hidden.len() {
             let w = self.layout.view(tape, weights, 2 * l);
             let b = self.layout.view(tape, weights, 2 * l + 1);
             let z = tape.linear(h, w, Some(b));
-            h = tape.relu(z);
+            h = self.activation.apply(tape, z);
         }
         let out_w = self.layout.entry(2 * self.hidden.len());
         let out_b = self.layout.entry(2 * self.hidden.len() + 1);
         let fan_in = out_w.shape[1];
-        let rows = head * self.head_dim;
-        let w = tape.view(
-            weights,
-            out_w.offset + rows * fan_in,
-            &[self.head_dim, fan_in],
-        );
-        let b = tape.view(weights, out_b.offset + rows, &[self.head_dim]);
+        let rows = heads.start * self.head_dim;
+        let outputs = heads.len() * self.head_dim;
+        let w = tape.view(weights, out_w.offset + rows * fan_in, &[outputs, fan_in]);
+        let b = tape.view(weights, out_b.offset + rows, &[outputs]);
         tape.linear(h, w, Some(b))
     }
 }

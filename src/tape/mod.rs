@@ -93,8 +93,10 @@ impl<'a, F: Float> Tape<'a, F> {
             if let Value::Owned(v) = node.value {
                 pool.give(v);
             }
-            if let Op::SoftmaxCrossEntropy { probs, .. } = node.op {
-                pool.give(probs);
+            match node.op {
+                Op::SoftmaxCrossEntropy { probs, .. } => pool.give(probs),
+                Op::LinearSquaredDistance { diff, .. } => pool.give(diff),
+                _ => {}
             }
         }
         for v in grads.into_iter().flat_map(|g| g.bufs).flatten() {

@@ -159,6 +159,16 @@ pub enum Op<F> {
     },
     /// Σ (a − b)².
     SquaredDistance(Var, Var),
+    /// Σ over groups of ‖first len elements of the group of rows of x·Wᵀ + b − target‖²;
+    /// keeps the masked difference for backward.
+    LinearSquaredDistance {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: Var,
+        groups: usize,
+        diff: Vec<F>,
+    },
 }
 
 impl<F> Op<F> {
@@ -184,6 +194,7 @@ impl<F> Op<F> {
             Op::LogSoftmax(_) => "log_softmax",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::SquaredDistance(..) => "squared_distance",
+            Op::LinearSquaredDistance { .. } => "linear_squared_distance",
         }
     }
 
@@ -195,6 +206,12 @@ impl<F> Op<F> {
             Op::Linear { x, w, b } => [Some(*x), Some(*w), *b].into_iter().flatten().collect(),
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Div(a, b) => vec![*a, *b],
             Op::SquaredDistance(a, b) => vec![*a, *b],
+            Op::LinearSquaredDistance {
+                x, w, b, target, ..
+            } => [Some(*x), Some(*w), *b, Some(*target)]
+                .into_iter()
+                .flatten()
+                .collect(),
             Op::AddRow { x, row } => vec![*x, *row],
             Op::Scale(x, _) | Op::Unary(x, _) | Op::View(x) | Op::LogSoftmax(x) => vec![*x],
             Op::Reduce { x, .. } | Op::GatherRows { x, .. } | Op::RepeatRows { x, .. } => {
@@ -244,6 +261,16 @@ impl<'a, F: Float> Tape<'a, F> {
                 probs,
             } => self.softmax_cross_entropy_backward(*logits, labels, probs, g, grads),
             Op::SquaredDistance(a, b) => self.squared_distance_backward(*a, *b, g, grads),
+            Op::LinearSquaredDistance {
+                x,
+                w,
+                b,
+                target,
+                groups,
+                diff,
+            } => {
+                self.linear_squared_distance_backward(*x, *w, *b, *target, *groups, diff, g, grads)
+            }
         }
     }
 
@@ -976,6 +1003,135 @@ impl<'a, F: Float> Tape<'a, F> {
         }
         if let Some(gb) = self.grad_of(b, grads) {
             kernels::update2(gb, av, bv, |d, x, y| d - two_g * (x - y));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused: a dense layer followed by the squared distance of its output to a target
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// Σⱼ Σ_{p<len} (yⱼ[p] − tⱼ[p])² with y = x·Wᵀ + b: the rows of y [m×n] form `groups`
+    /// equal groups, each read as one flat vector yⱼ of (m/groups)·n elements, and the target
+    /// t [groups × len] (len ≤ (m/groups)·n) covers the first len elements of each (the rest
+    /// of a group is ignored). This is a hypernetwork's output layer and the regularizer's
+    /// distance in one node: y − t is the only buffer, written by the product itself.
+    pub fn linear_squared_distance(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: Var,
+        groups: usize,
+    ) -> Var {
+        let (m, k) = self.dims(x);
+        let (n, k2) = self.dims(w);
+        assert_eq!(
+            k, k2,
+            "linear_squared_distance: input width {k} but weight is {n}×{k2}"
+        );
+        assert!(
+            groups > 0 && m % groups == 0,
+            "{m} rows do not form {groups} groups"
+        );
+        let group_len = m / groups * n;
+        let len = self.value(target).len() / groups;
+        assert_eq!(len * groups, self.value(target).len(), "target rows");
+        assert!(
+            len <= group_len,
+            "target rows of {len} exceed groups of {group_len}"
+        );
+        let mut diff = self.pool.take(m * n);
+        let beta = if let Some(b) = b {
+            let bv = self.value(b);
+            assert_eq!(
+                bv.len(),
+                n,
+                "linear_squared_distance: bias of {} for {n} outputs",
+                bv.len()
+            );
+            diff.chunks_exact_mut(n.max(1))
+                .for_each(|row| row.copy_from_slice(bv));
+            F::ONE
+        } else {
+            F::ZERO
+        };
+        gemm(
+            m,
+            n,
+            k,
+            F::ONE,
+            self.value(x),
+            false,
+            self.value(w),
+            true,
+            beta,
+            &mut diff,
+        );
+        let tv = self.value(target);
+        let mut total = 0.0;
+        for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
+            let (head, tail) = group.split_at_mut(len);
+            total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
+            kernels::fill(tail, F::ZERO);
+        }
+        let inputs: Vec<Var> = [Some(x), Some(w), b, Some(target)]
+            .into_iter()
+            .flatten()
+            .collect();
+        let diff = if self.recording {
+            diff
+        } else {
+            self.pool.give(diff);
+            Vec::new()
+        };
+        let op = Op::LinearSquaredDistance {
+            x,
+            w,
+            b,
+            target,
+            groups,
+            diff,
+        };
+        self.push(op, &inputs, vec![], vec![F::from_f64(total)])
+    }
+
+    /// With D = y − t masked to the compared elements and s = 2g: dx = s·D·W, dW = s·Dᵀ·x,
+    /// db = s·column sums of D, dt = −s·D.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_squared_distance_backward(
+        &self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: Var,
+        groups: usize,
+        diff: &[F],
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (m, k) = self.dims(x);
+        let (n, _) = self.dims(w);
+        let s = (F::ONE + F::ONE) * g[0];
+        if let Some(gx) = self.grad_of(x, grads) {
+            gemm(m, k, n, s, diff, false, self.value(w), false, F::ONE, gx);
+        }
+        if let Some(gw) = self.grad_of(w, grads) {
+            gemm(n, k, m, s, diff, true, self.value(x), false, F::ONE, gw);
+        }
+        if let Some(b) = b.filter(|&b| self.requires_grad(b)) {
+            let mut sums = grads.pool.take_zeroed(n);
+            add_col_sums(diff, n, &mut sums);
+            kernels::update(grads.slot(self, b), &sums, |d, c| d + s * c);
+            grads.pool.give(sums);
+        }
+        if let Some(gt) = self.grad_of(target, grads) {
+            let group_len = m / groups * n;
+            let len = gt.len() / groups;
+            for (j, gt) in gt.chunks_exact_mut(len.max(1)).enumerate() {
+                let d = &diff[j * group_len..j * group_len + len];
+                kernels::update(gt, d, |acc, v| acc - s * v);
+            }
         }
     }
 }

@@ -1,0 +1,204 @@
+//! The three continual-learning scenarios (van de Ven & Tolias 2019) and task inference by
+//! predictive entropy, HNET+ENT (von Oswald et al. 2020, §4 of METHOD.md).
+//!
+//! - CL1: one head per task, the task identity is given at test time.
+//! - CL2: one head shared by all tasks; the task identity is not given. HNET+ENT picks the
+//!   task embedding and reads the shared head with that task's weights.
+//! - CL3: one head per task, the task identity must be inferred: HNET+ENT picks a task and the
+//!   prediction is that task's head's argmax, a class among all classes seen (task ·
+//!   head_dim + local class); it is right only if both the task and the class are.
+//!
+//! HNET+ENT: for every learned task k, the weights h(e(k), θ) are generated once and the
+//! target network runs over the whole test set in batches with k's head (CL3) or the shared
+//! head (CL2); per input, the softmax entropy of that prediction is kept if it is the lowest so
+//! far (the first task wins ties). Evaluating T tasks costs T batched passes over a test set.
+
+use super::trainer::{argmax, for_each_logits};
+use super::HnetModel;
+use crate::data::TaskView;
+use serde::{Deserialize, Serialize};
+use std::ops::Range;
+
+/// A continual-learning scenario.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scenario {
+    /// Task-incremental: a head per task, task identity given.
+    #[default]
+    Cl1,
+    /// Domain-incremental: one shared head, task identity not given.
+    Cl2,
+    /// Class-incremental: a head per task, task identity inferred.
+    Cl3,
+}
+
+impl Scenario {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Cl1 => "cl1",
+            Scenario::Cl2 => "cl2",
+            Scenario::Cl3 => "cl3",
+        }
+    }
+
+    /// Output heads of the target network for `num_tasks` tasks.
+    pub fn num_heads(self, num_tasks: usize) -> usize {
+        match self {
+            Scenario::Cl2 => 1,
+            Scenario::Cl1 | Scenario::Cl3 => num_tasks,
+        }
+    }
+
+    /// The head task `task` is trained and read with when its identity is known.
+    pub fn head(self, task: usize) -> usize {
+        match self {
+            Scenario::Cl2 => 0,
+            Scenario::Cl1 | Scenario::Cl3 => task,
+        }
+    }
+
+    /// True if the task identity is not given at test time.
+    pub fn infers_task(self) -> bool {
+        self != Scenario::Cl1
+    }
+}
+
+impl std::str::FromStr for Scenario {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cl1" => Ok(Scenario::Cl1),
+            "cl2" => Ok(Scenario::Cl2),
+            "cl3" => Ok(Scenario::Cl3),
+            _ => Err(format!("unknown scenario '{s}' (cl1, cl2, cl3)")),
+        }
+    }
+}
+
+/// Which outputs a loss reads: the heads `heads` side by side, a local label l being output
+/// `label_offset + l`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Readout {
+    /// Consecutive heads.
+    pub heads: Range<usize>,
+    /// Added to a task's local labels.
+    pub label_offset: usize,
+}
+
+impl Readout {
+    /// Head `head` alone, local labels as they are.
+    pub fn head(head: usize) -> Self {
+        Self {
+            heads: head..head + 1,
+            label_offset: 0,
+        }
+    }
+}
+
+/// The outcome of evaluating one test set without its task identity.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct InferredEval {
+    /// Percent of inputs classified correctly (CL3: task and class both right).
+    pub accuracy: f64,
+    /// Percent of inputs whose task was inferred correctly.
+    pub task_inference_accuracy: f64,
+    /// Percent of inputs assigned to each learned task.
+    pub picks: Vec<f64>,
+}
+
+/// Softmax entropy −Σ p log p of a row of logits, in f64.
+pub fn entropy(logits: &[f32]) -> f64 {
+    let m = logits
+        .iter()
+        .fold(f64::NEG_INFINITY, |a, &v| a.max(f64::from(v)));
+    let z: f64 = logits.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+    let log_z = z.ln();
+    logits
+        .iter()
+        .map(|&v| {
+            let log_p = f64::from(v) - m - log_z;
+            -log_p.exp() * log_p
+        })
+        .sum()
+}
+
+/// HNET+ENT over the tasks 0..`learned` of `model` in `scenario` (CL2 or CL3): for each
+/// test set `tests[j]` (the test set of task j), its accuracy, task-inference accuracy and how
+/// its inputs were assigned. Each task's weights are generated once; each (task, test set)
+/// pair is one batched pass.
+pub fn entropy_inference(
+    model: &HnetModel<f32>,
+    learned: usize,
+    scenario: Scenario,
+    tests: &[&TaskView],
+) -> Vec<InferredEval> {
+    assert!(scenario.infers_task(), "CL1 is given the task identity");
+    assert!(
+        learned >= 1 && learned <= model.task_embs.len(),
+        "learned tasks"
+    );
+    // Per test set, per input: (lowest entropy, its task, its head's argmax).
+    let mut best: Vec<Vec<(f64, usize, usize)>> = tests
+        .iter()
+        .map(|d| vec![(f64::INFINITY, 0, 0); d.len()])
+        .collect();
+    for k in 0..learned {
+        let weights = model.generated_weights(k);
+        let head = scenario.head(k);
+        for (j, data) in tests.iter().enumerate() {
+            let slots = &mut best[j];
+            for_each_logits(
+                &model.target,
+                &weights,
+                head..head + 1,
+                data,
+                &mut |i, row| {
+                    let h = entropy(row);
+                    if h < slots[i].0 {
+                        slots[i] = (h, k, argmax(row));
+                    }
+                },
+            );
+        }
+    }
+    tests
+        .iter()
+        .zip(&best)
+        .enumerate()
+        .map(|(j, (data, slots))| {
+            let labels = data.labels();
+            let n = data.len().max(1) as f64;
+            let mut correct = 0usize;
+            let mut task_right = 0usize;
+            let mut picks = vec![0usize; learned];
+            for (&(_, k, pred), &label) in slots.iter().zip(&labels) {
+                picks[k] += 1;
+                task_right += usize::from(k == j);
+                let ok = match scenario {
+                    Scenario::Cl2 => pred == label,
+                    // The global class k·head_dim + pred against j·head_dim + label.
+                    _ => k == j && pred == label,
+                };
+                correct += usize::from(ok);
+            }
+            InferredEval {
+                accuracy: 100.0 * correct as f64 / n,
+                task_inference_accuracy: 100.0 * task_right as f64 / n,
+                picks: picks.iter().map(|&c| 100.0 * c as f64 / n).collect(),
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entropy_of_uniform_and_certain_rows() {
+        assert!((entropy(&[0.0, 0.0]) - 2f64.ln()).abs() < 1e-12);
+        assert!(entropy(&[100.0, -100.0]) < 1e-40);
+        assert!(entropy(&[1.0, 0.0]) < entropy(&[0.5, 0.0]));
+    }
+}

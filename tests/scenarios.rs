@@ -1,0 +1,294 @@
+//! Scenarios and baselines on short SplitMNIST runs: HNET+ENT's batched task inference against
+//! a per-input reference, the shape of CL2/CL3 results, the baselines' penalties (f64
+//! gradient checks, values by hand, the SI and online-EWC bookkeeping), and that EWC protects
+//! an earlier task better than fine-tuning.
+
+use hypertape::cl::inference::entropy;
+use hypertape::cl::trainer::{argmax, train_task};
+use hypertape::cl::{
+    entropy_inference, BaselineConfig, Consolidation, HnetModel, Method, Scenario,
+};
+use hypertape::data::ClassificationTask;
+use hypertape::experiment::{self, Benchmark, ExperimentConfig};
+use hypertape::gradcheck::{gradcheck, GradCheckOptions};
+use hypertape::nn::Hnet;
+use hypertape::rng::Rng;
+use hypertape::{Tape, Tensor};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn small_config(scenario: Scenario, method: Method) -> ExperimentConfig {
+    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+    c.set_scenario(scenario);
+    c.method = method;
+    c.num_tasks = 3;
+    c.target_hidden = vec![30];
+    c.hnet.chunk_size = Some(2000);
+    c.train.iterations = 60;
+    c.baseline.fisher_samples = 100;
+    c.data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
+    c
+}
+
+fn tasks() -> &'static [ClassificationTask] {
+    static TASKS: OnceLock<Vec<ClassificationTask>> = OnceLock::new();
+    TASKS.get_or_init(|| {
+        small_config(Scenario::Cl1, Method::Hnet)
+            .load_tasks()
+            .expect("MNIST in data/mnist")
+    })
+}
+
+/// HNET+ENT one input at a time, straight from the definition.
+fn reference_inference(
+    model: &HnetModel<f32>,
+    scenario: Scenario,
+    j: usize,
+    learned: usize,
+) -> (f64, f64) {
+    let data = &tasks()[j].test;
+    let n = 300.min(data.len());
+    let dim = data.input_dim();
+    let mut x = vec![0.0f32; dim];
+    let mut label = [0usize];
+    let mut correct = 0;
+    let mut inferred = 0;
+    let weights: Vec<Vec<f32>> = (0..learned).map(|k| model.generated_weights(k)).collect();
+    for i in 0..n {
+        data.fill_batch(&[i], &mut x, &mut label);
+        let mut best = (f64::INFINITY, 0, 0);
+        for (k, w) in weights.iter().enumerate() {
+            let mut tape = Tape::no_grad();
+            let wv = tape.constant_ref(&[w.len()], w);
+            let xv = tape.constant_ref(&[1, dim], &x);
+            let logits = model.target.forward(&mut tape, wv, xv, scenario.head(k));
+            let h = entropy(tape.value(logits));
+            if h < best.0 {
+                best = (h, k, argmax(tape.value(logits)));
+            }
+        }
+        inferred += usize::from(best.1 == j);
+        let ok = match scenario {
+            Scenario::Cl2 => best.2 == label[0],
+            _ => best.1 == j && best.2 == label[0],
+        };
+        correct += usize::from(ok);
+    }
+    (
+        100.0 * correct as f64 / n as f64,
+        100.0 * inferred as f64 / n as f64,
+    )
+}
+
+#[test]
+fn batched_entropy_inference_matches_one_input_at_a_time() {
+    for scenario in [Scenario::Cl2, Scenario::Cl3] {
+        let mut c = small_config(scenario, Method::Hnet);
+        c.train.iterations = 30;
+        let target = c.target();
+        assert_eq!(target.num_heads(), scenario.num_heads(3));
+        let hnet = Hnet::new(&c.hnet, target.num_weights());
+        let mut model = HnetModel::new(target, hnet, 3);
+        for t in 0..2 {
+            train_task(
+                &mut model,
+                t,
+                scenario.head(t),
+                &tasks()[t].train,
+                &c.train,
+                &mut |_| {},
+            )
+            .unwrap();
+        }
+        // The reference covers the first 300 inputs: compare on a view of those.
+        let views: Vec<_> = (0..2)
+            .map(|j| {
+                let d = &tasks()[j].test;
+                hypertape::data::TaskView::new(
+                    mnist_test(),
+                    d.samples()[..300].to_vec(),
+                    None,
+                    d.classes().to_vec(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let refs: Vec<_> = views.iter().collect();
+        let batched = entropy_inference(&model, 2, scenario, &refs);
+        for (j, b) in batched.iter().enumerate() {
+            let (acc, inf) = reference_inference(&model, scenario, j, 2);
+            assert!(
+                (b.accuracy - acc).abs() < 1e-9,
+                "{scenario:?} task {j}: {} vs {acc}",
+                b.accuracy
+            );
+            assert!((b.task_inference_accuracy - inf).abs() < 1e-9);
+            let total: f64 = b.picks.iter().sum();
+            assert!((total - 100.0).abs() < 1e-9);
+            assert!((b.picks[j] - inf).abs() < 1e-9);
+        }
+    }
+}
+
+/// The MNIST test images.
+fn mnist_test() -> std::sync::Arc<hypertape::data::ImageSet> {
+    static MNIST: OnceLock<hypertape::data::Mnist> = OnceLock::new();
+    let m = MNIST.get_or_init(|| {
+        hypertape::data::load_mnist(&small_config(Scenario::Cl1, Method::Hnet).data_dir).unwrap()
+    });
+    m.test.clone()
+}
+
+#[test]
+fn runs_report_task_inference_only_without_task_identity() {
+    for scenario in [Scenario::Cl1, Scenario::Cl2, Scenario::Cl3] {
+        let mut c = small_config(scenario, Method::Hnet);
+        c.num_tasks = 2;
+        c.train.iterations = 20;
+        let r = experiment::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+        assert_eq!(r.accuracy_matrix.len(), 2);
+        assert!(r.backward_transfer.is_some() && r.forgetting.unwrap() >= 0.0);
+        match scenario {
+            Scenario::Cl1 => assert!(r.task_inference_matrix.is_none()),
+            _ => {
+                let inf = r.final_task_inference_accuracy.clone().unwrap();
+                let picks = r.final_task_picks.clone().unwrap();
+                assert_eq!(inf.len(), 2);
+                assert_eq!(picks[1].len(), 2);
+                if scenario == Scenario::Cl3 {
+                    // Right class needs the right task.
+                    for (a, i) in r.final_accuracy.iter().zip(&inf) {
+                        assert!(a <= i, "{a} > {i}");
+                    }
+                }
+                let json = serde_json::to_string(&r).unwrap();
+                assert!(json.contains("\"task_inference_matrix\":[["));
+            }
+        }
+    }
+}
+
+fn random_vec(n: usize, rng: &mut Rng, positive: bool) -> Vec<f64> {
+    (0..n)
+        .map(|_| {
+            let v = rng.normal();
+            if positive {
+                v.abs() + 0.1
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// A consolidation with random state, every kind, f64.
+fn consolidations(n: usize, seed: u64) -> Vec<(&'static str, Consolidation<f64>)> {
+    let mut rng = Rng::new(seed);
+    let cfg = BaselineConfig {
+        ewc_lambda: 3.0,
+        online_ewc_gamma: 0.7,
+        si_c: 0.4,
+        si_xi: 0.1,
+        fisher_samples: 10,
+        fisher_true_labels: false,
+    };
+    let mut ewc = Consolidation::new(Method::Ewc, &cfg, n);
+    let mut online = Consolidation::new(Method::OnlineEwc, &cfg, n);
+    let mut si = Consolidation::new(Method::Si, &cfg, n);
+    for _ in 0..2 {
+        let theta = random_vec(n, &mut rng, false);
+        let f = random_vec(n, &mut rng, true);
+        ewc.end_task(&theta, Some(f.clone()));
+        online.end_task(&theta, Some(f));
+        si.begin_task(&random_vec(n, &mut rng, false));
+        let g = random_vec(n, &mut rng, false);
+        let before = random_vec(n, &mut rng, false);
+        si.record_step(&g, &before, &theta);
+        si.end_task(&theta, None);
+    }
+    vec![("ewc", ewc), ("online-ewc", online), ("si", si)]
+}
+
+#[test]
+fn every_penalty_passes_an_f64_gradient_check() {
+    let n = 13;
+    for (name, c) in consolidations(n, 5) {
+        let theta = Tensor::from_vec(&[n], random_vec(n, &mut Rng::new(9), false));
+        let report = gradcheck(
+            &[theta],
+            |tape, v| c.penalty(tape, v[0]).expect("state to protect"),
+            &GradCheckOptions::default(),
+        );
+        assert!(report.passed(), "{name}:\n{report}");
+    }
+}
+
+#[test]
+fn penalties_match_their_formulas() {
+    let n = 4;
+    let theta: [f64; 4] = [0.5, -1.0, 2.0, 0.0];
+    let cfg = BaselineConfig {
+        ewc_lambda: 2.0,
+        online_ewc_gamma: 0.5,
+        si_c: 3.0,
+        si_xi: 0.5,
+        fisher_samples: 1,
+        fisher_true_labels: false,
+    };
+    let (a1, f1): (Vec<f64>, Vec<f64>) = (vec![0.0; n], vec![1.0, 2.0, 0.0, 1.0]);
+    let (a2, f2): (Vec<f64>, Vec<f64>) = (vec![1.0; n], vec![1.0; n]);
+    // EWC: (λ/2) Σ_tasks Σ F (θ − θ*)².
+    let mut ewc = Consolidation::new(Method::Ewc, &cfg, n);
+    assert_eq!(ewc.value(&theta), 0.0);
+    ewc.end_task(&a1, Some(f1.clone()));
+    ewc.end_task(&a2, Some(f2.clone()));
+    let t1: f64 = (0..n).map(|i| f1[i] * (theta[i] - a1[i]).powi(2)).sum();
+    let t2: f64 = (0..n).map(|i| f2[i] * (theta[i] - a2[i]).powi(2)).sum();
+    assert!((ewc.value(&theta) - (t1 + t2)).abs() < 1e-12);
+    // Online EWC: F = γ F1 + F2, anchor the last θ*.
+    let mut online = Consolidation::new(Method::OnlineEwc, &cfg, n);
+    online.end_task(&a1, Some(f1.clone()));
+    online.end_task(&a2, Some(f2.clone()));
+    let expected: f64 = (0..n)
+        .map(|i| (0.5 * f1[i] + f2[i]) * (theta[i] - a2[i]).powi(2))
+        .sum();
+    assert!((online.value(&theta) - expected).abs() < 1e-12);
+    // SI: one step from 0 to 1 with task gradient −2 → ω = 2, Ω = 2 / (1 + ξ).
+    let mut si = Consolidation::new(Method::Si, &cfg, n);
+    si.begin_task(&[0.0; 4]);
+    si.record_step(&[-2.0; 4], &[0.0; 4], &[1.0; 4]);
+    assert_eq!(
+        si.value(&theta),
+        0.0,
+        "nothing to protect during the first task"
+    );
+    si.end_task(&[1.0; 4], None);
+    let omega = 2.0 / 1.5;
+    let expected: f64 = theta.iter().map(|t| 3.0 * omega * (t - 1.0).powi(2)).sum();
+    assert!((si.value(&theta) - expected).abs() < 1e-12);
+}
+
+#[test]
+fn ewc_keeps_the_first_task_better_than_fine_tuning() {
+    let mut finals = Vec::new();
+    for method in [Method::Finetune, Method::Ewc] {
+        let mut c = small_config(Scenario::Cl2, method);
+        c.num_tasks = 2;
+        c.train.iterations = 150;
+        // Strong enough to hold task 0 in 150 steps, weak enough to learn task 1.
+        c.baseline.ewc_lambda = 1e6;
+        let r = experiment::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+        assert!(
+            r.during_accuracy.iter().all(|&a| a > 80.0),
+            "{method:?} {r:?}"
+        );
+        assert!(r.num_hnet_params == 0);
+        finals.push(r.final_accuracy[0]);
+    }
+    assert!(
+        finals[1] > finals[0] + 5.0,
+        "EWC {} vs fine-tuning {} on task 0",
+        finals[1],
+        finals[0]
+    );
+}
