@@ -1,17 +1,25 @@
 //! The continual-learning experiments of the paper on MNIST: their configuration (with the
 //! official code's defaults), validation of a configuration, and a run from data to the
 //! accuracy matrix.
+//!
+//! [`run`] drives every method through one loop (learn a task, evaluate every task so far in
+//! the scenario). The hypernetwork's run state is a [`Checkpoint`]: [`continue_run`] trains the configuration's tasks it has
+//! not learned yet and calls a hook after each (which writes the checkpoint), [`learn`] adds
+//! one more task to a stored model, [`evaluate`] measures every stored task.
 
-use crate::cl::trainer::{accuracy, argmax, for_each_logits, train_task, Progress, TrainConfig};
+use crate::checkpoint::Checkpoint;
+use crate::cl::trainer::{
+    accuracy, argmax, for_each_logits, train_task, OptimizerState, Progress, TrainConfig,
+};
 use crate::cl::{
     entropy_inference, BaselineConfig, DirectLearner, HnetModel, InferredEval, Lookahead, Method,
     Readout, Scenario,
 };
-use crate::data::{load_mnist, permuted_mnist, split_mnist, ClassificationTask, TaskView};
-use crate::nn::{Activation, Hnet, HnetConfig, HnetInit, TargetMlp};
+use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
+use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Which benchmark.
@@ -41,6 +49,10 @@ pub struct ExperimentConfig {
     pub benchmark: Benchmark,
     /// Number of tasks.
     pub num_tasks: usize,
+    /// Output heads of the target network (`None`: one per task). More heads than tasks
+    /// reserve room for tasks added later with [`learn`].
+    #[serde(default)]
+    pub heads: Option<usize>,
     /// Hidden widths of the target MLP.
     pub target_hidden: Vec<usize>,
     /// The hypernetwork.
@@ -101,6 +113,7 @@ impl ExperimentConfig {
         Self {
             benchmark,
             num_tasks,
+            heads: None,
             target_hidden,
             hnet,
             hnet_init: HnetInit::Xavier,
@@ -137,15 +150,85 @@ impl ExperimentConfig {
         }
     }
 
-    /// The target network: one head per task, or one shared head in CL2.
+    /// Number of output heads of the target network: one shared head in CL2; otherwise
+    /// `heads`, or one per task.
+    pub fn num_heads(&self) -> usize {
+        match self.scenario {
+            Scenario::Cl2 => 1,
+            Scenario::Cl1 | Scenario::Cl3 => self.heads.unwrap_or(self.num_tasks),
+        }
+    }
+
+    /// The head task `task` is trained and read with (CL2: the shared head 0).
+    pub fn head(&self, task: usize) -> usize {
+        self.scenario.head(task)
+    }
+
+    /// Whether the target network has a head for task `task` (always in CL2).
+    pub fn has_head_for(&self, task: usize) -> bool {
+        self.head(task) < self.num_heads()
+    }
+
+    /// The target network (`num_heads()` heads).
     pub fn target(&self) -> TargetMlp {
         let (input, head) = self.io_dims();
-        TargetMlp::new(
-            input,
-            &self.target_hidden,
-            head,
-            self.scenario.num_heads(self.num_tasks),
-        )
+        TargetMlp::new(input, &self.target_hidden, head, self.num_heads())
+    }
+
+    /// The benchmark's tasks: SplitMNIST's digit pairs {2k, 2k+1}; PermutedMNIST's
+    /// unpermuted task 0 and, for k ≥ 1, the permutation of `data_seed` and k.
+    pub fn task_specs(&self) -> Vec<TaskSpec> {
+        (0..self.num_tasks)
+            .map(|k| match self.benchmark {
+                Benchmark::SplitMnist => TaskSpec::Split {
+                    classes: [2 * k as u8, 2 * k as u8 + 1],
+                },
+                Benchmark::PermutedMnist => TaskSpec::Permuted {
+                    seed: (k > 0).then_some(self.data_seed),
+                    index: k as u64,
+                },
+            })
+            .collect()
+    }
+
+    /// Checks that `spec` is a task of this benchmark's kind (inputs and head size).
+    pub fn check_task(&self, spec: &TaskSpec) -> Result<()> {
+        spec.validate()?;
+        match (self.benchmark, spec) {
+            (Benchmark::SplitMnist, TaskSpec::Split { .. })
+            | (Benchmark::PermutedMnist, TaskSpec::Permuted { .. }) => Ok(()),
+            _ => Err(Error::config(
+                "task",
+                format!(
+                    "{spec} is not a {} task (a model has one input size and head size)",
+                    self.benchmark.name()
+                ),
+            )),
+        }
+    }
+
+    /// Checks that `other` describes the same run (the data directory may differ, and for the
+    /// hypernetwork the baselines' strengths, which it ignores); the error names the first
+    /// differing field, e.g. `train.lr`, with both values.
+    pub fn check_same(&self, other: &ExperimentConfig) -> Result<()> {
+        let value = |c: &ExperimentConfig| {
+            let mut v = serde_json::to_value(c).expect("the configuration serializes");
+            if let Some(m) = v.as_object_mut() {
+                m.remove("data_dir");
+                if c.method == Method::Hnet {
+                    // The baselines' strengths (which follow the scenario) play no part.
+                    m.remove("baseline");
+                }
+            }
+            v
+        };
+        match first_difference(&value(self), &value(other), "") {
+            None => Ok(()),
+            Some((field, stored, given)) => Err(Error::config(
+                field,
+                format!("the checkpoint's run has {stored}, this command gives {given}"),
+            )),
+        }
     }
 
     /// Checks every field; the error names the field and what is allowed.
@@ -168,6 +251,23 @@ impl ExperimentConfig {
             }
         };
         positive("tasks", self.num_tasks)?;
+        if self.heads.is_some() && self.scenario == Scenario::Cl2 {
+            return Err(Error::config(
+                "heads",
+                "CL2 has one head shared by all tasks; --heads applies to CL1 and CL3",
+            ));
+        }
+        if let Some(h) = self.heads {
+            if h < self.num_tasks {
+                return Err(Error::config(
+                    "heads",
+                    format!(
+                        "expected at least one head per task ({}), found {h}",
+                        self.num_tasks
+                    ),
+                ));
+            }
+        }
         if self.benchmark == Benchmark::SplitMnist && self.num_tasks > 5 {
             return Err(Error::config(
                 "tasks",
@@ -222,14 +322,40 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The tasks of the benchmark, read from `data_dir`.
+    /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`.
     pub fn load_tasks(&self) -> Result<Vec<ClassificationTask>> {
-        let mnist = load_mnist(&self.data_dir)?;
-        match self.benchmark {
-            Benchmark::SplitMnist => split_mnist(&mnist, self.num_tasks, 0),
-            Benchmark::PermutedMnist => permuted_mnist(&mnist, self.num_tasks, self.data_seed, 0),
-        }
+        load_tasks(&self.data_dir, &self.task_specs())
     }
+}
+
+/// The tasks `specs`, read from the MNIST files in `data_dir`.
+pub fn load_tasks(data_dir: &Path, specs: &[TaskSpec]) -> Result<Vec<ClassificationTask>> {
+    let mnist: Mnist = load_mnist(data_dir)?;
+    specs.iter().map(|s| s.load(&mnist, 0)).collect()
+}
+
+/// The first leaf where `a` and `b` differ: (dotted path, value in a, value in b).
+fn first_difference(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    path: &str,
+) -> Option<(String, String, String)> {
+    use serde_json::Value;
+    if let (Value::Object(x), Value::Object(y)) = (a, b) {
+        let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        return keys.into_iter().find_map(|k| {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let null = Value::Null;
+            first_difference(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &sub)
+        });
+    }
+    (a != b).then(|| (path.to_string(), a.to_string(), b.to_string()))
 }
 
 /// The outcome of a run: accuracies in percent.
@@ -247,6 +373,9 @@ pub struct RunResults {
     pub num_hnet_params: usize,
     /// #θ / #W (0 for a baseline).
     pub compression_ratio: f64,
+    /// The tasks learned, in order (task k used head k).
+    #[serde(default)]
+    pub tasks: Vec<TaskSpec>,
     /// Row i: test accuracy of tasks 0..=i after training task i.
     pub accuracy_matrix: Vec<Vec<f64>>,
     /// Accuracy of each task after the last task.
@@ -300,6 +429,8 @@ struct HnetLearner {
     model: HnetModel<f32>,
     scenario: Scenario,
     train: TrainConfig,
+    /// The Adam states after the last task learned.
+    optimizer: Option<OptimizerState>,
 }
 
 impl Learner for HnetLearner {
@@ -310,14 +441,15 @@ impl Learner for HnetLearner {
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<()> {
         let head = self.scenario.head(t);
-        train_task(
+        self.optimizer = Some(train_task(
             &mut self.model,
             t,
             head,
             &task.train,
             &self.train,
             on_progress,
-        )
+        )?);
+        Ok(())
     }
 
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
@@ -416,7 +548,9 @@ impl Learner for BaselineLearner {
 
 /// Trains the tasks in order with `config.method`, evaluating every task seen so far after
 /// each one in `config.scenario`. `on_task_end` gets the task index and its row of the
-/// accuracy matrix.
+/// accuracy matrix. The hypernetwork runs through [`continue_run`] from a fresh
+/// [`Checkpoint`] (so its results equal a checkpointed run's); the baselines keep no
+/// checkpoint.
 pub fn run(
     config: &ExperimentConfig,
     tasks: &[ClassificationTask],
@@ -424,29 +558,19 @@ pub fn run(
     on_task_end: &mut dyn FnMut(usize, &[f64]),
 ) -> Result<RunResults> {
     config.validate()?;
-    let target = config.target();
-    let start = Instant::now();
-    let (mut learner, num_hnet_params): (Box<dyn Learner>, usize) = match config.method {
+    match config.method {
         Method::Hnet => {
-            let hnet = Hnet::new(&config.hnet, target.num_weights());
-            let n = hnet.num_params();
-            let model = HnetModel::<f32>::with_init(
-                target.clone(),
-                hnet,
-                config.train.seed,
-                config.hnet_init,
-            );
-            (
-                Box::new(HnetLearner {
-                    model,
-                    scenario: config.scenario,
-                    train: config.train.clone(),
-                }),
-                n,
-            )
+            let mut state = Checkpoint::new(config)?;
+            continue_run(&mut state, tasks, on_progress, &mut |s| {
+                let t = s.completed() - 1;
+                on_task_end(t, &s.history.accuracy_matrix[t]);
+                Ok(())
+            })?;
+            Ok(results(&state))
         }
-        method => (
-            Box::new(BaselineLearner {
+        method => {
+            let target = config.target();
+            let mut learner = BaselineLearner {
                 learner: DirectLearner::new(
                     target.clone(),
                     method,
@@ -455,43 +579,223 @@ pub fn run(
                 ),
                 scenario: config.scenario,
                 train: config.train.clone(),
-            }),
-            0,
-        ),
-    };
-    let mut matrix = Vec::with_capacity(tasks.len());
-    let mut inference: Vec<Vec<InferredEval>> = Vec::new();
-    for (t, task) in tasks.iter().enumerate() {
-        learner.learn(t, task, on_progress)?;
-        let tests: Vec<&TaskView> = tasks[..=t].iter().map(|k| &k.test).collect();
-        let row = learner.evaluate(&tests);
-        on_task_end(t, &row.accuracy);
-        matrix.push(row.accuracy);
-        if let Some(i) = row.inferred {
-            inference.push(i);
+            };
+            let start = Instant::now();
+            let mut history = History::default();
+            for t in 0..tasks.len() {
+                let row = learn_and_evaluate(&mut learner, t, &tasks[..=t], on_progress)?;
+                on_task_end(t, &row.accuracy);
+                history.push(row);
+            }
+            history.wall_seconds = start.elapsed().as_secs_f64();
+            Ok(summarize(
+                config,
+                target.num_weights(),
+                0,
+                &history,
+                config.task_specs(),
+            ))
         }
     }
-    let mut results = summarize(
-        config,
-        target.num_weights(),
-        num_hnet_params,
-        matrix,
-        start.elapsed().as_secs_f64(),
-    );
-    if !inference.is_empty() {
-        let m: Vec<Vec<f64>> = inference
-            .iter()
-            .map(|r| r.iter().map(|e| e.task_inference_accuracy).collect())
-            .collect();
-        let last = m.last().cloned().unwrap_or_default();
-        results.final_mean_task_inference_accuracy = Some(mean(&last));
-        results.final_task_inference_accuracy = Some(last);
-        results.task_inference_matrix = Some(m);
-        results.final_task_picks = inference
-            .last()
-            .map(|r| r.iter().map(|e| e.picks.clone()).collect());
+}
+
+/// The step every learner shares: learns task `t` (the last of `tasks`), then evaluates tasks
+/// 0..=t on their test sets.
+fn learn_and_evaluate(
+    learner: &mut dyn Learner,
+    t: usize,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<EvalRow> {
+    learner.learn(t, &tasks[t], on_progress)?;
+    let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
+    Ok(learner.evaluate(&tests))
+}
+
+/// What a run records after each task: the accuracy matrix, without task identity the task
+/// inference, and the time spent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// Row i: test accuracy (%) of tasks 0..=i after task i.
+    pub accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3 (empty in CL1): row i = the task inference of tasks 0..=i after task i.
+    pub task_inference: Vec<Vec<InferredEval>>,
+    /// Seconds spent training and evaluating, summed over all sessions.
+    pub wall_seconds: f64,
+}
+
+impl History {
+    fn push(&mut self, row: EvalRow) {
+        self.accuracy_matrix.push(row.accuracy);
+        if let Some(i) = row.inferred {
+            self.task_inference.push(i);
+        }
     }
-    Ok(results)
+}
+
+/// Trains the tasks of `state.config` that `state` has not learned yet, in order, each followed
+/// by the test accuracy of every task learned so far (in the configuration's scenario); after
+/// each task, `on_task_end` gets the new state (to write a checkpoint) and an error from it
+/// stops the run. `tasks` are the configuration's tasks ([`ExperimentConfig::load_tasks`]).
+/// The random streams of task t depend only on the seed and t, so a run continued from a
+/// checkpoint after task t ends exactly as an uninterrupted one. On an error `state` is the
+/// state after the last completed task.
+pub fn continue_run(
+    state: &mut Checkpoint,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+    on_task_end: &mut dyn FnMut(&Checkpoint) -> Result<()>,
+) -> Result<()> {
+    let specs = state.config.task_specs();
+    if tasks.len() != specs.len() {
+        return Err(Error::config(
+            "tasks",
+            format!(
+                "expected the configuration's {} tasks, found {}",
+                specs.len(),
+                tasks.len()
+            ),
+        ));
+    }
+    if let Some(k) = (0..state.completed().min(specs.len())).find(|&k| state.tasks[k] != specs[k]) {
+        return Err(Error::config(
+            "tasks",
+            format!(
+                "task {k} of the checkpoint is {}, the configuration's is {}",
+                state.tasks[k], specs[k]
+            ),
+        ));
+    }
+    for t in state.completed()..specs.len() {
+        learn_next(state, specs[t], &tasks[..=t], on_progress)?;
+        on_task_end(state)?;
+    }
+    Ok(())
+}
+
+/// Learns one more task `spec` on a stored model, with the regularizer protecting every
+/// stored task, and evaluates all of them (in the configuration's scenario). `tasks` holds the
+/// data of every stored task and, last, of `spec` ([`load_tasks`] of the specs). Returns the
+/// new row of the accuracy matrix. In CL1 and CL3 the task uses the next head: a model whose
+/// heads are all used gives an error (reserve heads with `ExperimentConfig::heads`); in CL2
+/// it uses the shared head.
+pub fn learn(
+    state: &mut Checkpoint,
+    spec: TaskSpec,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<Vec<f64>> {
+    state.config.check_task(&spec)?;
+    let n = state.completed();
+    if tasks.len() != n + 1 {
+        return Err(Error::config(
+            "tasks",
+            format!(
+                "expected the data of {} tasks, found {}",
+                n + 1,
+                tasks.len()
+            ),
+        ));
+    }
+    learn_next(state, spec, tasks, on_progress)?;
+    Ok(state.history.accuracy_matrix[n].clone())
+}
+
+/// Trains the next task (on a copy of the model, so an error leaves `state` as it was),
+/// evaluates tasks 0..=t and records the task, its rows and the Adam states.
+fn learn_next(
+    state: &mut Checkpoint,
+    spec: TaskSpec,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+) -> Result<()> {
+    let t = state.completed();
+    let heads = state.config.num_heads();
+    if !state.config.has_head_for(t) {
+        return Err(Error::config(
+            "heads",
+            format!(
+                "the target network has {heads} heads, all used by the {t} stored tasks; start a run with --heads N to reserve heads for tasks added later"
+            ),
+        ));
+    }
+    let start = Instant::now();
+    let mut learner = HnetLearner {
+        model: state.model.clone(),
+        scenario: state.config.scenario,
+        train: state.config.train.clone(),
+        optimizer: None,
+    };
+    let row = learn_and_evaluate(&mut learner, t, tasks, on_progress)?;
+    state.model = learner.model;
+    state.optimizer = learner.optimizer;
+    state.tasks.push(spec);
+    state.history.push(row);
+    state.history.wall_seconds += start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// The accuracy of one stored task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskAccuracy {
+    /// Task index (and, except in CL2, its head).
+    pub task: usize,
+    /// What the task is.
+    pub spec: TaskSpec,
+    /// Test accuracy (%) with task identity given: the task's embedding and head (CL2: the
+    /// shared head).
+    pub with_task_id: f64,
+    /// Test accuracy (%) without task identity: the task inferred by predictive entropy over
+    /// every stored task (HNET+ENT, [`entropy_inference`]), read with the shared head in CL2
+    /// and with each task's own head otherwise (the CL3 rule: right only if task and class
+    /// both are).
+    pub without_task_id: f64,
+    /// Percent of the task's test inputs whose task was inferred correctly.
+    pub task_inference: f64,
+}
+
+/// Test accuracy of every stored task, with and without task identity; `tasks` holds their
+/// data in order.
+pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<TaskAccuracy>> {
+    let n = state.completed();
+    if tasks.len() != n {
+        return Err(Error::config(
+            "tasks",
+            format!("expected the data of {n} tasks, found {}", tasks.len()),
+        ));
+    }
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let scenario = match state.config.scenario {
+        Scenario::Cl2 => Scenario::Cl2,
+        Scenario::Cl1 | Scenario::Cl3 => Scenario::Cl3,
+    };
+    let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
+    let inferred = entropy_inference(&state.model, n, scenario, &tests);
+    Ok(tasks
+        .iter()
+        .zip(inferred)
+        .enumerate()
+        .map(|(t, (task, inf))| TaskAccuracy {
+            task: t,
+            spec: state.tasks[t],
+            with_task_id: accuracy(&state.model, t, state.config.head(t), &task.test),
+            without_task_id: inf.accuracy,
+            task_inference: inf.task_inference_accuracy,
+        })
+        .collect())
+}
+
+/// The results of the tasks `state` has learned so far.
+pub fn results(state: &Checkpoint) -> RunResults {
+    summarize(
+        &state.config,
+        state.model.target.num_weights(),
+        state.model.hnet.num_params(),
+        &state.history,
+        state.tasks.clone(),
+    )
 }
 
 fn mean(v: &[f64]) -> f64 {
@@ -529,12 +833,13 @@ fn summarize(
     config: &ExperimentConfig,
     num_target_weights: usize,
     num_hnet_params: usize,
-    matrix: Vec<Vec<f64>>,
-    wall_seconds: f64,
+    history: &History,
+    tasks: Vec<TaskSpec>,
 ) -> RunResults {
+    let matrix = &history.accuracy_matrix;
     let final_accuracy = matrix.last().cloned().unwrap_or_default();
     let during_accuracy: Vec<f64> = matrix.iter().enumerate().map(|(i, r)| r[i]).collect();
-    RunResults {
+    let mut results = RunResults {
         config: config.clone(),
         seed: config.train.seed,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -543,17 +848,33 @@ fn summarize(
         compression_ratio: num_hnet_params as f64 / num_target_weights as f64,
         final_mean_accuracy: mean(&final_accuracy),
         during_mean_accuracy: mean(&during_accuracy),
-        backward_transfer: backward_transfer(&matrix),
-        forgetting: forgetting(&matrix),
+        backward_transfer: backward_transfer(matrix),
+        forgetting: forgetting(matrix),
         task_inference_matrix: None,
         final_task_inference_accuracy: None,
         final_mean_task_inference_accuracy: None,
         final_task_picks: None,
         final_accuracy,
         during_accuracy,
-        accuracy_matrix: matrix,
-        wall_seconds,
+        tasks,
+        accuracy_matrix: matrix.clone(),
+        wall_seconds: history.wall_seconds,
+    };
+    let inference = &history.task_inference;
+    if !inference.is_empty() {
+        let m: Vec<Vec<f64>> = inference
+            .iter()
+            .map(|r| r.iter().map(|e| e.task_inference_accuracy).collect())
+            .collect();
+        let last = m.last().cloned().unwrap_or_default();
+        results.final_mean_task_inference_accuracy = Some(mean(&last));
+        results.final_task_inference_accuracy = Some(last);
+        results.task_inference_matrix = Some(m);
+        results.final_task_picks = inference
+            .last()
+            .map(|r| r.iter().map(|e| e.picks.clone()).collect());
     }
+    results
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //!   [`rng`]: seeded random streams that are the same everywhere.
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cl;
 pub mod compare;
 pub mod data;

@@ -1,15 +1,17 @@
 //! The `hypertape` command line: parses arguments, calls the library, prints. No numerics here.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hypertape::checkpoint::{self, Checkpoint};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
 use hypertape::cl::{Lookahead, Method, Scenario};
+use hypertape::data::TaskSpec;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
 use hypertape::nn::{Activation, HnetInit};
 use hypertape::{report, Error, Result};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -28,6 +30,13 @@ enum Command {
     /// Learn the tasks of a benchmark in sequence (hypernetwork or a baseline) in scenario CL1,
     /// CL2 or CL3 and report per-task test accuracy, BWT, forgetting and task inference.
     Run(Box<RunArgs>),
+    /// Learn one more task on the model stored in a run directory (the regularizer protects
+    /// every stored task) and write a new checkpoint and results.
+    Learn(LearnArgs),
+    /// Test accuracy of every task stored in a run directory.
+    Eval(EvalArgs),
+    /// Write the target weights the stored model generates for one task as safetensors.
+    Export(ExportArgs),
     /// Run methods × scenarios × seeds on a benchmark and print a table shaped like the paper's
     /// Table 1 (mean ± std over seeds of the final mean accuracy); writes table.md and
     /// compare.json.
@@ -147,9 +156,55 @@ struct RunArgs {
     /// Directory of the MNIST IDX files.
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
-    /// Directory for results.json and accuracy_matrix.csv [runs/<benchmark>-seed<seed>].
+    /// Output heads of the target network, to reserve heads for tasks added later with
+    /// `learn` [one per task].
     #[arg(long)]
+    heads: Option<usize>,
+    /// Directory for the checkpoint, results.json, accuracy_matrix.csv and accuracy.svg
+    /// [runs/<benchmark>-seed<seed>].
+    #[arg(long, conflicts_with = "resume")]
     out: Option<PathBuf>,
+    /// Continue the run stored in DIR after its last completed task; the other options must
+    /// be those the run was started with.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LearnArgs {
+    /// Run directory holding the checkpoint.
+    dir: PathBuf,
+    /// The task: split:A,B, permuted:none, permuted:SEED or permuted:SEED/INDEX.
+    #[arg(long, value_parser = parse_spec)]
+    task: TaskSpec,
+    /// Directory of the MNIST IDX files [the run's].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// Run directory holding the checkpoint.
+    dir: PathBuf,
+    /// Directory of the MNIST IDX files [the run's].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Run directory holding the checkpoint.
+    dir: PathBuf,
+    /// Index of the task whose weights to write.
+    #[arg(long)]
+    task: usize,
+    /// Output file (safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_spec(s: &str) -> std::result::Result<TaskSpec, String> {
+    s.parse().map_err(|e: Error| e.to_string())
 }
 
 #[derive(Args)]
@@ -221,6 +276,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(&args),
+        Command::Learn(args) => learn(&args),
+        Command::Eval(args) => eval(&args),
+        Command::Export(args) => export(&args),
         Command::Compare(args) => compare(&args),
         Command::Gradcheck(args) if args.pipeline => gradcheck_pipeline(&args),
         Command::Gradcheck(args) => gradcheck_ops(&args),
@@ -320,6 +378,7 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     if let Some(v) = args.task_emb_dim {
         h.task_emb_dim = v;
     }
+    c.heads = args.heads;
     c.data_dir = args.data_dir.clone();
     c
 }
@@ -370,46 +429,14 @@ fn run_toy(args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run(args: &RunArgs) -> Result<ExitCode> {
-    if args.benchmark == RunTarget::ToyRegression {
-        return run_toy(args);
-    }
-    let config = experiment_config(args);
-    config.validate()?;
-    let out = args.out.clone().unwrap_or_else(|| {
-        PathBuf::from(format!(
-            "runs/{}-seed{}",
-            config.benchmark.name(),
-            config.train.seed
-        ))
-    });
-    let tasks = config.load_tasks()?;
-    let target = config.target();
-    let hnet = hypertape::nn::Hnet::new(&config.hnet, target.num_weights());
-    let model = if config.method == Method::Hnet {
-        format!(
-            "hypernetwork {} parameters (ratio {:.3})",
-            hnet.num_params(),
-            hnet.num_params() as f64 / target.num_weights() as f64
-        )
-    } else {
-        format!("{} on the target network", config.method.name())
-    };
-    eprintln!(
-        "{} {}: {} tasks, target {} weights, {model}, {} steps of {} per task",
-        config.benchmark.name(),
-        config.scenario.name(),
-        config.num_tasks,
-        target.num_weights(),
-        config.train.iterations,
-        config.train.batch_size
-    );
+/// A progress bar per task on stderr.
+fn progress_bar() -> impl FnMut(&Progress) {
     let style =
         ProgressStyle::with_template("task {prefix} [{bar:30}] {pos}/{len} {per_sec} {msg}")
             .expect("valid template")
             .progress_chars("=> ");
     let mut bar: Option<ProgressBar> = None;
-    let mut on_progress = |p: &Progress| {
+    move |p: &Progress| {
         let b = bar.get_or_insert_with(|| {
             let b = ProgressBar::new(p.iterations as u64).with_style(style.clone());
             b.set_prefix(p.task.to_string());
@@ -423,19 +450,246 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             b.finish_and_clear();
             bar = None;
         }
+    }
+}
+
+fn format_row(row: &[f64]) -> String {
+    let cells: Vec<String> = row.iter().map(|a| format!("{a:.2}")).collect();
+    cells.join(", ")
+}
+
+/// Writes the checkpoint, then results.json, accuracy_matrix.csv and accuracy.svg.
+fn save_all(dir: &Path, state: &Checkpoint) -> Result<()> {
+    checkpoint::save(dir, state)?;
+    report::write_results(dir, &experiment::results(state))
+}
+
+fn run(args: &RunArgs) -> Result<ExitCode> {
+    if args.benchmark == RunTarget::ToyRegression {
+        return run_toy(args);
+    }
+    let config = experiment_config(args);
+    config.validate()?;
+    if config.method != Method::Hnet {
+        if args.resume.is_some() {
+            checkpoint::check_method(&config)?;
+        }
+        return run_baseline(args, &config);
+    }
+    let (out, mut state) = match &args.resume {
+        Some(dir) => {
+            let mut state = checkpoint::load(dir)?;
+            state.config.check_same(&config)?;
+            state.config.data_dir = config.data_dir.clone();
+            eprintln!(
+                "resuming {} after {} of {} tasks",
+                dir.display(),
+                state.completed(),
+                config.num_tasks
+            );
+            (dir.clone(), state)
+        }
+        None => {
+            let out = args.out.clone().unwrap_or_else(|| {
+                PathBuf::from(format!(
+                    "runs/{}-seed{}",
+                    config.benchmark.name(),
+                    config.train.seed
+                ))
+            });
+            if checkpoint::exists(&out) {
+                return Err(Error::config(
+                    "out",
+                    format!(
+                        "{} already holds a checkpoint: continue it with --resume {0} or choose another --out",
+                        out.display()
+                    ),
+                ));
+            }
+            (out, Checkpoint::new(&config)?)
+        }
     };
+    let tasks = config.load_tasks()?;
+    let (target, hnet) = (&state.model.target, &state.model.hnet);
+    eprintln!(
+        "{} {}: {} tasks, target {} weights ({} heads), hypernetwork {} parameters (ratio {:.3}), {} steps of {} per task",
+        config.benchmark.name(),
+        config.scenario.name(),
+        config.num_tasks,
+        target.num_weights(),
+        target.num_heads(),
+        hnet.num_params(),
+        hnet.num_params() as f64 / target.num_weights() as f64,
+        config.train.iterations,
+        config.train.batch_size
+    );
+    let mut on_progress = progress_bar();
+    let mut on_task_end = |s: &Checkpoint| {
+        let t = s.completed() - 1;
+        eprintln!(
+            "after task {t}: test accuracy % [{}]",
+            format_row(&s.history.accuracy_matrix[t])
+        );
+        save_all(&out, s)
+    };
+    experiment::continue_run(&mut state, &tasks, &mut on_progress, &mut on_task_end)?;
+    let results = experiment::results(&state);
+    report::write_results(&out, &results)?;
+    print!("{}", report::accuracy_table(&results));
+    print!("{}", report::summary_lines(&results));
+    println!(
+        "wall clock {:.1} s; checkpoint and results in {}",
+        results.wall_seconds,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A baseline's run (no checkpoints: they hold a hypernetwork model); writes results.json,
+/// accuracy_matrix.csv and accuracy.svg.
+fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
+    let out = args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-seed{}",
+            config.benchmark.name(),
+            config.train.seed
+        ))
+    });
+    if checkpoint::exists(&out) {
+        return Err(Error::config(
+            "out",
+            format!(
+                "{} holds a hypernetwork checkpoint; choose another --out for a {} run",
+                out.display(),
+                config.method.name()
+            ),
+        ));
+    }
+    let tasks = config.load_tasks()?;
+    let target = config.target();
+    eprintln!(
+        "{} {}: {} tasks, {} on the target network ({} weights), {} steps of {} per task",
+        config.benchmark.name(),
+        config.scenario.name(),
+        config.num_tasks,
+        config.method.name(),
+        target.num_weights(),
+        config.train.iterations,
+        config.train.batch_size
+    );
     let mut on_task_end = |t: usize, row: &[f64]| {
-        let cells: Vec<String> = row.iter().map(|a| format!("{a:.2}")).collect();
-        eprintln!("after task {t}: test accuracy % [{}]", cells.join(", "));
+        eprintln!("after task {t}: test accuracy % [{}]", format_row(row));
     };
-    let results = experiment::run(&config, &tasks, &mut on_progress, &mut on_task_end)?;
+    let results = experiment::run(config, &tasks, &mut progress_bar(), &mut on_task_end)?;
     report::write_results(&out, &results)?;
     print!("{}", report::accuracy_table(&results));
     print!("{}", report::summary_lines(&results));
     println!(
         "wall clock {:.1} s; results in {}",
         results.wall_seconds,
-        out.join("results.json").display()
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The stored model and the data of its tasks (plus `extra`).
+fn load_with_tasks(
+    dir: &Path,
+    data_dir: Option<&PathBuf>,
+    extra: Option<TaskSpec>,
+) -> Result<(Checkpoint, Vec<hypertape::data::ClassificationTask>)> {
+    let mut state = checkpoint::load(dir)?;
+    if let Some(d) = data_dir {
+        state.config.data_dir = d.clone();
+    }
+    if let Some(spec) = &extra {
+        state.config.check_task(spec)?;
+    }
+    let specs: Vec<TaskSpec> = state.tasks.iter().copied().chain(extra).collect();
+    let tasks = experiment::load_tasks(&state.config.data_dir, &specs)?;
+    Ok((state, tasks))
+}
+
+fn learn(args: &LearnArgs) -> Result<ExitCode> {
+    let (mut state, tasks) = load_with_tasks(&args.dir, args.data_dir.as_ref(), Some(args.task))?;
+    let t = state.completed();
+    eprintln!(
+        "learning task {t} ({}) on the model in {} ({} heads, {} used), {} steps",
+        args.task,
+        args.dir.display(),
+        state.config.num_heads(),
+        t,
+        state.config.train.iterations
+    );
+    let row = experiment::learn(&mut state, args.task, &tasks, &mut progress_bar())?;
+    save_all(&args.dir, &state)?;
+    println!(
+        "after task {t} ({}): test accuracy % [{}]",
+        args.task,
+        format_row(&row)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(args: &EvalArgs) -> Result<ExitCode> {
+    let (state, tasks) = load_with_tasks(&args.dir, args.data_dir.as_ref(), None)?;
+    let rows = experiment::evaluate(&state, &tasks)?;
+    println!(
+        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({})",
+        state.config.scenario.name(),
+        if state.config.scenario == Scenario::Cl2 {
+            "shared head"
+        } else {
+            "each task's own head, right only if task and class are"
+        }
+    );
+    println!("task  spec              head  with task id %  without task id %  task inferred %");
+    for r in &rows {
+        println!(
+            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}",
+            r.task,
+            r.spec.to_string(),
+            state.config.head(r.task),
+            r.with_task_id,
+            r.without_task_id,
+            r.task_inference
+        );
+    }
+    let mean = |f: &dyn Fn(&experiment::TaskAccuracy) -> f64| {
+        rows.iter().map(f).sum::<f64>() / rows.len().max(1) as f64
+    };
+    println!(
+        "mean                          {:>13.2}  {:>17.2}  {:>15.2}",
+        mean(&|r| r.with_task_id),
+        mean(&|r| r.without_task_id),
+        mean(&|r| r.task_inference)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(args: &ExportArgs) -> Result<ExitCode> {
+    let state = checkpoint::load(&args.dir)?;
+    let bytes = checkpoint::export_task_weights(&state, args.task)?;
+    let head = state.config.head(args.task);
+    report::write_atomic(&args.out, &bytes)?;
+    let names: Vec<String> = state
+        .model
+        .target
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| format!("{} {:?}", e.name, e.shape))
+        .collect();
+    println!(
+        "task {} ({}): {} target weights written to {} ({}); head {} is rows {}..{} of heads.*",
+        args.task,
+        state.tasks[args.task],
+        state.model.target.num_weights(),
+        args.out.display(),
+        names.join(", "),
+        head,
+        head * state.model.target.head_dim(),
+        (head + 1) * state.model.target.head_dim()
     );
     Ok(ExitCode::SUCCESS)
 }

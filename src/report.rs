@@ -1,5 +1,5 @@
 //! Results on disk and on the terminal: atomic writes, results.json, the accuracy matrix as
-//! CSV, and the per-task table.
+//! CSV and as an SVG figure, and the per-task table.
 
 use crate::experiment::RunResults;
 use crate::{Error, Result};
@@ -40,14 +40,200 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })
 }
 
-/// Writes `dir/results.json` and `dir/accuracy_matrix.csv`.
+/// Writes `dir/results.json`, `dir/accuracy_matrix.csv` and `dir/accuracy.svg`.
 pub fn write_results(dir: &Path, results: &RunResults) -> Result<()> {
     let json = serde_json::to_vec_pretty(results).expect("results serialize");
     write_atomic(&dir.join("results.json"), &json)?;
     write_atomic(
         &dir.join("accuracy_matrix.csv"),
         accuracy_csv(&results.accuracy_matrix).as_bytes(),
+    )?;
+    let labels: Vec<String> = results.tasks.iter().map(|t| t.to_string()).collect();
+    let title = format!(
+        "{} seed {}: test accuracy (%), task identity given",
+        results.config.benchmark.name(),
+        results.seed
+    );
+    write_atomic(
+        &dir.join("accuracy.svg"),
+        accuracy_svg(&title, &results.accuracy_matrix, &labels).as_bytes(),
     )
+}
+
+/// Ten distinguishable line colours (Tableau 10).
+const PALETTE: [&str; 10] = [
+    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+    "#9c755f", "#bab0ac",
+];
+
+/// Escapes text for SVG.
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A figure of the accuracy matrix (row i: accuracies after task i): on the left a heatmap
+/// (rows: after task i, columns: task j, each cell labelled), on the right each task's
+/// accuracy after every later task as a line. `labels` name the tasks (may be shorter).
+pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> String {
+    let n = matrix.len().max(1);
+    let values = matrix.iter().flatten().copied().filter(|v| v.is_finite());
+    let min = values.fold(100.0f64, f64::min);
+    // The colour and y scales start at a multiple of 10 below the lowest accuracy (≤ 90).
+    let lo = ((min / 10.0).floor() * 10.0).clamp(0.0, 90.0);
+    let frac = |v: f64| ((v - lo) / (100.0 - lo)).clamp(0.0, 1.0);
+    let cell = (320.0 / n as f64).min(56.0);
+    let (hx, hy) = (90.0, 100.0);
+    let (px, py, pw, ph) = (hx + cell * n as f64 + 110.0, 100.0, 360.0, 300.0);
+    let width = px + pw + 170.0;
+    let height = (hy + cell * n as f64 + 60.0).max(py + ph + 70.0);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        s,
+        r#"<rect width="100%" height="100%" fill="white"/><text x="20" y="28" font-size="16" font-weight="bold">{}</text>"#,
+        xml_escape(title)
+    );
+    // Heatmap.
+    let _ = writeln!(
+        s,
+        r#"<text x="{hx}" y="{}" font-weight="bold">accuracy matrix</text><text x="{:.1}" y="{}" text-anchor="middle">task j</text>"#,
+        hy - 42.0,
+        hx + cell * n as f64 / 2.0,
+        hy - 22.0,
+    );
+    let _ = writeln!(
+        s,
+        r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">after task i</text>"#,
+        hx - 50.0,
+        hy + cell * n as f64 / 2.0
+    );
+    for k in 0..n {
+        let c = k as f64 * cell + cell / 2.0;
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{k}</text><text x="{:.1}" y="{:.1}" text-anchor="end" dominant-baseline="middle">{k}</text>"#,
+            hx + c,
+            hy - 5.0,
+            hx - 6.0,
+            hy + c
+        );
+    }
+    for (i, row) in matrix.iter().enumerate() {
+        for j in 0..n {
+            let (x, y) = (hx + j as f64 * cell, hy + i as f64 * cell);
+            match row.get(j) {
+                Some(&v) => {
+                    let f = frac(v);
+                    // Light to dark blue.
+                    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
+                    let (r, g, b) = (mix(239.0, 8.0), mix(243.0, 48.0), mix(255.0, 107.0));
+                    let text = if f > 0.55 { "white" } else { "black" };
+                    let _ = writeln!(
+                        s,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#{r:02x}{g:02x}{b:02x}" stroke="white"/><text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="middle" font-size="{:.0}" fill="{text}">{v:.2}</text>"##,
+                        x + cell / 2.0,
+                        y + cell / 2.0,
+                        (cell / 4.6).clamp(5.0, 12.0)
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#f4f4f4" stroke="white"/>"##
+                    );
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        r##"<text x="{hx}" y="{:.1}" font-size="11" fill="#555">colour: {lo:.0} % (light) to 100 % (dark)</text>"##,
+        hy + cell * n as f64 + 20.0
+    );
+    // Line plot.
+    let xs = |i: usize| {
+        px + if n > 1 {
+            pw * i as f64 / (n - 1) as f64
+        } else {
+            pw / 2.0
+        }
+    };
+    let ys = |v: f64| py + ph * (1.0 - frac(v));
+    let _ = writeln!(
+        s,
+        r#"<text x="{px}" y="{}" font-weight="bold">accuracy of each task after each task</text>"#,
+        py - 42.0
+    );
+    let mut tick = lo;
+    while tick <= 100.0 + 1e-9 {
+        let y = ys(tick);
+        let _ = writeln!(
+            s,
+            r##"<line x1="{px}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{y:.1}" text-anchor="end" dominant-baseline="middle">{tick:.0}</text>"##,
+            px + pw,
+            px - 8.0
+        );
+        tick += if 100.0 - lo > 50.0 { 10.0 } else { 5.0 };
+    }
+    for i in 0..n {
+        let _ = writeln!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{i}</text>"#,
+            xs(i),
+            py + ph + 18.0
+        );
+    }
+    let _ = writeln!(
+        s,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">after task i</text><text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy %</text>"#,
+        px + pw / 2.0,
+        py + ph + 40.0,
+        px - 45.0,
+        py + ph / 2.0
+    );
+    let _ = writeln!(
+        s,
+        r##"<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
+    );
+    for j in 0..matrix.len() {
+        let colour = PALETTE[j % PALETTE.len()];
+        let points: Vec<(f64, f64)> = (j..matrix.len())
+            .filter_map(|i| matrix[i].get(j).map(|&v| (xs(i), ys(v))))
+            .collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
+            path.join(" ")
+        );
+        for (x, y) in &points {
+            let _ = writeln!(
+                s,
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{colour}"/>"#
+            );
+        }
+        let ly = py + 8.0 + 18.0 * j as f64;
+        let label = labels.get(j).map_or(String::new(), |l| format!(" ({l})"));
+        let _ = writeln!(
+            s,
+            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{:.1}" y="{ly:.1}" dominant-baseline="middle">task {j}{}</text>"#,
+            px + pw + 15.0,
+            px + pw + 35.0,
+            px + pw + 40.0,
+            xml_escape(&label)
+        );
+    }
+    s.push_str("</svg>\n");
+    s
 }
 
 /// The accuracy matrix as CSV: a header `after_task,task_0,…`, one row per trained task,

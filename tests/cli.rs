@@ -216,3 +216,73 @@ fn altered_file_fails_the_checksum_naming_it() {
     assert!(err.contains("SHA-256 mismatch"), "{err}");
     assert!(!dir.path().join("out/results.json").exists());
 }
+
+#[test]
+fn a_stored_model_learns_a_task_later_and_is_evaluated_and_exported() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().join("run");
+    let mut cmd = tiny_run(&mnist_dir(), &dir);
+    cmd.args(["--heads", "3"]).assert().success();
+    for f in [
+        "CURRENT",
+        "results.json",
+        "accuracy_matrix.csv",
+        "accuracy.svg",
+    ] {
+        assert!(dir.join(f).is_file(), "{f}");
+    }
+    let svg = std::fs::read_to_string(dir.join("accuracy.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("split:2,3"));
+
+    // The same directory again without --resume is refused; with it there is nothing left.
+    let again = tiny_run(&mnist_dir(), &dir)
+        .args(["--heads", "3"])
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+
+    let learn = hypertape()
+        .arg("learn")
+        .arg(&dir)
+        .args(["--task", "split:8,9", "--data-dir"])
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    assert!(learn.status.success(), "{}", stderr(&learn));
+    assert!(stdout(&learn).contains("after task 2 (split:8,9)"));
+
+    let eval = hypertape()
+        .arg("eval")
+        .arg(&dir)
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let text = stdout(&eval);
+    assert!(
+        text.contains("split:0,1") && text.contains("split:8,9"),
+        "{text}"
+    );
+
+    let file = out.path().join("w.safetensors");
+    let export = hypertape()
+        .arg("export")
+        .arg(&dir)
+        .args(["--task", "2", "--out"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", stderr(&export));
+    assert!(file.is_file());
+
+    let full = hypertape()
+        .arg("learn")
+        .arg(&dir)
+        .args(["--task", "split:6,7"])
+        .output()
+        .unwrap();
+    assert!(!full.status.success());
+    assert!(stderr(&full).contains("3 heads"), "{}", stderr(&full));
+}

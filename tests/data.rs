@@ -486,3 +486,28 @@ fn image_set_accessors() {
     let v = TaskView::new(Arc::new(s), vec![], Some(Arc::from(vec![PAD])), vec![0]).unwrap();
     assert!(v.is_empty());
 }
+
+#[test]
+fn task_specs_load_the_benchmark_tasks() {
+    use hypertape::experiment::{Benchmark, ExperimentConfig};
+    let mnist = load_mnist(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")).unwrap();
+    let mut c = ExperimentConfig::paper_defaults(Benchmark::PermutedMnist);
+    c.num_tasks = 3;
+    c.data_seed = 7;
+    let reference = permuted_mnist(&mnist, 3, 7, 0).unwrap();
+    for (spec, task) in c.task_specs().iter().zip(&reference) {
+        let t = spec.load(&mnist, 0).unwrap();
+        assert_eq!(t.train.pixel_map(), task.train.pixel_map(), "{spec}");
+        assert_eq!(t.test.samples(), task.test.samples(), "{spec}");
+    }
+    let c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+    for (spec, task) in c
+        .task_specs()
+        .iter()
+        .zip(&split_mnist(&mnist, 5, 0).unwrap())
+    {
+        let t = spec.load(&mnist, 0).unwrap();
+        assert_eq!(t.train.samples(), task.train.samples(), "{spec}");
+        assert_eq!(t.train.classes(), task.train.classes(), "{spec}");
+    }
+}

@@ -50,7 +50,8 @@ impl<F: Float> HnetModel<F> {
         t
     }
 
-    /// The target weights the hypernetwork generates for task `task` (no recording).
+    /// The target weights the hypernetwork generates for task `task` (flat, in the order of
+    /// `target.layout()`), without recording a tape.
     pub fn generated_weights(&self, task: usize) -> Vec<F> {
         super::regularizer::generate(&self.hnet, &self.theta, &self.task_embs, &[task])
     }

@@ -57,6 +57,17 @@ pub struct Progress {
     pub reg_loss: f64,
 }
 
+/// The Adam states of a task's training after its last step: θ's and the task embedding's.
+/// Every task begins with fresh states (as the official code does), so these matter only to
+/// inspect or to store a complete record of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerState {
+    /// Adam of θ.
+    pub theta: Adam<f32>,
+    /// Adam of the task's embedding.
+    pub embedding: Adam<f32>,
+}
+
 /// Shuffled passes over a training set, `batch` rows at a time.
 pub struct BatchSampler {
     order: Vec<usize>,
@@ -207,11 +218,14 @@ impl TaskSession {
     }
 
     /// Checks that θ and the task's embedding are finite (a NaN in θ shows in the next step's
-    /// loss, so only the last step's update needs this look).
-    pub fn finish(self, model: &HnetModel<f32>) -> Result<()> {
+    /// loss, so only the last step's update needs this look), and returns the Adam states.
+    pub fn finish(self, model: &HnetModel<f32>) -> Result<OptimizerState> {
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
         if finite(&model.theta) && finite(&model.task_embs[self.task]) {
-            Ok(())
+            Ok(OptimizerState {
+                theta: self.theta_opt,
+                embedding: self.emb_opt,
+            })
         } else {
             Err(Error::NonFinite(format!(
                 "task {}: the hypernetwork parameters or the task embedding became NaN or infinite in the last step (try a smaller learning rate than {})",
@@ -222,8 +236,8 @@ impl TaskSession {
 }
 
 /// Trains task `task` (the next one: `model.task_embs.len() == task`) on `data` with head
-/// `head`: `iterations` steps on shuffled batches. Fails if a loss or a parameter becomes NaN
-/// or infinite.
+/// `head`: `iterations` steps on shuffled batches; returns the Adam states after the last step.
+/// Fails if a loss or a parameter becomes NaN or infinite.
 pub fn train_task(
     model: &mut HnetModel<f32>,
     task: usize,
@@ -231,7 +245,7 @@ pub fn train_task(
     data: &TaskView,
     config: &TrainConfig,
     on_progress: &mut dyn FnMut(&Progress),
-) -> Result<()> {
+) -> Result<OptimizerState> {
     check_not_empty(task, data)?;
     let mut session = TaskSession::begin(model, task, head, config);
     let mut subset_rng = Rng::derived(config.seed, "regularizer-subsets", task as u64);

@@ -42,29 +42,48 @@ pub fn permuted_mnist(
             "expected at least 1 task, found 0",
         ));
     }
-    let (train, held) = hold_out(all_samples(&mnist.train), validation)?;
-    let test = all_samples(&mnist.test);
-    let padded = padding_map(mnist.train.rows, mnist.train.cols, PADDING);
-    let classes: Vec<u8> = (0..10).collect();
     (0..num_tasks)
         .map(|k| {
-            let map: Arc<[u32]> = if k == 0 {
-                padded.clone().into()
-            } else {
-                let perm = Rng::derived(seed, "permutation", k as u64).permutation(padded.len());
-                perm.iter().map(|&p| padded[p]).collect()
-            };
-            let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
-                TaskView::new(source.clone(), samples, Some(map.clone()), classes.clone())
-            };
-            Ok(ClassificationTask {
-                name: format!("permuted-mnist-{k}"),
-                train: view(&mnist.train, train.clone())?,
-                test: view(&mnist.test, test.clone())?,
-                validation: held.clone().map(|h| view(&mnist.train, h)).transpose()?,
-            })
+            let permutation = (k > 0).then_some((seed, k as u64));
+            let mut task = permuted_task(mnist, permutation, validation)?;
+            task.name = format!("permuted-mnist-{k}");
+            Ok(task)
         })
         .collect()
+}
+
+/// One PermutedMNIST task: the zero-padded images, permuted with
+/// `Rng::derived(seed, "permutation", index)` for `permutation = Some((seed, index))`, or
+/// unpermuted for `None`. The last `validation` training samples are held out when
+/// `validation > 0`.
+pub fn permuted_task(
+    mnist: &Mnist,
+    permutation: Option<(u64, u64)>,
+    validation: usize,
+) -> Result<ClassificationTask> {
+    let (train, held) = hold_out(all_samples(&mnist.train), validation)?;
+    let padded = padding_map(mnist.train.rows, mnist.train.cols, PADDING);
+    let classes: Vec<u8> = (0..10).collect();
+    let map: Arc<[u32]> = match permutation {
+        None => padded.into(),
+        Some((seed, index)) => {
+            let perm = Rng::derived(seed, "permutation", index).permutation(padded.len());
+            perm.iter().map(|&p| padded[p]).collect()
+        }
+    };
+    let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
+        TaskView::new(source.clone(), samples, Some(map.clone()), classes.clone())
+    };
+    let name = match permutation {
+        None => "permuted-mnist-none".to_string(),
+        Some((seed, index)) => format!("permuted-mnist-{seed}-{index}"),
+    };
+    Ok(ClassificationTask {
+        name,
+        train: view(&mnist.train, train)?,
+        test: view(&mnist.test, all_samples(&mnist.test))?,
+        validation: held.map(|h| view(&mnist.train, h)).transpose()?,
+    })
 }
 
 /// Indices of every sample of `set` (IDX counts are u32, so they fit).

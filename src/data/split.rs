@@ -21,20 +21,28 @@ pub fn split_mnist(
         ));
     }
     (0..num_tasks as u8)
-        .map(|k| {
-            let classes = vec![2 * k, 2 * k + 1];
-            let (train, held) = hold_out(samples_of(&mnist.train, &classes), validation)?;
-            let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
-                TaskView::new(source.clone(), samples, None, classes.clone())
-            };
-            Ok(ClassificationTask {
-                name: format!("split-mnist-{}-{}", classes[0], classes[1]),
-                train: view(&mnist.train, train)?,
-                test: view(&mnist.test, samples_of(&mnist.test, &classes))?,
-                validation: held.map(|h| view(&mnist.train, h)).transpose()?,
-            })
-        })
+        .map(|k| split_task(mnist, [2 * k, 2 * k + 1], validation))
         .collect()
+}
+
+/// The task of the digits `classes` (local labels 0 and 1); the last `validation` samples of
+/// its training subset are held out when `validation > 0`.
+pub fn split_task(
+    mnist: &Mnist,
+    classes: [u8; 2],
+    validation: usize,
+) -> Result<ClassificationTask> {
+    let classes = classes.to_vec();
+    let (train, held) = hold_out(samples_of(&mnist.train, &classes), validation)?;
+    let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
+        TaskView::new(source.clone(), samples, None, classes.clone())
+    };
+    Ok(ClassificationTask {
+        name: format!("split-mnist-{}-{}", classes[0], classes[1]),
+        train: view(&mnist.train, train)?,
+        test: view(&mnist.test, samples_of(&mnist.test, &classes))?,
+        validation: held.map(|h| view(&mnist.train, h)).transpose()?,
+    })
 }
 
 /// Indices of the samples of `set` whose digit is in `classes`, in order.

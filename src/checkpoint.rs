@@ -1,0 +1,710 @@
+//! Checkpoints: a model and its history on disk, written after every completed task, so a run
+//! can be resumed, more tasks learned later, and the model evaluated or exported.
+//!
+//! # Layout
+//!
+//! ```text
+//! DIR/CURRENT                      "gen-000003": the generation that is the checkpoint
+//! DIR/gen-000003/model.safetensors θ as named tensors (`theta.<name>` after the hypernetwork's
+//!                                  layout: theta.layer0.weight, …, theta.output.bias,
+//!                                  theta.chunk_embeddings), `task_embedding.<k>` per task,
+//!                                  and the Adam moments `adam.theta.m`, `adam.theta.v`,
+//!                                  `adam.embedding.m`, `adam.embedding.v` (all F32)
+//! DIR/gen-000003/state.json        format version, hypertape version, the run's configuration,
+//!                                  the learned tasks (dataset, permutation seed or digits),
+//!                                  the accuracy matrix, the task inference (CL2/CL3), wall
+//!                                  clock, Adam step counts and rates
+//! DIR/gen-000003/SHA256SUMS        SHA-256 of the two files above (`sha256sum -c` reads it)
+//! ```
+//!
+//! The Adam states are those after the last task's last step. Every task begins with fresh
+//! Adam states (as the official code does), so a resumed run or `learn` does not use them;
+//! they are stored so the checkpoint is a complete record of the run.
+//!
+//! # Crash safety
+//!
+//! [`save`] never changes a generation that `CURRENT` names. It writes a new generation
+//! directory (number one above the largest present), each file atomically (temporary file,
+//! fsync, rename, directory fsync: [`crate::report::write_atomic`]), the checksum file last,
+//! and only then replaces `CURRENT` atomically. So at any moment `CURRENT` names a complete,
+//! synced generation: a process killed before the switch leaves the old checkpoint (and a
+//! partial directory that [`load`] ignores and the next [`save`] removes), one killed after it
+//! leaves the new one. Older generations are removed after the switch.
+//!
+//! [`load`] verifies every file's checksum, then the format, the configuration, and every
+//! tensor's presence, dtype and shape against the configuration; any mismatch is an error that
+//! names the file and what was expected and found. Arbitrary bytes never panic.
+
+use crate::cl::trainer::OptimizerState;
+use crate::cl::{HnetModel, InferredEval, Method};
+use crate::data::TaskSpec;
+use crate::experiment::{ExperimentConfig, History};
+use crate::nn::{Hnet, ParamLayout};
+use crate::optim::Adam;
+use crate::report::write_atomic;
+use crate::{Error, Result};
+use safetensors::{Dtype, SafeTensors};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk format; [`load`] accepts only this one.
+pub const FORMAT_VERSION: u32 = 1;
+/// The pointer file naming the current generation.
+pub const CURRENT_FILE: &str = "CURRENT";
+/// Tensors of a generation.
+pub const MODEL_FILE: &str = "model.safetensors";
+/// Metadata of a generation.
+pub const STATE_FILE: &str = "state.json";
+/// Checksums of a generation.
+pub const SUMS_FILE: &str = "SHA256SUMS";
+
+const GEN_PREFIX: &str = "gen-";
+
+/// A model and its history: the run's configuration, the tasks learned (in order; task k uses
+/// head k and embedding k), the accuracy matrix (row i: accuracies of tasks 0..=i after task
+/// i), and the Adam states after the last task.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpoint {
+    /// The run's configuration (its `num_tasks` tasks; `learn` may add more).
+    pub config: ExperimentConfig,
+    /// Every task learned so far.
+    pub tasks: Vec<TaskSpec>,
+    /// Target network, hypernetwork, θ and one embedding per learned task.
+    pub model: HnetModel<f32>,
+    /// Adam states after the last task (`None` before the first).
+    pub optimizer: Option<OptimizerState>,
+    /// The accuracy matrix, the task inference (CL2/CL3) and the time spent.
+    pub history: History,
+}
+
+impl Checkpoint {
+    /// The state before the first task: θ initialised from the configuration's seed.
+    /// Fails for a method other than the hypernetwork (only its model is stored).
+    pub fn new(config: &ExperimentConfig) -> Result<Self> {
+        config.validate()?;
+        check_method(config)?;
+        let target = config.target();
+        let hnet = Hnet::new(&config.hnet, target.num_weights());
+        Ok(Self {
+            config: config.clone(),
+            tasks: Vec::new(),
+            model: HnetModel::with_init(target, hnet, config.train.seed, config.hnet_init),
+            optimizer: None,
+            history: History::default(),
+        })
+    }
+
+    /// Number of tasks learned.
+    pub fn completed(&self) -> usize {
+        self.tasks.len()
+    }
+}
+
+/// Checkpoints hold a hypernetwork model: an error for any other method.
+pub fn check_method(config: &ExperimentConfig) -> Result<()> {
+    if config.method == Method::Hnet {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "method",
+            format!(
+                "checkpoints are supported for --method hnet, not {}",
+                config.method.name()
+            ),
+        ))
+    }
+}
+
+/// Adam's settings and step count (the moments are tensors).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct AdamMeta {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    steps: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct OptimizerMeta {
+    theta: AdamMeta,
+    embedding: AdamMeta,
+}
+
+/// The content of `state.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct State {
+    format_version: u32,
+    hypertape_version: String,
+    completed_tasks: usize,
+    config: ExperimentConfig,
+    tasks: Vec<TaskSpec>,
+    accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3: per task, the task inference of tasks 0..=i (empty in CL1).
+    #[serde(default)]
+    task_inference: Vec<Vec<InferredEval>>,
+    wall_seconds: f64,
+    optimizer: Option<OptimizerMeta>,
+}
+
+fn adam_meta(a: &Adam<f32>) -> AdamMeta {
+    AdamMeta {
+        lr: a.lr,
+        beta1: a.beta1,
+        beta2: a.beta2,
+        eps: a.eps,
+        steps: a.steps(),
+    }
+}
+
+/// Whether `dir` holds a checkpoint (a `CURRENT` file).
+pub fn exists(dir: &Path) -> bool {
+    dir.join(CURRENT_FILE).is_file()
+}
+
+/// Writes `ckpt` to `dir` as a new generation and makes it current (see the module doc).
+pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
+    check_consistent(ckpt)?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let existing = generations(dir)?;
+    let next = existing.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
+    let name = format!("{GEN_PREFIX}{next:06}");
+    let gen_dir = dir.join(&name);
+    std::fs::create_dir(&gen_dir).map_err(|e| Error::io(&gen_dir, e))?;
+
+    let model = model_bytes(ckpt)?;
+    let state = State {
+        format_version: FORMAT_VERSION,
+        hypertape_version: env!("CARGO_PKG_VERSION").to_string(),
+        completed_tasks: ckpt.completed(),
+        config: ckpt.config.clone(),
+        tasks: ckpt.tasks.clone(),
+        accuracy_matrix: ckpt.history.accuracy_matrix.clone(),
+        task_inference: ckpt.history.task_inference.clone(),
+        wall_seconds: ckpt.history.wall_seconds,
+        optimizer: ckpt.optimizer.as_ref().map(|o| OptimizerMeta {
+            theta: adam_meta(&o.theta),
+            embedding: adam_meta(&o.embedding),
+        }),
+    };
+    let state = serde_json::to_vec_pretty(&state).expect("the state serializes");
+    write_atomic(&gen_dir.join(MODEL_FILE), &model)?;
+    write_atomic(&gen_dir.join(STATE_FILE), &state)?;
+    let sums = format!(
+        "{}  {MODEL_FILE}\n{}  {STATE_FILE}\n",
+        sha256_hex(&model),
+        sha256_hex(&state)
+    );
+    write_atomic(&gen_dir.join(SUMS_FILE), sums.as_bytes())?;
+    write_atomic(&dir.join(CURRENT_FILE), format!("{name}\n").as_bytes())?;
+    // Best effort: a leftover generation is harmless (never current) and removed next time.
+    for (_, path) in existing {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    Ok(())
+}
+
+/// The generation directories in `dir` with their numbers.
+fn generations(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name();
+        if let Some(n) = name.to_str().and_then(generation_number) {
+            out.push((n, entry.path()));
+        }
+    }
+    Ok(out)
+}
+
+/// `gen-000042` → 42.
+fn generation_number(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(GEN_PREFIX)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn check_consistent(c: &Checkpoint) -> Result<()> {
+    let n = c.completed();
+    let inference_rows = if c.config.scenario.infers_task() {
+        n
+    } else {
+        0
+    };
+    if c.model.task_embs.len() != n
+        || c.history.accuracy_matrix.len() != n
+        || c.history.task_inference.len() != inference_rows
+    {
+        return Err(Error::config(
+            "checkpoint",
+            format!(
+                "{n} tasks, {} task embeddings, {} accuracy rows, {} task-inference rows",
+                c.model.task_embs.len(),
+                c.history.accuracy_matrix.len(),
+                c.history.task_inference.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Serializes named f32 tensors `(name, shape, bytes)` as safetensors. `metadata` goes into the
+/// header as one entry `hypertape` holding a JSON object with sorted keys (a single entry, so
+/// the same content always gives the same bytes).
+fn safetensors_bytes(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    metadata: BTreeMap<&str, String>,
+) -> Result<Vec<u8>> {
+    let metadata = HashMap::from([(
+        "hypertape".to_string(),
+        serde_json::to_string(&metadata).expect("metadata serializes"),
+    )]);
+    let views = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            safetensors::tensor::TensorView::new(Dtype::F32, shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::Shape(format!("safetensors: {e}")))?;
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Shape(format!("safetensors: {e}")))
+}
+
+/// The tensors of `model.safetensors` with their expected shapes, in a fixed order.
+fn expected_tensors(
+    layout: &ParamLayout,
+    theta_len: usize,
+    emb_dim: usize,
+    tasks: usize,
+    with_adam: bool,
+) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<(String, Vec<usize>)> = layout
+        .entries()
+        .iter()
+        .map(|e| (format!("theta.{}", e.name), e.shape.clone()))
+        .collect();
+    out.extend((0..tasks).map(|k| (format!("task_embedding.{k}"), vec![emb_dim])));
+    if with_adam {
+        for (opt, len) in [("theta", theta_len), ("embedding", emb_dim)] {
+            for moment in ["m", "v"] {
+                out.push((format!("adam.{opt}.{moment}"), vec![len]));
+            }
+        }
+    }
+    out
+}
+
+fn model_bytes(c: &Checkpoint) -> Result<Vec<u8>> {
+    let m = &c.model;
+    let layout = m.hnet.layout();
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = layout
+        .entries()
+        .iter()
+        .map(|e| {
+            (
+                format!("theta.{}", e.name),
+                e.shape.clone(),
+                f32_bytes(&m.theta[e.range()]),
+            )
+        })
+        .collect();
+    for (k, e) in m.task_embs.iter().enumerate() {
+        tensors.push((format!("task_embedding.{k}"), vec![e.len()], f32_bytes(e)));
+    }
+    if let Some(o) = &c.optimizer {
+        for (name, adam) in [("theta", &o.theta), ("embedding", &o.embedding)] {
+            let (mv, vv) = adam.moments();
+            tensors.push((format!("adam.{name}.m"), vec![mv.len()], f32_bytes(mv)));
+            tensors.push((format!("adam.{name}.v"), vec![vv.len()], f32_bytes(vv)));
+        }
+    }
+    let metadata = BTreeMap::from([
+        ("format", "hypertape-checkpoint".to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    safetensors_bytes(&tensors, metadata)
+}
+
+/// Reads a file; a missing `CURRENT` says that there is no checkpoint.
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads the checkpoint of `dir`, verifying checksums, format, configuration and shapes.
+pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let current_path = dir.join(CURRENT_FILE);
+    if !current_path.is_file() {
+        return Err(Error::format(
+            &current_path,
+            "no checkpoint here (the file naming the current generation is missing)",
+        ));
+    }
+    let current = read(&current_path)?;
+    let name = std::str::from_utf8(&current)
+        .ok()
+        .map(str::trim)
+        .filter(|n| generation_number(n).is_some())
+        .ok_or_else(|| {
+            Error::format(
+                &current_path,
+                format!(
+                    "expected a generation name like gen-000001, found {:?}",
+                    String::from_utf8_lossy(&current[..current.len().min(64)])
+                ),
+            )
+        })?;
+    let gen_dir = dir.join(name);
+    let sums_path = gen_dir.join(SUMS_FILE);
+    let sums = parse_sums(&sums_path, &read(&sums_path)?)?;
+    let mut files = HashMap::new();
+    for file in [MODEL_FILE, STATE_FILE] {
+        let path = gen_dir.join(file);
+        let bytes = read(&path)?;
+        let found = sha256_hex(&bytes);
+        let expected = &sums[file];
+        if &found != expected {
+            return Err(Error::Checksum {
+                path,
+                expected: expected.clone(),
+                found,
+            });
+        }
+        files.insert(file, bytes);
+    }
+    let state = parse_state(&gen_dir.join(STATE_FILE), &files[STATE_FILE])?;
+    parse_model(&gen_dir.join(MODEL_FILE), &files[MODEL_FILE], state)
+}
+
+/// Parses a `SHA256SUMS` file that must list exactly the model and the state file.
+fn parse_sums(path: &Path, bytes: &[u8]) -> Result<HashMap<&'static str, String>> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| Error::format(path, "expected UTF-8 text"))?;
+    let mut sums = HashMap::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |why: &str| Error::format(path, format!("line {}: {why}", i + 1));
+        let (hex, file) = line
+            .split_once("  ")
+            .ok_or_else(|| bad("expected '<sha256>  <file>'"))?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(bad("expected 64 hex digits"));
+        }
+        let file = [MODEL_FILE, STATE_FILE]
+            .into_iter()
+            .find(|f| *f == file)
+            .ok_or_else(|| bad(&format!("unexpected file {file:?}")))?;
+        if sums.insert(file, hex.to_ascii_lowercase()).is_some() {
+            return Err(bad(&format!("{file} listed twice")));
+        }
+    }
+    for file in [MODEL_FILE, STATE_FILE] {
+        if !sums.contains_key(file) {
+            return Err(Error::format(path, format!("no checksum of {file}")));
+        }
+    }
+    Ok(sums)
+}
+
+/// Parses and checks `state.json`.
+fn parse_state(path: &Path, bytes: &[u8]) -> Result<State> {
+    let state: State = serde_json::from_slice(bytes)
+        .map_err(|e| Error::format(path, format!("invalid state: {e}")))?;
+    let bad = |field: &str, message: String| Error::format(path, format!("{field}: {message}"));
+    if state.format_version != FORMAT_VERSION {
+        return Err(bad(
+            "format_version",
+            format!("expected {FORMAT_VERSION}, found {}", state.format_version),
+        ));
+    }
+    state
+        .config
+        .validate()
+        .map_err(|e| bad("config", e.to_string()))?;
+    if !sizes_fit(&state.config) {
+        return Err(bad(
+            "config",
+            "the network sizes are implausibly large".to_string(),
+        ));
+    }
+    let n = state.tasks.len();
+    if state.completed_tasks != n {
+        return Err(bad(
+            "completed_tasks",
+            format!(
+                "expected {n} (the number of tasks), found {}",
+                state.completed_tasks
+            ),
+        ));
+    }
+    if state.accuracy_matrix.len() != n {
+        return Err(bad(
+            "accuracy_matrix",
+            format!("expected {n} rows, found {}", state.accuracy_matrix.len()),
+        ));
+    }
+    if let Some((i, row)) = state
+        .accuracy_matrix
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.len() != i + 1)
+    {
+        return Err(bad(
+            "accuracy_matrix",
+            format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
+        ));
+    }
+    check_method(&state.config).map_err(|e| bad("config", e.to_string()))?;
+    let inference_rows = if state.config.scenario.infers_task() {
+        n
+    } else {
+        0
+    };
+    if state.task_inference.len() != inference_rows {
+        return Err(bad(
+            "task_inference",
+            format!(
+                "expected {inference_rows} rows in scenario {}, found {}",
+                state.config.scenario.name(),
+                state.task_inference.len()
+            ),
+        ));
+    }
+    if let Some((i, row)) = state
+        .task_inference
+        .iter()
+        .enumerate()
+        .find(|(i, r)| r.len() != i + 1 || r.iter().any(|e| e.picks.len() != i + 1))
+    {
+        return Err(bad(
+            "task_inference",
+            format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
+        ));
+    }
+    if n > 0 && !state.config.has_head_for(n - 1) {
+        return Err(bad(
+            "tasks",
+            format!(
+                "{n} tasks but the target network has {} heads",
+                state.config.num_heads()
+            ),
+        ));
+    }
+    for (k, spec) in state.tasks.iter().enumerate() {
+        state
+            .config
+            .check_task(spec)
+            .map_err(|e| bad(&format!("tasks[{k}]"), e.to_string()))?;
+    }
+    if state.optimizer.is_some() != (n > 0) {
+        return Err(bad(
+            "optimizer",
+            format!("expected Adam states exactly when a task was learned ({n} tasks)"),
+        ));
+    }
+    if !(state.wall_seconds.is_finite() && state.wall_seconds >= 0.0) {
+        return Err(bad(
+            "wall_seconds",
+            format!("expected a time >= 0, found {}", state.wall_seconds),
+        ));
+    }
+    Ok(state)
+}
+
+/// Whether the target and hypernetwork sizes of `c` stay below 2^40 elements (so a crafted
+/// configuration cannot overflow a size computation before the tensors are checked).
+fn sizes_fit(c: &ExperimentConfig) -> bool {
+    const LIMIT: u64 = 1 << 40;
+    let fits = |v: Option<u64>| v.filter(|&v| v <= LIMIT);
+    let mul = |a: u64, b: u64| fits(a.checked_mul(b));
+    let mlp = |input: u64, hidden: &[usize], out: u64| -> Option<u64> {
+        let mut total = 0u64;
+        let mut fan_in = input;
+        for &h in hidden.iter().chain(std::iter::once(&(out as usize))) {
+            let h = h as u64;
+            total = fits(total.checked_add(mul(fan_in, h)?.checked_add(h)?))?;
+            fan_in = h;
+        }
+        Some(total)
+    };
+    let (input, head) = c.io_dims();
+    let check = || -> Option<()> {
+        let heads = mul(c.num_heads() as u64, head as u64)?;
+        let weights = mlp(input as u64, &c.target_hidden, heads)?;
+        let (chunk, emb) = match c.hnet.chunk_size {
+            Some(s) => (s as u64, c.hnet.chunk_emb_dim as u64),
+            None => (weights, 0),
+        };
+        let hnet_in = fits((c.hnet.task_emb_dim as u64).checked_add(emb))?;
+        mlp(hnet_in, &c.hnet.hidden, chunk)?;
+        mul(weights.div_ceil(chunk.max(1)), emb)?;
+        Some(())
+    };
+    check().is_some()
+}
+
+/// Reads the tensors of `model.safetensors` that `state` describes.
+fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| Error::format(path, format!("not a safetensors file: {e}")))?;
+    let config = state.config.clone();
+    let target = config.target();
+    let hnet = Hnet::new(&config.hnet, target.num_weights());
+    let d = config.hnet.task_emb_dim;
+    let theta_len = hnet.num_params();
+    let expected = expected_tensors(
+        hnet.layout(),
+        theta_len,
+        d,
+        state.tasks.len(),
+        state.optimizer.is_some(),
+    );
+    if let Some(extra) = st
+        .names()
+        .into_iter()
+        .find(|n| !expected.iter().any(|(e, _)| e == n))
+    {
+        return Err(Error::format(path, format!("unexpected tensor {extra:?}")));
+    }
+    let mut values: HashMap<String, Vec<f32>> = HashMap::new();
+    for (name, shape) in &expected {
+        let t = st
+            .tensor(name)
+            .map_err(|_| Error::format(path, format!("tensor {name} is missing")))?;
+        if t.dtype() != Dtype::F32 {
+            return Err(Error::format(
+                path,
+                format!("tensor {name}: expected dtype F32, found {:?}", t.dtype()),
+            ));
+        }
+        if t.shape() != shape.as_slice() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "tensor {name}: expected shape {shape:?} (from the configuration in {STATE_FILE}), found {:?}",
+                    t.shape()
+                ),
+            ));
+        }
+        let v: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(Error::format(
+                path,
+                format!("tensor {name} holds a NaN or infinite value"),
+            ));
+        }
+        values.insert(name.clone(), v);
+    }
+    // Every tensor is present with its shape: θ's entries tile θ in layout order.
+    let theta: Vec<f32> = hnet
+        .layout()
+        .entries()
+        .iter()
+        .flat_map(|e| values[&format!("theta.{}", e.name)].iter().copied())
+        .collect();
+    let task_embs = (0..state.tasks.len())
+        .map(|k| {
+            values
+                .remove(&format!("task_embedding.{k}"))
+                .unwrap_or_default()
+        })
+        .collect();
+    let mut ckpt = Checkpoint {
+        config,
+        tasks: Vec::new(),
+        model: HnetModel {
+            target,
+            hnet,
+            theta,
+            task_embs,
+        },
+        optimizer: None,
+        history: History::default(),
+    };
+    if let Some(meta) = &state.optimizer {
+        let mut adam = |name: &str, len: usize, m: &AdamMeta| {
+            let mut a = Adam::<f32>::new(len, m.lr);
+            a.beta1 = m.beta1;
+            a.beta2 = m.beta2;
+            a.eps = m.eps;
+            let mv = values.remove(&format!("adam.{name}.m")).unwrap_or_default();
+            let vv = values.remove(&format!("adam.{name}.v")).unwrap_or_default();
+            a.with_state(mv, vv, m.steps)
+                .ok_or_else(|| Error::format(path, format!("adam.{name}: wrong length")))
+        };
+        ckpt.optimizer = Some(OptimizerState {
+            theta: adam("theta", theta_len, &meta.theta)?,
+            embedding: adam("embedding", d, &meta.embedding)?,
+        });
+    }
+    ckpt.tasks = state.tasks;
+    ckpt.history = History {
+        accuracy_matrix: state.accuracy_matrix,
+        task_inference: state.task_inference,
+        wall_seconds: state.wall_seconds,
+    };
+    Ok(ckpt)
+}
+
+/// The target weights generated for task `task` as safetensors bytes, one tensor per entry of
+/// the target layout (`layer0.weight`, `layer0.bias`, …, `heads.weight`, `heads.bias`; all
+/// heads, the task's head h being rows `h·head_dim..(h+1)·head_dim`; h = task, or 0 in CL2), with
+/// the task, its head
+/// and its spec in the metadata (the header entry `hypertape`, a JSON object).
+pub fn export_task_weights(ckpt: &Checkpoint, task: usize) -> Result<Vec<u8>> {
+    let n = ckpt.completed();
+    if task >= n {
+        return Err(Error::config(
+            "task",
+            format!("expected a learned task 0..{n}, found {task}"),
+        ));
+    }
+    let weights = ckpt.model.generated_weights(task);
+    let target = &ckpt.model.target;
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = target
+        .layout()
+        .entries()
+        .iter()
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.shape.clone(),
+                f32_bytes(&weights[e.range()]),
+            )
+        })
+        .collect();
+    let metadata = BTreeMap::from([
+        ("task", task.to_string()),
+        ("head", ckpt.config.head(task).to_string()),
+        ("head_dim", target.head_dim().to_string()),
+        ("spec", ckpt.tasks[task].to_string()),
+        ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    safetensors_bytes(&tensors, metadata)
+}
