@@ -293,6 +293,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// Overwrites `field` with the value of an option that was given.
+fn set<T: Clone>(field: &mut T, option: &Option<T>) {
+    if let Some(v) = option {
+        *field = v.clone();
+    }
+}
+
 fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     let benchmark = match args.benchmark {
         RunTarget::SplitMnist | RunTarget::ToyRegression => Benchmark::SplitMnist,
@@ -302,48 +309,26 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     c.set_scenario(args.scenario);
     c.method = args.method;
     let b = &mut c.baseline;
-    if let Some(v) = args.ewc_lambda {
-        b.ewc_lambda = v;
-    }
-    if let Some(v) = args.online_ewc_gamma {
-        b.online_ewc_gamma = v;
-    }
-    if let Some(v) = args.si_c {
-        b.si_c = v;
-    }
-    if let Some(v) = args.si_xi {
-        b.si_xi = v;
-    }
-    if let Some(v) = args.fisher_samples {
-        b.fisher_samples = v;
-    }
+    set(&mut b.ewc_lambda, &args.ewc_lambda);
+    set(&mut b.online_ewc_gamma, &args.online_ewc_gamma);
+    set(&mut b.si_c, &args.si_c);
+    set(&mut b.si_xi, &args.si_xi);
+    set(&mut b.fisher_samples, &args.fisher_samples);
     let t = &mut c.train;
-    if let Some(v) = args.tasks {
-        c.num_tasks = v;
-    }
-    if let Some(v) = args.iterations {
-        t.iterations = v;
-    }
-    if let Some(v) = args.batch_size {
-        t.batch_size = v;
-    }
+    set(&mut c.num_tasks, &args.tasks);
+    set(&mut t.iterations, &args.iterations);
+    set(&mut t.batch_size, &args.batch_size);
     if let Some(v) = args.lr {
         t.lr = v;
         t.emb_lr = v;
     }
-    if let Some(v) = args.emb_lr {
-        t.emb_lr = v;
-    }
-    if let Some(v) = args.beta {
-        t.beta = v;
-    }
+    set(&mut t.emb_lr, &args.emb_lr);
+    set(&mut t.beta, &args.beta);
     if let Some(v) = args.seed {
         t.seed = v;
         c.data_seed = v;
     }
-    if let Some(v) = args.data_seed {
-        c.data_seed = v;
-    }
+    set(&mut c.data_seed, &args.data_seed);
     t.lookahead = if args.no_lookahead {
         Lookahead::Off
     } else if args.sgd_lookahead {
@@ -353,16 +338,10 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     };
     t.reg_batch = args.reg_batch;
     t.online_targets = args.online_targets;
-    if let Some(v) = &args.target_hidden {
-        c.target_hidden = v.clone();
-    }
+    set(&mut c.target_hidden, &args.target_hidden);
     let h = &mut c.hnet;
-    if let Some(v) = &args.hnet_hidden {
-        h.hidden = v.clone();
-    }
-    if let Some(v) = args.hnet_activation {
-        h.activation = v;
-    }
+    set(&mut h.hidden, &args.hnet_hidden);
+    set(&mut h.activation, &args.hnet_activation);
     if let Some(v) = args.hnet_init {
         c.hnet_init = match v {
             HnetInitArg::Xavier => HnetInit::Xavier,
@@ -372,12 +351,8 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     if let Some(v) = args.chunk_size {
         h.chunk_size = (v > 0).then_some(v);
     }
-    if let Some(v) = args.chunk_emb_dim {
-        h.chunk_emb_dim = v;
-    }
-    if let Some(v) = args.task_emb_dim {
-        h.task_emb_dim = v;
-    }
+    set(&mut h.chunk_emb_dim, &args.chunk_emb_dim);
+    set(&mut h.task_emb_dim, &args.task_emb_dim);
     c.heads = args.heads;
     c.data_dir = args.data_dir.clone();
     c
@@ -385,24 +360,12 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
 
 fn run_toy(args: &RunArgs) -> Result<ExitCode> {
     let mut c = hypertape::toy::ToyConfig::default();
-    if let Some(v) = args.iterations {
-        c.iterations = v;
-    }
-    if let Some(v) = args.batch_size {
-        c.batch_size = v;
-    }
-    if let Some(v) = args.lr {
-        c.lr = v;
-    }
-    if let Some(v) = args.beta {
-        c.beta = v;
-    }
-    if let Some(v) = args.ewc_lambda {
-        c.ewc_lambda = v;
-    }
-    if let Some(v) = args.seed {
-        c.seed = v;
-    }
+    set(&mut c.iterations, &args.iterations);
+    set(&mut c.batch_size, &args.batch_size);
+    set(&mut c.lr, &args.lr);
+    set(&mut c.beta, &args.beta);
+    set(&mut c.ewc_lambda, &args.ewc_lambda);
+    set(&mut c.seed, &args.seed);
     let out = args
         .out
         .clone()
@@ -704,12 +667,8 @@ fn benchmark_of(arg: BenchmarkArg) -> Benchmark {
 fn compare(args: &CompareArgs) -> Result<ExitCode> {
     let benchmark = benchmark_of(args.benchmark);
     let mut base = ExperimentConfig::paper_defaults(benchmark);
-    if let Some(v) = args.tasks {
-        base.num_tasks = v;
-    }
-    if let Some(v) = args.iterations {
-        base.train.iterations = v;
-    }
+    set(&mut base.num_tasks, &args.tasks);
+    set(&mut base.train.iterations, &args.iterations);
     base.data_dir = args.data_dir.clone();
     base.validate()?;
     let out = args
