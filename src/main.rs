@@ -453,13 +453,7 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
             (dir.clone(), state)
         }
         None => {
-            let out = args.out.clone().unwrap_or_else(|| {
-                PathBuf::from(format!(
-                    "runs/{}-seed{}",
-                    config.benchmark.name(),
-                    config.train.seed
-                ))
-            });
+            let out = out_dir(args, &config);
             if checkpoint::exists(&out) {
                 return Err(Error::config(
                     "out",
@@ -508,16 +502,21 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// A baseline's run (no checkpoints: they hold a hypernetwork model); writes results.json,
-/// accuracy_matrix.csv and accuracy.svg.
-fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
-    let out = args.out.clone().unwrap_or_else(|| {
+/// `--out`, or `runs/<benchmark>-seed<seed>`.
+fn out_dir(args: &RunArgs, config: &ExperimentConfig) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
         PathBuf::from(format!(
             "runs/{}-seed{}",
             config.benchmark.name(),
             config.train.seed
         ))
-    });
+    })
+}
+
+/// A baseline's run (no checkpoints: they hold a hypernetwork model); writes results.json,
+/// accuracy_matrix.csv and accuracy.svg.
+fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
+    let out = out_dir(args, config);
     if checkpoint::exists(&out) {
         return Err(Error::config(
             "out",
