@@ -299,6 +299,12 @@ impl BenchReport {
     pub fn sgemm_fraction(&self, timing: &StepTiming) -> f64 {
         timing.gflops / self.sgemm_gflops
     }
+
+    /// A step's matmul GFLOP/s as a fraction of the engine's 1024² product on all threads
+    /// (the rate the step's own products could reach at best).
+    pub fn engine_fraction(&self, timing: &StepTiming) -> f64 {
+        timing.gflops / self.engine_gflops
+    }
 }
 
 /// Median milliseconds of `steps` steps (at least 1) of `fixture` after [`WARMUP_STEPS`].

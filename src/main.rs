@@ -813,18 +813,20 @@ fn bench(args: &BenchArgs) -> Result<ExitCode> {
     }
     let n = hypertape::bench::YARDSTICK_N;
     println!(
-        "sgemm {n}x{n}:          {:>7.2} GFLOP/s",
+        "sgemm {n}x{n}:          {:>7.2} GFLOP/s (one matrixmultiply call, one thread)",
         report.sgemm_gflops
     );
     println!(
-        "engine matmul {n}x{n}:  {:>7.2} GFLOP/s",
-        report.engine_gflops
+        "engine matmul {n}x{n}:  {:>7.2} GFLOP/s (Tape::matmul, split over {} threads)",
+        report.engine_gflops,
+        rayon::current_num_threads()
     );
     for s in &report.steps {
         println!(
-            "step/sgemm at {:>2} previous tasks: {:.3}",
+            "step/sgemm at {:>2} previous tasks: {:.3}   step/engine matmul: {:.3}",
             s.previous_tasks,
-            report.sgemm_fraction(s)
+            report.sgemm_fraction(s),
+            report.engine_fraction(s)
         );
     }
     Ok(ExitCode::SUCCESS)
