@@ -14,6 +14,9 @@ pub enum Domain {
     Any,
     /// Uniform in (0.2, 2): for log and the like.
     Positive,
+    /// Uniform in (−0.2, 0.2): for sums of thousands of squares, whose central differences
+    /// would otherwise lose the gradient in the rounding of the sum.
+    Small,
     /// |x| uniform in (0.2, 2), random sign: away from the kinks of relu and elu and from the
     /// pole of division.
     AwayFromZero,
@@ -24,6 +27,7 @@ impl Domain {
         match self {
             Domain::Any => rng.uniform_range(-2.0, 2.0),
             Domain::Positive => rng.uniform_range(0.2, 2.0),
+            Domain::Small => rng.uniform_range(-0.2, 0.2),
             Domain::AwayFromZero => {
                 let m = rng.uniform_range(0.2, 2.0);
                 if rng.below(2) == 0 {
@@ -308,6 +312,38 @@ pub fn op_cases() -> Vec<OpCase> {
     ]
 }
 
+/// Outputs of the wide cases: enough for the panel code paths of dense layers
+/// ([`crate::kernels::panels_pay_off`]).
+pub const WIDE: usize = 8200;
+
+/// The ops whose wide shapes take other code paths (panels over output columns), at fixed
+/// shapes: a full check is thousands of evaluations, too many for every property-test case.
+pub fn wide_op_cases() -> Vec<OpCase> {
+    vec![
+        case!(
+            "linear (wide: panel backward)",
+            Any,
+            |m, k, n| vec![vec![3, 2], vec![WIDE, 2], vec![WIDE]],
+            |t, x| t.linear(x[0], x[1], Some(x[2]))
+        ),
+        case!(
+            "linear_squared_distance (wide: panels)",
+            Small,
+            |m, k, n| vec![vec![4, 2], vec![WIDE, 2], vec![WIDE]],
+            |t, x| {
+                // A constant target (as the regularizer's), covering all but the last 5
+                // outputs of each group of two rows.
+                let len = 2 * WIDE - 5;
+                let target = Tensor::from_fn(&[2, len], |i| {
+                    Float::from_f64((i * 7919 % 1000) as f64 / 2500.0 - 0.2)
+                });
+                let target = t.constant(target);
+                t.linear_squared_distance(x[0], x[1], Some(x[2]), target, 2)
+            }
+        ),
+    ]
+}
+
 /// One row of the op audit: the op, its input shapes, and its check.
 pub struct OpAudit {
     /// The op (and variant).
@@ -318,7 +354,8 @@ pub struct OpAudit {
     pub report: GradCheckReport,
 }
 
-/// Audits every op on random inputs of dimensions (m, k, n) drawn from `seed`.
+/// Audits every op on random inputs of dimensions (m, k, n) drawn from `seed`, then the wide
+/// cases at their fixed shapes.
 pub fn audit_ops(
     dims: (usize, usize, usize),
     seed: u64,
@@ -326,6 +363,7 @@ pub fn audit_ops(
 ) -> Vec<OpAudit> {
     op_cases()
         .iter()
+        .chain(&wide_op_cases())
         .map(|case| {
             let inputs = case.inputs(dims, seed);
             OpAudit {

@@ -11,7 +11,7 @@
 
 mod catalog;
 
-pub use catalog::{audit_ops, op_cases, Domain, OpAudit, OpCase};
+pub use catalog::{audit_ops, op_cases, wide_op_cases, Domain, OpAudit, OpCase, WIDE};
 
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};

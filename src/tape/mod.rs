@@ -16,7 +16,7 @@
 mod ops;
 mod pool;
 
-pub use ops::{Axis, Op, Unary};
+pub use ops::{Axis, DistanceSaved, Op, Unary};
 pub use pool::BufferPool;
 
 use crate::tensor::{Float, Tensor};
@@ -95,7 +95,9 @@ impl<'a, F: Float> Tape<'a, F> {
             }
             match node.op {
                 Op::SoftmaxCrossEntropy { probs, .. } => pool.give(probs),
-                Op::LinearSquaredDistance { diff, .. } => pool.give(diff),
+                Op::LinearSquaredDistance { saved, .. } => {
+                    saved.into_buffers().into_iter().for_each(|b| pool.give(b))
+                }
                 _ => {}
             }
         }
@@ -297,6 +299,52 @@ impl<F: Float> GradBuffers<F> {
         let pool = &mut self.pool;
         let buf = self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len));
         &mut buf[offset..offset + len]
+    }
+
+    /// The gradient slots of several vars at once (`None` where the var is `None`), zeroed on
+    /// first use; `None` if two of them share storage (take them one at a time then).
+    fn disjoint_slots<'t, const N: usize>(
+        &'t mut self,
+        tape: &Tape<'_, F>,
+        vars: [Option<Var>; N],
+    ) -> Option<[Option<&'t mut [F]>; N]> {
+        let ranges = vars.map(|v| {
+            v.map(|v| {
+                let (root, offset) = tape.storage(v);
+                (root, offset, tape.value(v).len())
+            })
+        });
+        for (i, a) in ranges.iter().enumerate() {
+            for b in ranges[i + 1..].iter() {
+                if let (Some(a), Some(b)) = (a, b) {
+                    if a.0 == b.0 && a.1 < b.1 + b.2 && b.1 < a.1 + a.2 {
+                        return None;
+                    }
+                }
+            }
+        }
+        let mut roots: Vec<(usize, *mut F)> = Vec::with_capacity(N);
+        for &(root, _, _) in ranges.iter().flatten() {
+            if roots.iter().all(|&(r, _)| r != root) {
+                let root_len = tape.root_data(root).len();
+                let pool = &mut self.pool;
+                let buf = self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len));
+                roots.push((root, buf.as_mut_ptr()));
+            }
+        }
+        Some(ranges.map(|r| {
+            r.map(|(root, offset, len)| {
+                let base = roots
+                    .iter()
+                    .find(|&&(r, _)| r == root)
+                    .expect("listed above")
+                    .1;
+                // SAFETY: each range lies inside its root's buffer (a view never exceeds its
+                // base), the ranges were checked pairwise disjoint, and the buffers are
+                // neither moved nor resized while the slices borrow `self`.
+                unsafe { std::slice::from_raw_parts_mut(base.add(offset), len) }
+            })
+        }))
     }
 }
 

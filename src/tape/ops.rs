@@ -159,16 +159,42 @@ pub enum Op<F> {
     },
     /// Σ (a − b)².
     SquaredDistance(Var, Var),
-    /// Σ over groups of ‖first len elements of the group of rows of x·Wᵀ + b − target‖²;
-    /// keeps the masked difference for backward.
+    /// Σ over groups of ‖first len elements of the group of rows of x·Wᵀ + b − target‖².
     LinearSquaredDistance {
         x: Var,
         w: Var,
         b: Option<Var>,
         target: Var,
         groups: usize,
-        diff: Vec<F>,
+        saved: DistanceSaved<F>,
     },
+}
+
+/// What [`Op::LinearSquaredDistance`] keeps for its backward.
+#[derive(Debug)]
+pub enum DistanceSaved<F> {
+    /// The masked difference y − t [m×n].
+    Diff(Vec<F>),
+    /// The gradients of x, W and b for an output gradient of 1, computed in the forward pass
+    /// panel by panel (empty where no gradient flows); y − t is never stored.
+    Grads {
+        /// ∂/∂x.
+        x: Vec<F>,
+        /// ∂/∂W.
+        w: Vec<F>,
+        /// ∂/∂b.
+        b: Vec<F>,
+    },
+}
+
+impl<F> DistanceSaved<F> {
+    /// The buffers it holds.
+    pub(crate) fn into_buffers(self) -> Vec<Vec<F>> {
+        match self {
+            DistanceSaved::Diff(d) => vec![d],
+            DistanceSaved::Grads { x, w, b } => vec![x, w, b],
+        }
+    }
 }
 
 impl<F> Op<F> {
@@ -267,9 +293,9 @@ impl<'a, F: Float> Tape<'a, F> {
                 b,
                 target,
                 groups,
-                diff,
+                saved,
             } => {
-                self.linear_squared_distance_backward(*x, *w, *b, *target, *groups, diff, g, grads)
+                self.linear_squared_distance_backward(*x, *w, *b, *target, *groups, saved, g, grads)
             }
         }
     }
@@ -416,6 +442,34 @@ impl<'a, F: Float> Tape<'a, F> {
     ) {
         let (m, k) = self.dims(x);
         let (n, _) = self.dims(w);
+        if kernels::panels_pay_off(m, n, k) {
+            let wants = |v: Var| self.requires_grad(v).then_some(v);
+            let vars = [wants(x), wants(w), b.and_then(wants)];
+            let mut scratch =
+                grads
+                    .pool
+                    .take(kernels::panel_scratch_len(m, n, k, vars[0].is_some()));
+            if let Some([gx, gw, gb]) = grads.disjoint_slots(self, vars) {
+                let copy_panel = |j0: usize, panel: &mut [F]| {
+                    let cols = panel.len() / m;
+                    for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
+                        let src = &g[i * n + j0..i * n + j0 + cols];
+                        row.iter_mut().zip(src).for_each(|(d, &s)| *d = alpha * s);
+                    }
+                    0.0
+                };
+                let (xv, wv) = (self.value(x), self.value(w));
+                let sinks = kernels::DenseGrads {
+                    x: gx,
+                    w: gw,
+                    b: gb,
+                };
+                kernels::dense_backward_panels(m, n, k, xv, wv, copy_panel, sinks, &mut scratch);
+                grads.pool.give(scratch);
+                return;
+            }
+            grads.pool.give(scratch);
+        }
         if let Some(gx) = self.grad_of(x, grads) {
             gemm(m, k, n, alpha, g, false, self.value(w), false, F::ONE, gx);
         }
@@ -1049,7 +1103,10 @@ impl<'a, F: Float> Tape<'a, F> {
     /// equal groups, each read as one flat vector yⱼ of (m/groups)·n elements, and the target
     /// t [groups × len] (len ≤ (m/groups)·n) covers the first len elements of each (the rest
     /// of a group is ignored). This is a hypernetwork's output layer and the regularizer's
-    /// distance in one node: y − t is the only buffer, written by the product itself.
+    /// distance in one node. For a wide output layer (see [`kernels::panels_pay_off`]) y is
+    /// made panel by panel and, on a recording tape, turned into the gradients of x, W and b
+    /// at once, while in cache (the op is the end of a loss, so backward always follows);
+    /// otherwise y − t is kept for backward.
     pub fn linear_squared_distance(
         &mut self,
         x: Var,
@@ -1058,12 +1115,12 @@ impl<'a, F: Float> Tape<'a, F> {
         target: Var,
         groups: usize,
     ) -> Var {
-        let m = self.dims(x).0;
+        let (m, k) = self.dims(x);
+        let n = self.dims(w).0;
         assert!(
             groups > 0 && m % groups == 0,
             "{m} rows do not form {groups} groups"
         );
-        let (_, n, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
         let group_len = m / groups * n;
         let len = self.value(target).len() / groups;
         assert_eq!(len * groups, self.value(target).len(), "target rows");
@@ -1071,36 +1128,118 @@ impl<'a, F: Float> Tape<'a, F> {
             len <= group_len,
             "target rows of {len} exceed groups of {group_len}"
         );
-        let tv = self.value(target);
-        let mut total = 0.0;
-        for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
-            let (head, tail) = group.split_at_mut(len);
-            total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
-            kernels::fill(tail, F::ZERO);
-        }
+        let target_grad = self.recording && self.requires_grad(target);
+        let (total, saved) = if kernels::panels_pay_off(m, n, k) && !target_grad {
+            self.squared_distance_by_panels(x, w, b, target, groups)
+        } else {
+            let (_, _, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
+            let tv = self.value(target);
+            let mut total = 0.0;
+            for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
+                let (head, tail) = group.split_at_mut(len);
+                total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
+                kernels::fill(tail, F::ZERO);
+            }
+            if !self.recording {
+                self.pool.give(diff);
+                diff = Vec::new();
+            }
+            (total, DistanceSaved::Diff(diff))
+        };
         let inputs: Vec<Var> = [Some(x), Some(w), b, Some(target)]
             .into_iter()
             .flatten()
             .collect();
-        let diff = if self.recording {
-            diff
-        } else {
-            self.pool.give(diff);
-            Vec::new()
-        };
         let op = Op::LinearSquaredDistance {
             x,
             w,
             b,
             target,
             groups,
-            diff,
+            saved,
         };
         self.push(op, &inputs, vec![], vec![F::from_f64(total)])
     }
 
+    /// The value of [`Tape::linear_squared_distance`] and, on a recording tape, the gradients
+    /// of x, W and b for an output gradient of 1, over panels of y's columns: each panel of
+    /// y = x·Wᵀ + b is made, compared with its targets and turned into D = 2(y − t) (masked),
+    /// whose dW, db and dx parts [`kernels::dense_backward_panels`] takes while it is in cache.
+    fn squared_distance_by_panels(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: Var,
+        groups: usize,
+    ) -> (f64, DistanceSaved<F>) {
+        let (m, k) = self.dims(x);
+        let n = self.dims(w).0;
+        let rows_per_group = m / groups;
+        let len = self.value(target).len() / groups;
+        let wants = |v: Var| self.recording && self.requires_grad(v);
+        let (want_x, want_w, want_b) = (wants(x), wants(w), b.is_some_and(wants));
+        let mut take = |wanted: bool, len: usize| {
+            if wanted {
+                self.pool.take_zeroed(len)
+            } else {
+                Vec::new()
+            }
+        };
+        let (mut gx, mut gw, mut gb) = (take(want_x, m * k), take(want_w, n * k), take(want_b, n));
+        let mut scratch = self.pool.take(kernels::panel_scratch_len(m, n, k, want_x));
+        let (xv, wv, tv) = (self.value(x), self.value(w), self.value(target));
+        let bv = b.map(|b| self.value(b));
+        let two = F::ONE + F::ONE;
+        let panel_distance = |j0: usize, panel: &mut [F]| {
+            let cols = panel.len() / m;
+            let beta = match bv {
+                Some(bv) => {
+                    for row in panel.chunks_exact_mut(cols) {
+                        row.copy_from_slice(&bv[j0..j0 + cols]);
+                    }
+                    F::ONE
+                }
+                None => F::ZERO,
+            };
+            let w_j = &wv[j0 * k..(j0 + cols) * k];
+            kernels::gemm_serial(m, cols, k, F::ONE, xv, false, w_j, true, beta, panel);
+            let mut total = 0.0;
+            for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
+                // Row i is row i % rows_per_group of group i / rows_per_group; its columns
+                // j0.. sit at `start` in the group's flat vector, compared up to len.
+                let (group, r) = (i / rows_per_group, i % rows_per_group);
+                let start = r * n + j0;
+                let valid = len.saturating_sub(start).min(cols);
+                let (compared, ignored) = row.split_at_mut(valid);
+                if valid > 0 {
+                    let t = &tv[group * len + start..group * len + start + valid];
+                    total += kernels::sub_scale_sum_squares(compared, t, two);
+                }
+                ignored.fill(F::ZERO);
+            }
+            total
+        };
+        let sinks = kernels::DenseGrads {
+            x: want_x.then_some(&mut gx[..]),
+            w: want_w.then_some(&mut gw[..]),
+            b: want_b.then_some(&mut gb[..]),
+        };
+        let total =
+            kernels::dense_backward_panels(m, n, k, xv, wv, panel_distance, sinks, &mut scratch);
+        self.pool.give(scratch);
+        (
+            total,
+            DistanceSaved::Grads {
+                x: gx,
+                w: gw,
+                b: gb,
+            },
+        )
+    }
+
     /// With D = y − t masked to the compared elements and s = 2g: dx = s·D·W, dW = s·Dᵀ·x,
-    /// db = s·column sums of D, dt = −s·D.
+    /// db = s·column sums of D, dt = −s·D; from saved gradients (for g = 1): g times them.
     #[allow(clippy::too_many_arguments)]
     fn linear_squared_distance_backward(
         &self,
@@ -1109,10 +1248,26 @@ impl<'a, F: Float> Tape<'a, F> {
         b: Option<Var>,
         target: Var,
         groups: usize,
-        diff: &[F],
+        saved: &DistanceSaved<F>,
         g: &[F],
         grads: &mut GradBuffers<F>,
     ) {
+        let diff = match saved {
+            DistanceSaved::Diff(diff) => diff,
+            DistanceSaved::Grads {
+                x: gx,
+                w: gw,
+                b: gb,
+            } => {
+                let g = g[0];
+                for (v, saved) in [(Some(x), gx), (Some(w), gw), (b, gb)] {
+                    if let Some(slot) = v.and_then(|v| self.grad_of(v, grads)) {
+                        kernels::update(slot, saved, |acc, d| acc + g * d);
+                    }
+                }
+                return;
+            }
+        };
         let (m, n) = (self.dims(x).0, self.dims(w).0);
         let s = (F::ONE + F::ONE) * g[0];
         self.dense_backward(x, w, b, s, diff, grads);

@@ -8,6 +8,9 @@
 use crate::tensor::Float;
 use rayon::prelude::*;
 
+mod dense;
+pub use dense::{dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
+
 /// Elementwise loops shorter than this run on one thread.
 pub const PARALLEL_MIN_LEN: usize = 1 << 16;
 /// Block length of parallel loops and of the fixed split of reductions.
@@ -21,6 +24,43 @@ const BLOCK: usize = 1 << 13;
 /// If a buffer is shorter than its shape requires (a programming error).
 #[allow(clippy::too_many_arguments)]
 pub fn gemm<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: F,
+    a: &[F],
+    trans_a: bool,
+    b: &[F],
+    trans_b: bool,
+    beta: F,
+    c: &mut [F],
+) {
+    let threads = rayon::current_num_threads();
+    gemm_on(threads, m, n, k, alpha, a, trans_a, b, trans_b, beta, c);
+}
+
+/// [`gemm`] on the calling thread only, for products that are themselves one part of a
+/// parallel loop.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm_serial<F: Float>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: F,
+    a: &[F],
+    trans_a: bool,
+    b: &[F],
+    trans_b: bool,
+    beta: F,
+    c: &mut [F],
+) {
+    gemm_on(1, m, n, k, alpha, a, trans_a, b, trans_b, beta, c);
+}
+
+/// [`gemm`] split over at most `threads` threads.
+#[allow(clippy::too_many_arguments)]
+fn gemm_on<F: Float>(
+    threads: usize,
     m: usize,
     n: usize,
     k: usize,
@@ -69,7 +109,7 @@ pub fn gemm<F: Float>(
         ptr: c.as_mut_ptr(),
         rs: n,
     };
-    gemm_split(m, n, k, alpha, a, b, beta, c, rayon::current_num_threads());
+    gemm_split(m, n, k, alpha, a, b, beta, c, threads);
 }
 
 /// Products with fewer multiply-adds than this run on one thread.
@@ -279,6 +319,28 @@ pub fn sum_zip<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64 + Sync) -> f6
     } else {
         a.chunks(BLOCK).zip(b.chunks(BLOCK)).map(block_sum).sum()
     }
+}
+
+/// d ← s·(d − t), returning Σ (d − t)² in f64 (eight interleaved partial sums, added in a
+/// fixed order, so the loop vectorizes and the result is reproducible). One thread.
+pub fn sub_scale_sum_squares<F: Float>(d: &mut [F], t: &[F], s: F) -> f64 {
+    assert_eq!(d.len(), t.len());
+    let mut acc = [0.0f64; 8];
+    let mut dc = d.chunks_exact_mut(8);
+    let mut tc = t.chunks_exact(8);
+    for (d8, t8) in (&mut dc).zip(&mut tc) {
+        for i in 0..8 {
+            let v = d8[i] - t8[i];
+            acc[i] += v.to_f64() * v.to_f64();
+            d8[i] = s * v;
+        }
+    }
+    for (x, &y) in dc.into_remainder().iter_mut().zip(tc.remainder()) {
+        let v = *x - y;
+        acc[0] += v.to_f64() * v.to_f64();
+        *x = s * v;
+    }
+    acc.iter().sum()
 }
 
 /// `d[i] −= t[i]`, returning Σᵢ d[i]² (after the subtraction) in f64 over a fixed split: one

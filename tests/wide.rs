@@ -1,0 +1,97 @@
+//! The wide code paths of dense layers (panels over output columns, see `kernels::dense`):
+//! full f64 gradient checks at fixed shapes, and agreement with the narrow code paths.
+
+use hypertape::gradcheck::{wide_op_cases, GradCheckOptions};
+
+#[test]
+fn wide_ops_pass_the_f64_gradient_check() {
+    for case in wide_op_cases() {
+        let inputs = case.inputs((1, 1, 1), 7);
+        let report = case.check(&inputs, 7, &GradCheckOptions::default());
+        assert!(report.passed(), "{}:\n{report}", case.name);
+    }
+}
+
+use hypertape::gradcheck::WIDE;
+use hypertape::{Tape, Tensor};
+use proptest::prelude::*;
+
+fn values(len: usize, seed: u64) -> Vec<f64> {
+    let mut rng = hypertape::rng::Rng::new(seed);
+    (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
+}
+
+/// Gradients of x, W, b for Σ (x·Wᵀ + b − t)² over `groups`, with the target a constant (the
+/// panel path) or a leaf (the path that keeps y − t).
+fn distance_grads(
+    (m, k, n, groups, len): (usize, usize, usize, usize, usize),
+    seed: u64,
+    target_is_leaf: bool,
+) -> (f64, Vec<Vec<f64>>) {
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
+    let w = tape.leaf(Tensor::from_vec(
+        &[n, k],
+        values(n * k, seed.wrapping_add(1)),
+    ));
+    let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
+    let t = Tensor::from_vec(&[groups, len], values(groups * len, seed.wrapping_add(3)));
+    let t = if target_is_leaf {
+        tape.leaf(t)
+    } else {
+        tape.constant(t)
+    };
+    let d = tape.linear_squared_distance(x, w, Some(b), t, groups);
+    let loss = tape.scale(d, 0.75);
+    let value = tape.item(loss);
+    let grads = tape.backward(loss);
+    let g = [x, w, b].map(|v| grads.get(v).unwrap().to_vec()).to_vec();
+    (value, g)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn panel_distance_agrees_with_the_stored_difference(
+        rows_per_group in 1usize..4, groups in 1usize..4, k in 1usize..6,
+        extra in 0usize..200, cut in 0usize..300, seed in any::<u64>(),
+    ) {
+        let n = WIDE + extra;
+        let m = rows_per_group * groups;
+        let len = rows_per_group * n - cut.min(rows_per_group * n - 1);
+        let dims = (m, k, n, groups, len);
+        let (v1, g1) = distance_grads(dims, seed, false);
+        let (v2, g2) = distance_grads(dims, seed, true);
+        prop_assert!((v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0), "{v1} vs {v2}");
+        for (a, b) in g1.iter().flatten().zip(g2.iter().flatten()) {
+            prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn wide_linear_agrees_with_matmul_and_add_row(
+        m in 1usize..6, k in 1usize..6, extra in 0usize..200, seed in any::<u64>(),
+    ) {
+        let n = WIDE + extra;
+        let seeds = values(m * n, seed.wrapping_add(9));
+        let run = |fused: bool| {
+            let mut tape = Tape::new();
+            let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
+            let w = tape.leaf(Tensor::from_vec(&[n, k], values(n * k, seed.wrapping_add(1))));
+            let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
+            let y = if fused {
+                tape.linear(x, w, Some(b))
+            } else {
+                let xw = tape.matmul_t(x, w, false, true);
+                tape.add_row(xw, b)
+            };
+            let grads = tape.backward_with_seed(y, &seeds);
+            [x, w, b].map(|v| grads.get(v).unwrap().to_vec())
+        };
+        let (panel, plain) = (run(true), run(false));
+        for (a, b) in panel.iter().flatten().zip(plain.iter().flatten()) {
+            prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+        }
+    }
+}
