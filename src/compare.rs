@@ -59,13 +59,16 @@ fn mean_of(v: &[Option<f64>]) -> Option<f64> {
 }
 
 /// Runs every (method, scenario, seed) from `base` (scenario defaults of the baselines reset
-/// per scenario); `on_run` sees each run's results as it finishes.
+/// per scenario). `earlier` may return the results of a run already made with exactly that
+/// configuration, which are then used instead of running it again; `on_run` sees each run's
+/// results as it finishes (or is reused), with whether it was reused.
 pub fn run_grid(
     base: &ExperimentConfig,
     methods: &[Method],
     scenarios: &[Scenario],
     seeds: &[u64],
-    on_run: &mut dyn FnMut(&RunResults),
+    earlier: &mut dyn FnMut(&ExperimentConfig) -> Option<RunResults>,
+    on_run: &mut dyn FnMut(&RunResults, bool),
 ) -> Result<CompareResults> {
     let mut cells = Vec::new();
     for &method in methods {
@@ -80,9 +83,18 @@ pub fn run_grid(
                 c.train.seed = seed;
                 c.data_seed = seed;
                 c.validate()?;
-                let tasks = c.load_tasks()?;
-                let r = run(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
-                on_run(&r);
+                let r = match earlier(&c).filter(|r| r.config == c) {
+                    Some(r) => {
+                        on_run(&r, true);
+                        r
+                    }
+                    None => {
+                        let tasks = c.load_tasks()?;
+                        let r = run(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
+                        on_run(&r, false);
+                        r
+                    }
+                };
                 accs.push(r.final_mean_accuracy);
                 inf.push(r.final_mean_task_inference_accuracy);
                 bwt.push(r.backward_transfer);

@@ -230,8 +230,12 @@ struct CompareArgs {
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
     /// Directory for table.md, compare.json and every run's results [runs/compare-<benchmark>].
+    /// A run whose results.json is already there with the same configuration is not run again.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run every cell again, even where the output directory holds its results.
+    #[arg(long)]
+    fresh: bool,
 }
 
 #[derive(Args)]
@@ -678,28 +682,50 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
     let total = args.methods.len() * args.scenarios.len() * seeds.len();
     let mut done = 0;
     let mut written: Result<()> = Ok(());
-    let results =
-        hypertape::compare::run_grid(&base, &args.methods, &args.scenarios, &seeds, &mut |r| {
+    let run_dir = |c: &ExperimentConfig| {
+        let name = format!(
+            "{}-{}-seed{}",
+            c.method.name(),
+            c.scenario.name(),
+            c.train.seed
+        );
+        out.join(name)
+    };
+    let mut earlier = |c: &ExperimentConfig| {
+        if args.fresh {
+            return None;
+        }
+        // Unreadable or different earlier results are simply run again (and overwritten).
+        let bytes = std::fs::read(run_dir(c).join("results.json")).ok()?;
+        serde_json::from_slice::<experiment::RunResults>(&bytes).ok()
+    };
+    let results = hypertape::compare::run_grid(
+        &base,
+        &args.methods,
+        &args.scenarios,
+        &seeds,
+        &mut earlier,
+        &mut |r, reused| {
             done += 1;
             let c = &r.config;
             eprintln!(
-                "[{done}/{total}] {} {} seed {}: final mean accuracy {:.2} % ({:.0} s)",
+                "[{done}/{total}] {} {} seed {}: final mean accuracy {:.2} % ({:.0} s){}",
                 c.method.name(),
                 c.scenario.name(),
                 r.seed,
                 r.final_mean_accuracy,
-                r.wall_seconds
+                r.wall_seconds,
+                if reused {
+                    ", results of an earlier run"
+                } else {
+                    ""
+                }
             );
-            let dir = out.join(format!(
-                "{}-{}-seed{}",
-                c.method.name(),
-                c.scenario.name(),
-                r.seed
-            ));
-            if written.is_ok() {
-                written = report::write_results(&dir, r);
+            if !reused && written.is_ok() {
+                written = report::write_results(&run_dir(c), r);
             }
-        })?;
+        },
+    )?;
     written?;
     let table = hypertape::compare::markdown(&results);
     report::write_atomic(&out.join("table.md"), table.as_bytes())?;

@@ -39,6 +39,36 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run).unwrap()).unwrap();
     assert_eq!(r["task_inference_matrix"].as_array().unwrap().len(), 2);
     assert!(r["backward_transfer"].is_number());
+
+    // Again into the same directory: every cell is taken from the runs already there, except
+    // one whose results were made with another configuration, which is run again.
+    let si = out.path().join("si-cl1-seed42/results.json");
+    let mut changed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
+    changed["config"]["train"]["iterations"] = serde_json::json!(6);
+    std::fs::write(&si, serde_json::to_vec(&changed).unwrap()).unwrap();
+    let again = Command::cargo_bin("hypertape")
+        .unwrap()
+        .args(["compare", "split-mnist", "--methods", "hnet,si"])
+        .args([
+            "--scenarios",
+            "cl1,cl3",
+            "--tasks",
+            "2",
+            "--iterations",
+            "5",
+        ])
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(log.matches("results of an earlier run").count(), 3, "{log}");
+    let rerun: serde_json::Value = serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
+    assert_eq!(rerun["config"]["train"]["iterations"], 5);
 }
 
 #[test]
