@@ -117,23 +117,49 @@ impl<F: Float> Adam<F> {
     /// updated and the step count incremented in thought only), written to `delta`. The
     /// state is untouched.
     pub fn lookahead_delta(&self, grad: &[F], delta: &mut [F]) {
+        self.lookahead(grad, None, delta);
+    }
+
+    /// `params` plus [`Adam::lookahead_delta`], written to `out` in the same pass.
+    pub fn lookahead_point(&self, params: &[F], grad: &[F], out: &mut [F]) {
+        assert_eq!(params.len(), self.m.len(), "Adam: parameter count");
+        self.lookahead(grad, Some(params), out);
+    }
+
+    /// out = base + Δ (Δ alone without a base).
+    fn lookahead(&self, grad: &[F], base: Option<&[F]>, out: &mut [F]) {
         assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
-        assert_eq!(delta.len(), self.m.len(), "Adam: delta count");
+        assert_eq!(out.len(), self.m.len(), "Adam: output count");
         let s = self.scalars(self.steps + 1);
-        let fill = |(d, g, m, v): (&mut [F], &[F], &[F], &[F])| {
-            for i in 0..d.len() {
-                let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
-                d[i] = adam_change(&s, mi, vi);
+        let fill = |start: usize, d: &mut [F]| {
+            let range = start..start + d.len();
+            let (g, m, v) = (
+                &grad[range.clone()],
+                &self.m[range.clone()],
+                &self.v[range.clone()],
+            );
+            match base {
+                Some(p) => {
+                    let p = &p[range];
+                    for i in 0..d.len() {
+                        let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
+                        d[i] = p[i] + adam_change(&s, mi, vi);
+                    }
+                }
+                None => {
+                    for i in 0..d.len() {
+                        let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
+                        d[i] = adam_change(&s, mi, vi);
+                    }
+                }
             }
         };
-        if delta.len() >= PARALLEL_MIN_LEN {
-            delta
-                .par_chunks_mut(BLOCK)
-                .zip(grad.par_chunks(BLOCK))
-                .zip(self.m.par_chunks(BLOCK).zip(self.v.par_chunks(BLOCK)))
-                .for_each(|((d, g), (m, v))| fill((d, g, m, v)));
+        if out.len() >= PARALLEL_MIN_LEN {
+            out.par_chunks_mut(BLOCK)
+                .enumerate()
+                .for_each(|(i, d)| fill(i * BLOCK, d));
         } else {
-            fill((delta, grad, &self.m, &self.v));
+            fill(0, out);
         }
     }
 }

@@ -178,3 +178,19 @@ fn lookahead_with_zero_gradient_after_history_is_not_zero() {
     adam.lookahead_delta(&[0.0, 0.0], &mut delta);
     assert!(delta[0] < 0.0 && delta[1] > 0.0, "{delta:?}");
 }
+
+#[test]
+fn lookahead_point_is_params_plus_delta() {
+    let n = 70_000; // above the parallel threshold
+    let mut adam = Adam::<f32>::new(n, 1e-3);
+    let mut params: Vec<f32> = (0..n).map(|i| (i as f32 * 0.01).sin()).collect();
+    let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).cos()).collect();
+    adam.step(&mut params, &g);
+    let mut delta = vec![0.0; n];
+    adam.lookahead_delta(&g, &mut delta);
+    let mut point = vec![0.0; n];
+    adam.lookahead_point(&params, &g, &mut point);
+    for i in 0..n {
+        assert_eq!(point[i], params[i] + delta[i]);
+    }
+}

@@ -158,10 +158,7 @@ where
         shifted.resize(model.theta.len(), F::ZERO);
         match lookahead {
             Lookahead::Off => shifted.copy_from_slice(&model.theta),
-            Lookahead::Adam => {
-                theta_opt.lookahead_delta(&grad_theta, shifted);
-                crate::kernels::add_assign(shifted, &model.theta);
-            }
+            Lookahead::Adam => theta_opt.lookahead_point(&model.theta, &grad_theta, shifted),
             Lookahead::Sgd => {
                 sgd_delta(theta_opt.lr, &grad_theta, shifted);
                 crate::kernels::add_assign(shifted, &model.theta);
