@@ -75,6 +75,11 @@ pub struct ExperimentConfig {
     /// Penalty strengths of the baselines (ignored by the hypernetwork).
     #[serde(default)]
     pub baseline: BaselineConfig,
+    /// Training samples held out per task as a validation set (the last ones of the task's
+    /// training subset; 0: none). Held-out samples are not trained on; after every task the
+    /// run also evaluates the validation sets, to choose settings without the test sets.
+    #[serde(default)]
+    pub validation: usize,
 }
 
 impl ExperimentConfig {
@@ -126,6 +131,7 @@ impl ExperimentConfig {
                 lookahead: Lookahead::Adam,
                 reg_batch: None,
                 online_targets: false,
+                label_smoothing: 0.0,
                 seed: 42,
             },
             data_seed: 42,
@@ -133,6 +139,7 @@ impl ExperimentConfig {
             scenario: Scenario::Cl1,
             method: Method::Hnet,
             baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
+            validation: 0,
         }
     }
 
@@ -304,6 +311,19 @@ impl ExperimentConfig {
         if let Some(k) = self.train.reg_batch {
             positive("reg-batch", k)?;
         }
+        let eps = self.train.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            return Err(Error::config(
+                "label-smoothing",
+                format!("must be in [0, 1), got {eps}"),
+            ));
+        }
+        if eps > 0.0 && self.method != Method::Hnet {
+            return Err(Error::config(
+                "label-smoothing",
+                format!("applies to --method hnet only, not {}", self.method.name()),
+            ));
+        }
         let b = &self.baseline;
         for (field, v) in [
             ("ewc-lambda", b.ewc_lambda),
@@ -322,13 +342,18 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`.
+    /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`,
+    /// each with `validation` training samples held out.
     pub fn load_tasks(&self) -> Result<Vec<ClassificationTask>> {
-        load_tasks(&self.data_dir, &self.task_specs())
+        let mnist: Mnist = load_mnist(&self.data_dir)?;
+        self.task_specs()
+            .iter()
+            .map(|s| s.load(&mnist, self.validation))
+            .collect()
     }
 }
 
-/// The tasks `specs`, read from the MNIST files in `data_dir`.
+/// The tasks `specs`, read from the MNIST files in `data_dir` (no validation sets).
 pub fn load_tasks(data_dir: &Path, specs: &[TaskSpec]) -> Result<Vec<ClassificationTask>> {
     let mnist: Mnist = load_mnist(data_dir)?;
     specs.iter().map(|s| s.load(&mnist, 0)).collect()
@@ -401,6 +426,20 @@ pub struct RunResults {
     /// CL2/CL3 after the last task: row j = percent of task j's test inputs assigned to each
     /// task.
     pub final_task_picks: Option<Vec<Vec<f64>>>,
+    /// With `validation` > 0: each task's accuracy on its held-out validation set after the
+    /// last task (CL2/CL3 with HNET+ENT), their mean, and in CL2/CL3 the task inference and
+    /// picks on them, as for the test sets.
+    #[serde(default)]
+    pub validation_accuracy: Option<Vec<f64>>,
+    /// Mean of `validation_accuracy`.
+    #[serde(default)]
+    pub validation_mean_accuracy: Option<f64>,
+    /// CL2/CL3: percent of each validation set whose task was inferred correctly.
+    #[serde(default)]
+    pub validation_task_inference_accuracy: Option<Vec<f64>>,
+    /// CL2/CL3: row j = percent of task j's validation inputs assigned to each task.
+    #[serde(default)]
+    pub validation_task_picks: Option<Vec<Vec<f64>>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
 }
@@ -584,7 +623,7 @@ pub fn run(
             let mut history = History::default();
             for t in 0..tasks.len() {
                 let row = learn_and_evaluate(&mut learner, t, &tasks[..=t], on_progress)?;
-                on_task_end(t, &row.accuracy);
+                on_task_end(t, &row.0.accuracy);
                 history.push(row);
             }
             history.wall_seconds = start.elapsed().as_secs_f64();
@@ -600,16 +639,20 @@ pub fn run(
 }
 
 /// The step every learner shares: learns task `t` (the last of `tasks`), then evaluates tasks
-/// 0..=t on their test sets.
+/// 0..=t on their test sets and, if every task has one, on their validation sets.
 fn learn_and_evaluate(
     learner: &mut dyn Learner,
     t: usize,
     tasks: &[ClassificationTask],
     on_progress: &mut dyn FnMut(&Progress),
-) -> Result<EvalRow> {
+) -> Result<(EvalRow, Option<EvalRow>)> {
     learner.learn(t, &tasks[t], on_progress)?;
     let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
-    Ok(learner.evaluate(&tests))
+    let validation: Option<Vec<&TaskView>> = tasks.iter().map(|k| k.validation.as_ref()).collect();
+    Ok((
+        learner.evaluate(&tests),
+        validation.map(|v| learner.evaluate(&v)),
+    ))
 }
 
 /// What a run records after each task: the accuracy matrix, without task identity the task
@@ -622,13 +665,25 @@ pub struct History {
     pub task_inference: Vec<Vec<InferredEval>>,
     /// Seconds spent training and evaluating, summed over all sessions.
     pub wall_seconds: f64,
+    /// Row i: validation accuracy (%) of tasks 0..=i after task i (runs with validation sets).
+    #[serde(default)]
+    pub validation_accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3: row i = the task inference on the validation sets after task i.
+    #[serde(default)]
+    pub validation_task_inference: Vec<Vec<InferredEval>>,
 }
 
 impl History {
-    fn push(&mut self, row: EvalRow) {
+    fn push(&mut self, (row, validation): (EvalRow, Option<EvalRow>)) {
         self.accuracy_matrix.push(row.accuracy);
         if let Some(i) = row.inferred {
             self.task_inference.push(i);
+        }
+        if let Some(v) = validation {
+            self.validation_accuracy_matrix.push(v.accuracy);
+            if let Some(i) = v.inferred {
+                self.validation_task_inference.push(i);
+            }
         }
     }
 }
@@ -854,6 +909,10 @@ fn summarize(
         final_task_inference_accuracy: None,
         final_mean_task_inference_accuracy: None,
         final_task_picks: None,
+        validation_accuracy: None,
+        validation_mean_accuracy: None,
+        validation_task_inference_accuracy: None,
+        validation_task_picks: None,
         final_accuracy,
         during_accuracy,
         tasks,
@@ -873,6 +932,18 @@ fn summarize(
         results.final_task_picks = inference
             .last()
             .map(|r| r.iter().map(|e| e.picks.clone()).collect());
+    }
+    // Only when every task was evaluated on a validation set (a task added by `learn` is not).
+    let validation = &history.validation_accuracy_matrix;
+    if !validation.is_empty() && validation.len() == matrix.len() {
+        let last = validation.last().cloned().unwrap_or_default();
+        results.validation_mean_accuracy = Some(mean(&last));
+        results.validation_accuracy = Some(last);
+        if let Some(r) = history.validation_task_inference.last() {
+            results.validation_task_inference_accuracy =
+                Some(r.iter().map(|e| e.task_inference_accuracy).collect());
+            results.validation_task_picks = Some(r.iter().map(|e| e.picks.clone()).collect());
+        }
     }
     results
 }

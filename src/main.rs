@@ -153,6 +153,16 @@ struct RunArgs {
     /// Recompute regularizer targets from a frozen copy of θ every step (constant memory).
     #[arg(long)]
     online_targets: bool,
+    /// Label smoothing ε of the hypernetwork's task loss: soft targets 1 − ε on the label and
+    /// ε/(n − 1) on the head's other classes (the official code's --soft_targets is ε = 0.05)
+    /// [0].
+    #[arg(long, value_name = "EPS")]
+    label_smoothing: Option<f64>,
+    /// Hold out the last N training samples of every task as a validation set: not trained
+    /// on, evaluated after every task like the test sets (results.json: validation_*), to
+    /// choose settings without looking at the test sets [0].
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
     /// Directory of the MNIST IDX files.
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
@@ -338,6 +348,8 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     };
     t.reg_batch = args.reg_batch;
     t.online_targets = args.online_targets;
+    set(&mut t.label_smoothing, &args.label_smoothing);
+    set(&mut c.validation, &args.validation);
     set(&mut c.target_hidden, &args.target_hidden);
     let h = &mut c.hnet;
     set(&mut h.hidden, &args.hnet_hidden);
