@@ -154,6 +154,9 @@ struct State {
     /// CL2/CL3 runs with validation sets: per task, the task inference on them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     validation_task_inference: Vec<Vec<InferredEval>>,
+    /// Per task, the logit-gap temperature of HNET+ENT's calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    task_temperatures: Vec<f64>,
 }
 
 fn adam_meta(a: &Adam<f32>) -> AdamMeta {
@@ -197,6 +200,7 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
         }),
         validation_accuracy_matrix: ckpt.history.validation_accuracy_matrix.clone(),
         validation_task_inference: ckpt.history.validation_task_inference.clone(),
+        task_temperatures: ckpt.history.task_temperatures.clone(),
     };
     let state = serde_json::to_vec_pretty(&state).expect("the state serializes");
     write_atomic(&gen_dir.join(MODEL_FILE), &model)?;
@@ -678,6 +682,7 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
         wall_seconds: state.wall_seconds,
         validation_accuracy_matrix: state.validation_accuracy_matrix,
         validation_task_inference: state.validation_task_inference,
+        task_temperatures: state.task_temperatures,
     };
     Ok(ckpt)
 }

@@ -12,8 +12,8 @@ use crate::cl::trainer::{
     accuracy, argmax, for_each_logits, train_task, OptimizerState, Progress, TrainConfig,
 };
 use crate::cl::{
-    entropy_inference, BaselineConfig, DirectLearner, HnetModel, InferredEval, Lookahead, Method,
-    Readout, Scenario,
+    entropy_inference, logit_gap_temperature, BaselineConfig, DirectLearner, EntropyCalibration,
+    HnetModel, InferredEval, Lookahead, Method, Readout, Scenario,
 };
 use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
 use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
@@ -80,6 +80,10 @@ pub struct ExperimentConfig {
     /// run also evaluates the validation sets, to choose settings without the test sets.
     #[serde(default)]
     pub validation: usize,
+    /// How HNET+ENT (CL2/CL3, hypernetwork) scales each task's logits before comparing
+    /// entropies.
+    #[serde(default)]
+    pub entropy_calibration: EntropyCalibration,
 }
 
 impl ExperimentConfig {
@@ -140,6 +144,7 @@ impl ExperimentConfig {
             method: Method::Hnet,
             baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
             validation: 0,
+            entropy_calibration: EntropyCalibration::None,
         }
     }
 
@@ -440,6 +445,10 @@ pub struct RunResults {
     /// CL2/CL3: row j = percent of task j's validation inputs assigned to each task.
     #[serde(default)]
     pub validation_task_picks: Option<Vec<Vec<f64>>>,
+    /// CL2/CL3 with the hypernetwork: every task's logit-gap temperature (see
+    /// `--entropy-calibration`), whether or not inference used it.
+    #[serde(default)]
+    pub task_temperatures: Option<Vec<f64>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
 }
@@ -470,6 +479,19 @@ struct HnetLearner {
     train: TrainConfig,
     /// The Adam states after the last task learned.
     optimizer: Option<OptimizerState>,
+    /// Every learned task's logit-gap temperature, measured when its training ended.
+    temperatures: Vec<f64>,
+    calibration: EntropyCalibration,
+}
+
+impl HnetLearner {
+    /// The temperatures HNET+ENT divides the logits by (none: 1 for every task).
+    fn entropy_temperatures(&self) -> &[f64] {
+        match self.calibration {
+            EntropyCalibration::None => &[],
+            EntropyCalibration::LogitGap => &self.temperatures,
+        }
+    }
 }
 
 impl Learner for HnetLearner {
@@ -488,12 +510,23 @@ impl Learner for HnetLearner {
             &self.train,
             on_progress,
         )?);
+        if self.scenario.infers_task() {
+            self.temperatures.truncate(t);
+            self.temperatures
+                .push(logit_gap_temperature(&self.model, t, head, &task.train));
+        }
         Ok(())
     }
 
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
         if self.scenario.infers_task() {
-            let inferred = entropy_inference(&self.model, tests.len(), self.scenario, tests);
+            let inferred = entropy_inference(
+                &self.model,
+                tests.len(),
+                self.scenario,
+                tests,
+                self.entropy_temperatures(),
+            );
             EvalRow {
                 accuracy: inferred.iter().map(|e| e.accuracy).collect(),
                 inferred: Some(inferred),
@@ -671,6 +704,10 @@ pub struct History {
     /// CL2/CL3: row i = the task inference on the validation sets after task i.
     #[serde(default)]
     pub validation_task_inference: Vec<Vec<InferredEval>>,
+    /// Hypernetwork: every task's logit-gap temperature (median top-2 logit gap on its own
+    /// training inputs when its training ended), used by `--entropy-calibration logit-gap`.
+    #[serde(default)]
+    pub task_temperatures: Vec<f64>,
 }
 
 impl History {
@@ -780,10 +817,13 @@ fn learn_next(
         scenario: state.config.scenario,
         train: state.config.train.clone(),
         optimizer: None,
+        temperatures: state.history.task_temperatures.clone(),
+        calibration: state.config.entropy_calibration,
     };
     let row = learn_and_evaluate(&mut learner, t, tasks, on_progress)?;
     state.model = learner.model;
     state.optimizer = learner.optimizer;
+    state.history.task_temperatures = learner.temperatures;
     state.tasks.push(spec);
     state.history.push(row);
     state.history.wall_seconds += start.elapsed().as_secs_f64();
@@ -827,7 +867,11 @@ pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<
         Scenario::Cl1 | Scenario::Cl3 => Scenario::Cl3,
     };
     let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
-    let inferred = entropy_inference(&state.model, n, scenario, &tests);
+    let temperatures: &[f64] = match state.config.entropy_calibration {
+        EntropyCalibration::None => &[],
+        EntropyCalibration::LogitGap => &state.history.task_temperatures,
+    };
+    let inferred = entropy_inference(&state.model, n, scenario, &tests, temperatures);
     Ok(tasks
         .iter()
         .zip(inferred)
@@ -913,6 +957,8 @@ fn summarize(
         validation_mean_accuracy: None,
         validation_task_inference_accuracy: None,
         validation_task_picks: None,
+        task_temperatures: (!history.task_temperatures.is_empty())
+            .then(|| history.task_temperatures.clone()),
         final_accuracy,
         during_accuracy,
         tasks,

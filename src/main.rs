@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::checkpoint::{self, Checkpoint};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
-use hypertape::cl::{Lookahead, Method, Scenario};
+use hypertape::cl::{EntropyCalibration, Lookahead, Method, Scenario};
 use hypertape::data::TaskSpec;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
@@ -163,6 +163,11 @@ struct RunArgs {
     /// choose settings without looking at the test sets [0].
     #[arg(long, value_name = "N")]
     validation: Option<usize>,
+    /// HNET+ENT calibration: none (entropies of the raw logits) or logit-gap (task k's logits
+    /// divided by the median top-2 logit gap on its own training inputs, measured when its
+    /// training ended) [none].
+    #[arg(long, value_name = "RULE")]
+    entropy_calibration: Option<EntropyCalibration>,
     /// Directory of the MNIST IDX files.
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
@@ -350,6 +355,7 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     t.online_targets = args.online_targets;
     set(&mut t.label_smoothing, &args.label_smoothing);
     set(&mut c.validation, &args.validation);
+    set(&mut c.entropy_calibration, &args.entropy_calibration);
     set(&mut c.target_hidden, &args.target_hidden);
     let h = &mut c.hnet;
     set(&mut h.hidden, &args.hnet_hidden);

@@ -114,7 +114,7 @@ fn batched_entropy_inference_matches_one_input_at_a_time() {
             })
             .collect();
         let refs: Vec<_> = views.iter().collect();
-        let batched = entropy_inference(&model, 2, scenario, &refs);
+        let batched = entropy_inference(&model, 2, scenario, &refs, &[]);
         for (j, b) in batched.iter().enumerate() {
             let (acc, inf) = reference_inference(&model, scenario, j, 2);
             assert!(
