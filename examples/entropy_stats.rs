@@ -49,17 +49,27 @@ fn main() -> hypertape::Result<()> {
         let w = ckpt.model.generated_weights(k);
         for (cell, set) in row.iter_mut().zip(&sets) {
             let (mut hs, mut gs) = (Vec::new(), Vec::new());
-            for_each_logits(&ckpt.model.target, &w, head(k)..head(k) + 1, set, &mut |_, r| {
-                hs.push(entropy(r));
-                gs.push(gap(r));
-            });
+            for_each_logits(
+                &ckpt.model.target,
+                &w,
+                head(k)..head(k) + 1,
+                set,
+                &mut |_, r| {
+                    hs.push(entropy(r));
+                    gs.push(gap(r));
+                },
+            );
             let tiny = hs.iter().filter(|&&h| h < 1e-6).count() as f64 / hs.len() as f64;
             *cell = [median(&mut hs), 100.0 * tiny, median(&mut gs)];
         }
     }
-    for (i, what) in ["median entropy", "% entropy < 1e-6", "median top-2 logit gap"]
-        .iter()
-        .enumerate()
+    for (i, what) in [
+        "median entropy",
+        "% entropy < 1e-6",
+        "median top-2 logit gap",
+    ]
+    .iter()
+    .enumerate()
     {
         println!("{what}:");
         for (k, row) in table.iter().enumerate() {
