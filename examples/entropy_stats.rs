@@ -81,7 +81,34 @@ fn main() -> hypertape::Result<()> {
         .map(|k| logit_gap_temperature(&ckpt.model, k, head(k), &tasks[k].train))
         .collect();
     println!("logit-gap temperatures {temperatures:.2?}");
-    for (name, temps) in [("none", &[][..]), ("logit-gap", &temperatures[..])] {
+    // Other quantiles of the own-training-set gap than the median, for comparison.
+    let quantile_temps = |q: f64| -> Vec<f64> {
+        (0..n)
+            .map(|k| {
+                let w = ckpt.model.generated_weights(k);
+                let mut gs = Vec::new();
+                for_each_logits(
+                    &ckpt.model.target,
+                    &w,
+                    head(k)..head(k) + 1,
+                    &tasks[k].train,
+                    &mut |_, r| gs.push(gap(r)),
+                );
+                gs.sort_by(f64::total_cmp);
+                gs[((gs.len() - 1) as f64 * q) as usize].max(1e-3)
+            })
+            .collect()
+    };
+    let q10 = quantile_temps(0.1);
+    let q25 = quantile_temps(0.25);
+    let q75 = quantile_temps(0.75);
+    for (name, temps) in [
+        ("none", &[][..]),
+        ("logit-gap", &temperatures[..]),
+        ("q10", &q10[..]),
+        ("q25", &q25[..]),
+        ("q75", &q75[..]),
+    ] {
         let inf = entropy_inference(&ckpt.model, n, scenario, &sets, temps);
         let mean = |f: &dyn Fn(&hypertape::cl::InferredEval) -> f64| {
             inf.iter().map(f).sum::<f64>() / n as f64
@@ -93,6 +120,11 @@ fn main() -> hypertape::Result<()> {
             inf.iter().map(|e| e.task_inference_accuracy).collect::<Vec<_>>(),
             inf[n - 1].picks
         );
+        if std::env::var_os("ALL_PICKS").is_some() {
+            for (j, e) in inf.iter().enumerate() {
+                println!("    set {j} picked as {:.1?}", e.picks);
+            }
+        }
     }
     Ok(())
 }

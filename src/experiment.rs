@@ -148,10 +148,17 @@ impl ExperimentConfig {
         }
     }
 
-    /// Sets the scenario and the baselines' default strengths for it.
+    /// Sets the scenario, the baselines' default strengths for it and HNET+ENT's default
+    /// calibration: logit-gap temperatures in CL2 and CL3 (chosen on SplitMNIST validation
+    /// sets, README "HNET+ENT calibration"), none in CL1, which infers no task.
     pub fn set_scenario(&mut self, scenario: Scenario) {
         self.scenario = scenario;
         self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
+        self.entropy_calibration = if scenario.infers_task() {
+            EntropyCalibration::LogitGap
+        } else {
+            EntropyCalibration::None
+        };
     }
 
     /// Inputs and outputs per head of the benchmark.

@@ -163,9 +163,9 @@ struct RunArgs {
     /// choose settings without looking at the test sets [0].
     #[arg(long, value_name = "N")]
     validation: Option<usize>,
-    /// HNET+ENT calibration: none (entropies of the raw logits) or logit-gap (task k's logits
-    /// divided by the median top-2 logit gap on its own training inputs, measured when its
-    /// training ended) [none].
+    /// HNET+ENT calibration: none (entropies of the raw logits, the paper's rule) or
+    /// logit-gap (task k's logits divided by T_k, the median top-2 logit gap on its own
+    /// training inputs, measured when its training ended) [cl2, cl3: logit-gap; cl1: none].
     #[arg(long, value_name = "RULE")]
     entropy_calibration: Option<EntropyCalibration>,
     /// Directory of the MNIST IDX files.
