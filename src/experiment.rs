@@ -854,6 +854,9 @@ pub struct TaskAccuracy {
     pub without_task_id: f64,
     /// Percent of the task's test inputs whose task was inferred correctly.
     pub task_inference: f64,
+    /// Percent of the task's test inputs assigned to each stored task.
+    #[serde(default)]
+    pub picks: Vec<f64>,
 }
 
 /// Test accuracy of every stored task, with and without task identity; `tasks` holds their
@@ -889,6 +892,7 @@ pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<
             with_task_id: accuracy(&state.model, t, state.config.head(t), &task.test),
             without_task_id: inf.accuracy,
             task_inference: inf.task_inference_accuracy,
+            picks: inf.picks,
         })
         .collect())
 }

@@ -615,24 +615,27 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let (state, tasks) = load_with_tasks(&args.dir, args.data_dir.as_ref(), None)?;
     let rows = experiment::evaluate(&state, &tasks)?;
     println!(
-        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({})",
+        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({}; {} calibration)",
         state.config.scenario.name(),
         if state.config.scenario == Scenario::Cl2 {
             "shared head"
         } else {
             "each task's own head, right only if task and class are"
-        }
+        },
+        state.config.entropy_calibration.name()
     );
-    println!("task  spec              head  with task id %  without task id %  task inferred %");
+    println!("task  spec              head  with task id %  without task id %  task inferred %  picked as task 0..T %");
     for r in &rows {
+        let picks: Vec<String> = r.picks.iter().map(|p| format!("{p:.1}")).collect();
         println!(
-            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}",
+            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}  [{}]",
             r.task,
             r.spec.to_string(),
             state.config.head(r.task),
             r.with_task_id,
             r.without_task_id,
-            r.task_inference
+            r.task_inference,
+            picks.join(" ")
         );
     }
     let mean = |f: &dyn Fn(&experiment::TaskAccuracy) -> f64| {
