@@ -148,6 +148,15 @@ struct State {
     task_inference: Vec<Vec<InferredEval>>,
     wall_seconds: f64,
     optimizer: Option<OptimizerMeta>,
+    /// Runs with validation sets: per task, the validation accuracy of tasks 0..=i.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    validation_accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3 runs with validation sets: per task, the task inference on them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    validation_task_inference: Vec<Vec<InferredEval>>,
+    /// Per task, the logit-gap temperature of HNET+ENT's calibration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    task_temperatures: Vec<f64>,
 }
 
 fn adam_meta(a: &Adam<f32>) -> AdamMeta {
@@ -189,6 +198,9 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
             theta: adam_meta(&o.theta),
             embedding: adam_meta(&o.embedding),
         }),
+        validation_accuracy_matrix: ckpt.history.validation_accuracy_matrix.clone(),
+        validation_task_inference: ckpt.history.validation_task_inference.clone(),
+        task_temperatures: ckpt.history.task_temperatures.clone(),
     };
     let state = serde_json::to_vec_pretty(&state).expect("the state serializes");
     write_atomic(&gen_dir.join(MODEL_FILE), &model)?;
@@ -668,6 +680,9 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
         accuracy_matrix: state.accuracy_matrix,
         task_inference: state.task_inference,
         wall_seconds: state.wall_seconds,
+        validation_accuracy_matrix: state.validation_accuracy_matrix,
+        validation_task_inference: state.validation_task_inference,
+        task_temperatures: state.task_temperatures,
     };
     Ok(ckpt)
 }

@@ -12,8 +12,8 @@ use crate::cl::trainer::{
     accuracy, argmax, for_each_logits, train_task, OptimizerState, Progress, TrainConfig,
 };
 use crate::cl::{
-    entropy_inference, BaselineConfig, DirectLearner, HnetModel, InferredEval, Lookahead, Method,
-    Readout, Scenario,
+    entropy_inference, logit_gap_temperature, BaselineConfig, DirectLearner, EntropyCalibration,
+    HnetModel, InferredEval, Lookahead, Method, Readout, Scenario,
 };
 use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
 use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
@@ -75,6 +75,15 @@ pub struct ExperimentConfig {
     /// Penalty strengths of the baselines (ignored by the hypernetwork).
     #[serde(default)]
     pub baseline: BaselineConfig,
+    /// Training samples held out per task as a validation set (the last ones of the task's
+    /// training subset; 0: none). Held-out samples are not trained on; after every task the
+    /// run also evaluates the validation sets, to choose settings without the test sets.
+    #[serde(default)]
+    pub validation: usize,
+    /// How HNET+ENT (CL2/CL3, hypernetwork) scales each task's logits before comparing
+    /// entropies.
+    #[serde(default)]
+    pub entropy_calibration: EntropyCalibration,
 }
 
 impl ExperimentConfig {
@@ -126,6 +135,7 @@ impl ExperimentConfig {
                 lookahead: Lookahead::Adam,
                 reg_batch: None,
                 online_targets: false,
+                label_smoothing: 0.0,
                 seed: 42,
             },
             data_seed: 42,
@@ -133,13 +143,22 @@ impl ExperimentConfig {
             scenario: Scenario::Cl1,
             method: Method::Hnet,
             baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
+            validation: 0,
+            entropy_calibration: EntropyCalibration::None,
         }
     }
 
-    /// Sets the scenario and the baselines' default strengths for it.
+    /// Sets the scenario, the baselines' default strengths for it and HNET+ENT's default
+    /// calibration: logit-gap temperatures in CL2 and CL3 (chosen on SplitMNIST validation
+    /// sets, README "HNET+ENT calibration"), none in CL1, which infers no task.
     pub fn set_scenario(&mut self, scenario: Scenario) {
         self.scenario = scenario;
         self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
+        self.entropy_calibration = if scenario.infers_task() {
+            EntropyCalibration::LogitGap
+        } else {
+            EntropyCalibration::None
+        };
     }
 
     /// Inputs and outputs per head of the benchmark.
@@ -304,6 +323,19 @@ impl ExperimentConfig {
         if let Some(k) = self.train.reg_batch {
             positive("reg-batch", k)?;
         }
+        let eps = self.train.label_smoothing;
+        if !(0.0..1.0).contains(&eps) {
+            return Err(Error::config(
+                "label-smoothing",
+                format!("must be in [0, 1), got {eps}"),
+            ));
+        }
+        if eps > 0.0 && self.method != Method::Hnet {
+            return Err(Error::config(
+                "label-smoothing",
+                format!("applies to --method hnet only, not {}", self.method.name()),
+            ));
+        }
         let b = &self.baseline;
         for (field, v) in [
             ("ewc-lambda", b.ewc_lambda),
@@ -322,13 +354,18 @@ impl ExperimentConfig {
         Ok(())
     }
 
-    /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`.
+    /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`,
+    /// each with `validation` training samples held out.
     pub fn load_tasks(&self) -> Result<Vec<ClassificationTask>> {
-        load_tasks(&self.data_dir, &self.task_specs())
+        let mnist: Mnist = load_mnist(&self.data_dir)?;
+        self.task_specs()
+            .iter()
+            .map(|s| s.load(&mnist, self.validation))
+            .collect()
     }
 }
 
-/// The tasks `specs`, read from the MNIST files in `data_dir`.
+/// The tasks `specs`, read from the MNIST files in `data_dir` (no validation sets).
 pub fn load_tasks(data_dir: &Path, specs: &[TaskSpec]) -> Result<Vec<ClassificationTask>> {
     let mnist: Mnist = load_mnist(data_dir)?;
     specs.iter().map(|s| s.load(&mnist, 0)).collect()
@@ -401,6 +438,24 @@ pub struct RunResults {
     /// CL2/CL3 after the last task: row j = percent of task j's test inputs assigned to each
     /// task.
     pub final_task_picks: Option<Vec<Vec<f64>>>,
+    /// With `validation` > 0: each task's accuracy on its held-out validation set after the
+    /// last task (CL2/CL3 with HNET+ENT), their mean, and in CL2/CL3 the task inference and
+    /// picks on them, as for the test sets.
+    #[serde(default)]
+    pub validation_accuracy: Option<Vec<f64>>,
+    /// Mean of `validation_accuracy`.
+    #[serde(default)]
+    pub validation_mean_accuracy: Option<f64>,
+    /// CL2/CL3: percent of each validation set whose task was inferred correctly.
+    #[serde(default)]
+    pub validation_task_inference_accuracy: Option<Vec<f64>>,
+    /// CL2/CL3: row j = percent of task j's validation inputs assigned to each task.
+    #[serde(default)]
+    pub validation_task_picks: Option<Vec<Vec<f64>>>,
+    /// CL2/CL3 with the hypernetwork: every task's logit-gap temperature (see
+    /// `--entropy-calibration`), whether or not inference used it.
+    #[serde(default)]
+    pub task_temperatures: Option<Vec<f64>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
 }
@@ -431,6 +486,19 @@ struct HnetLearner {
     train: TrainConfig,
     /// The Adam states after the last task learned.
     optimizer: Option<OptimizerState>,
+    /// Every learned task's logit-gap temperature, measured when its training ended.
+    temperatures: Vec<f64>,
+    calibration: EntropyCalibration,
+}
+
+impl HnetLearner {
+    /// The temperatures HNET+ENT divides the logits by (none: 1 for every task).
+    fn entropy_temperatures(&self) -> &[f64] {
+        match self.calibration {
+            EntropyCalibration::None => &[],
+            EntropyCalibration::LogitGap => &self.temperatures,
+        }
+    }
 }
 
 impl Learner for HnetLearner {
@@ -449,12 +517,23 @@ impl Learner for HnetLearner {
             &self.train,
             on_progress,
         )?);
+        if self.scenario.infers_task() {
+            self.temperatures.truncate(t);
+            self.temperatures
+                .push(logit_gap_temperature(&self.model, t, head, &task.train));
+        }
         Ok(())
     }
 
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
         if self.scenario.infers_task() {
-            let inferred = entropy_inference(&self.model, tests.len(), self.scenario, tests);
+            let inferred = entropy_inference(
+                &self.model,
+                tests.len(),
+                self.scenario,
+                tests,
+                self.entropy_temperatures(),
+            );
             EvalRow {
                 accuracy: inferred.iter().map(|e| e.accuracy).collect(),
                 inferred: Some(inferred),
@@ -584,7 +663,7 @@ pub fn run(
             let mut history = History::default();
             for t in 0..tasks.len() {
                 let row = learn_and_evaluate(&mut learner, t, &tasks[..=t], on_progress)?;
-                on_task_end(t, &row.accuracy);
+                on_task_end(t, &row.0.accuracy);
                 history.push(row);
             }
             history.wall_seconds = start.elapsed().as_secs_f64();
@@ -600,16 +679,20 @@ pub fn run(
 }
 
 /// The step every learner shares: learns task `t` (the last of `tasks`), then evaluates tasks
-/// 0..=t on their test sets.
+/// 0..=t on their test sets and, if every task has one, on their validation sets.
 fn learn_and_evaluate(
     learner: &mut dyn Learner,
     t: usize,
     tasks: &[ClassificationTask],
     on_progress: &mut dyn FnMut(&Progress),
-) -> Result<EvalRow> {
+) -> Result<(EvalRow, Option<EvalRow>)> {
     learner.learn(t, &tasks[t], on_progress)?;
     let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
-    Ok(learner.evaluate(&tests))
+    let validation: Option<Vec<&TaskView>> = tasks.iter().map(|k| k.validation.as_ref()).collect();
+    Ok((
+        learner.evaluate(&tests),
+        validation.map(|v| learner.evaluate(&v)),
+    ))
 }
 
 /// What a run records after each task: the accuracy matrix, without task identity the task
@@ -622,13 +705,29 @@ pub struct History {
     pub task_inference: Vec<Vec<InferredEval>>,
     /// Seconds spent training and evaluating, summed over all sessions.
     pub wall_seconds: f64,
+    /// Row i: validation accuracy (%) of tasks 0..=i after task i (runs with validation sets).
+    #[serde(default)]
+    pub validation_accuracy_matrix: Vec<Vec<f64>>,
+    /// CL2/CL3: row i = the task inference on the validation sets after task i.
+    #[serde(default)]
+    pub validation_task_inference: Vec<Vec<InferredEval>>,
+    /// Hypernetwork: every task's logit-gap temperature (median top-2 logit gap on its own
+    /// training inputs when its training ended), used by `--entropy-calibration logit-gap`.
+    #[serde(default)]
+    pub task_temperatures: Vec<f64>,
 }
 
 impl History {
-    fn push(&mut self, row: EvalRow) {
+    fn push(&mut self, (row, validation): (EvalRow, Option<EvalRow>)) {
         self.accuracy_matrix.push(row.accuracy);
         if let Some(i) = row.inferred {
             self.task_inference.push(i);
+        }
+        if let Some(v) = validation {
+            self.validation_accuracy_matrix.push(v.accuracy);
+            if let Some(i) = v.inferred {
+                self.validation_task_inference.push(i);
+            }
         }
     }
 }
@@ -725,10 +824,13 @@ fn learn_next(
         scenario: state.config.scenario,
         train: state.config.train.clone(),
         optimizer: None,
+        temperatures: state.history.task_temperatures.clone(),
+        calibration: state.config.entropy_calibration,
     };
     let row = learn_and_evaluate(&mut learner, t, tasks, on_progress)?;
     state.model = learner.model;
     state.optimizer = learner.optimizer;
+    state.history.task_temperatures = learner.temperatures;
     state.tasks.push(spec);
     state.history.push(row);
     state.history.wall_seconds += start.elapsed().as_secs_f64();
@@ -752,6 +854,9 @@ pub struct TaskAccuracy {
     pub without_task_id: f64,
     /// Percent of the task's test inputs whose task was inferred correctly.
     pub task_inference: f64,
+    /// Percent of the task's test inputs assigned to each stored task.
+    #[serde(default)]
+    pub picks: Vec<f64>,
 }
 
 /// Test accuracy of every stored task, with and without task identity; `tasks` holds their
@@ -772,7 +877,11 @@ pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<
         Scenario::Cl1 | Scenario::Cl3 => Scenario::Cl3,
     };
     let tests: Vec<&TaskView> = tasks.iter().map(|k| &k.test).collect();
-    let inferred = entropy_inference(&state.model, n, scenario, &tests);
+    let temperatures: &[f64] = match state.config.entropy_calibration {
+        EntropyCalibration::None => &[],
+        EntropyCalibration::LogitGap => &state.history.task_temperatures,
+    };
+    let inferred = entropy_inference(&state.model, n, scenario, &tests, temperatures);
     Ok(tasks
         .iter()
         .zip(inferred)
@@ -783,6 +892,7 @@ pub fn evaluate(state: &Checkpoint, tasks: &[ClassificationTask]) -> Result<Vec<
             with_task_id: accuracy(&state.model, t, state.config.head(t), &task.test),
             without_task_id: inf.accuracy,
             task_inference: inf.task_inference_accuracy,
+            picks: inf.picks,
         })
         .collect())
 }
@@ -854,6 +964,12 @@ fn summarize(
         final_task_inference_accuracy: None,
         final_mean_task_inference_accuracy: None,
         final_task_picks: None,
+        validation_accuracy: None,
+        validation_mean_accuracy: None,
+        validation_task_inference_accuracy: None,
+        validation_task_picks: None,
+        task_temperatures: (!history.task_temperatures.is_empty())
+            .then(|| history.task_temperatures.clone()),
         final_accuracy,
         during_accuracy,
         tasks,
@@ -873,6 +989,18 @@ fn summarize(
         results.final_task_picks = inference
             .last()
             .map(|r| r.iter().map(|e| e.picks.clone()).collect());
+    }
+    // Only when every task was evaluated on a validation set (a task added by `learn` is not).
+    let validation = &history.validation_accuracy_matrix;
+    if !validation.is_empty() && validation.len() == matrix.len() {
+        let last = validation.last().cloned().unwrap_or_default();
+        results.validation_mean_accuracy = Some(mean(&last));
+        results.validation_accuracy = Some(last);
+        if let Some(r) = history.validation_task_inference.last() {
+            results.validation_task_inference_accuracy =
+                Some(r.iter().map(|e| e.task_inference_accuracy).collect());
+            results.validation_task_picks = Some(r.iter().map(|e| e.picks.clone()).collect());
+        }
     }
     results
 }

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::checkpoint::{self, Checkpoint};
 use hypertape::cl::audit::AuditSetup;
 use hypertape::cl::trainer::Progress;
-use hypertape::cl::{Lookahead, Method, Scenario};
+use hypertape::cl::{EntropyCalibration, Lookahead, Method, Scenario};
 use hypertape::data::TaskSpec;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
@@ -153,6 +153,21 @@ struct RunArgs {
     /// Recompute regularizer targets from a frozen copy of θ every step (constant memory).
     #[arg(long)]
     online_targets: bool,
+    /// Label smoothing ε of the hypernetwork's task loss: soft targets 1 − ε on the label and
+    /// ε/(n − 1) on the head's other classes (the official code's --soft_targets is ε = 0.05)
+    /// [0].
+    #[arg(long, value_name = "EPS")]
+    label_smoothing: Option<f64>,
+    /// Hold out the last N training samples of every task as a validation set: not trained
+    /// on, evaluated after every task like the test sets (results.json: validation_*), to
+    /// choose settings without looking at the test sets [0].
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
+    /// HNET+ENT calibration: none (entropies of the raw logits, the paper's rule) or
+    /// logit-gap (task k's logits divided by T_k, the median top-2 logit gap on its own
+    /// training inputs, measured when its training ended) [cl2, cl3: logit-gap; cl1: none].
+    #[arg(long, value_name = "RULE")]
+    entropy_calibration: Option<EntropyCalibration>,
     /// Directory of the MNIST IDX files.
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
@@ -342,6 +357,9 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
     };
     t.reg_batch = args.reg_batch;
     t.online_targets = args.online_targets;
+    set(&mut t.label_smoothing, &args.label_smoothing);
+    set(&mut c.validation, &args.validation);
+    set(&mut c.entropy_calibration, &args.entropy_calibration);
     set(&mut c.target_hidden, &args.target_hidden);
     let h = &mut c.hnet;
     set(&mut h.hidden, &args.hnet_hidden);
@@ -601,24 +619,27 @@ fn eval(args: &EvalArgs) -> Result<ExitCode> {
     let (state, tasks) = load_with_tasks(&args.dir, args.data_dir.as_ref(), None)?;
     let rows = experiment::evaluate(&state, &tasks)?;
     println!(
-        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({})",
+        "scenario {}: with task id = the task's embedding and head; without = the task inferred by predictive entropy ({}; {} calibration)",
         state.config.scenario.name(),
         if state.config.scenario == Scenario::Cl2 {
             "shared head"
         } else {
             "each task's own head, right only if task and class are"
-        }
+        },
+        state.config.entropy_calibration.name()
     );
-    println!("task  spec              head  with task id %  without task id %  task inferred %");
+    println!("task  spec              head  with task id %  without task id %  task inferred %  picked as task 0..T %");
     for r in &rows {
+        let picks: Vec<String> = r.picks.iter().map(|p| format!("{p:.1}")).collect();
         println!(
-            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}",
+            "{:>4}  {:<16}  {:>4}  {:>13.2}  {:>17.2}  {:>15.2}  [{}]",
             r.task,
             r.spec.to_string(),
             state.config.head(r.task),
             r.with_task_id,
             r.without_task_id,
-            r.task_inference
+            r.task_inference,
+            picks.join(" ")
         );
     }
     let mean = |f: &dyn Fn(&experiment::TaskAccuracy) -> f64| {

@@ -295,12 +295,38 @@ pub fn accuracy_table(results: &RunResults) -> String {
     s
 }
 
-/// One line: backward transfer and forgetting in percentage points.
+/// Backward transfer and forgetting in percentage points; HNET+ENT's calibration and
+/// temperatures; the validation accuracy and task inference of a run with validation sets.
 pub fn summary_lines(results: &RunResults) -> String {
     let f = |v: Option<f64>| v.map_or_else(|| "n/a".to_string(), |v| format!("{v:+.2}"));
-    format!(
+    let mut out = format!(
         "backward transfer {} pp, forgetting {} pp\n",
         f(results.backward_transfer),
         f(results.forgetting)
-    )
+    );
+    if let Some(t) = &results.task_temperatures {
+        let cells: Vec<String> = t.iter().map(|v| format!("{v:.2}")).collect();
+        out += &format!(
+            "HNET+ENT: {} calibration; logit-gap temperatures [{}]\n",
+            results.config.entropy_calibration.name(),
+            cells.join(", ")
+        );
+    }
+    if let (Some(acc), Some(mean)) = (
+        &results.validation_accuracy,
+        results.validation_mean_accuracy,
+    ) {
+        let row = |v: &[f64]| {
+            v.iter()
+                .map(|a| format!("{a:.2}"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        out += &format!("validation accuracy % {mean:.2} ({})", row(acc));
+        if let Some(ti) = &results.validation_task_inference_accuracy {
+            out += &format!(", task inferred % {}", row(ti));
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -163,6 +163,7 @@ fn run_hnet(config: &ToyConfig, tasks: &[RegressionTask]) -> Result<ToyMethodRes
         lookahead: Lookahead::Adam,
         reg_batch: None,
         online_targets: false,
+        label_smoothing: 0.0,
         seed: config.seed,
     };
     let mut mse_during = Vec::new();

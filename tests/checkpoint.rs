@@ -487,10 +487,14 @@ fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
     assert_eq!(resumed.accuracy_matrix, whole.accuracy_matrix);
     assert_eq!(resumed.task_inference_matrix, whole.task_inference_matrix);
     assert_eq!(resumed.final_task_picks, whole.final_task_picks);
+    // HNET+ENT's logit-gap temperatures are stored with each task and survive the resume.
+    assert_eq!(whole.task_temperatures.as_ref().map(Vec::len), Some(2));
+    assert_eq!(resumed.task_temperatures, whole.task_temperatures);
 
     // A stored scenario differs from another: check_same names the field.
     let mut cl1 = c.clone();
     cl1.set_scenario(Scenario::Cl1);
+    cl1.entropy_calibration = c.entropy_calibration;
     let err = c.check_same(&cl1).unwrap_err().to_string();
     assert!(err.contains("scenario"), "{err}");
 

@@ -102,6 +102,58 @@ fn views_share_storage_and_route_gradients_to_their_base() {
 }
 
 #[test]
+fn smoothed_cross_entropy_is_the_soft_target_loss_and_rejects_bad_input() {
+    let logits = vec![1.0f64, -2.0, 0.5, 3.0, 3.0, -1.0];
+    let labels = [2usize, 0];
+    let eps = 0.1;
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(&[2, 3], logits.clone()));
+    let loss = tape
+        .softmax_cross_entropy_smoothed(x, &labels, eps)
+        .unwrap();
+    // −Σ q log softmax, q = 0.9 on the label and 0.05 on each other class.
+    let expected: f64 = logits
+        .chunks(3)
+        .zip(labels)
+        .map(|(r, l)| {
+            let lse = r.iter().map(|v| v.exp()).sum::<f64>().ln();
+            (0..3)
+                .map(|j| if j == l { 0.9 } else { 0.05 } * (lse - r[j]))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        / 2.0;
+    assert!((tape.item(loss) - expected).abs() < 1e-14);
+    // The gradient vanishes where softmax equals the soft target: margin ln(0.9/0.1) in 2 classes.
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(&[1, 2], vec![(0.9f64 / 0.1).ln(), 0.0]));
+    let loss = tape.softmax_cross_entropy_smoothed(x, &[0], 0.1).unwrap();
+    let g = tape.backward(loss);
+    assert!(g.get(x).unwrap().iter().all(|v| v.abs() < 1e-15));
+    // ε = 0 is the one-hot loss.
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(&[2, 3], logits));
+    let a = tape
+        .softmax_cross_entropy_smoothed(x, &labels, 0.0)
+        .unwrap();
+    let b = tape.softmax_cross_entropy(x, &labels);
+    assert_eq!(tape.item(a), tape.item(b));
+    // Bad input is an error, not a panic.
+    for (labels, eps) in [
+        (&[0usize, 3][..], 0.1),
+        (&[0][..], 0.1),
+        (&[0, 1][..], 1.0),
+        (&[0, 1][..], -0.1),
+        (&[0, 1][..], f64::NAN),
+    ] {
+        assert!(
+            tape.softmax_cross_entropy_smoothed(x, labels, eps).is_err(),
+            "{labels:?} {eps}"
+        );
+    }
+}
+
+#[test]
 fn softmax_cross_entropy_matches_log_sum_exp_and_stays_finite() {
     let logits = vec![1.0f64, -2.0, 0.5, 3.0, 3.0, -1.0];
     let labels = [2usize, 0];

@@ -3,10 +3,11 @@
 //! gradient checks, values by hand, the SI and online-EWC bookkeeping), and that EWC protects
 //! an earlier task better than fine-tuning.
 
-use hypertape::cl::inference::entropy;
+use hypertape::cl::inference::{entropy, entropy_at};
 use hypertape::cl::trainer::{argmax, train_task};
 use hypertape::cl::{
-    entropy_inference, BaselineConfig, Consolidation, HnetModel, Method, Scenario,
+    entropy_inference, logit_gap_temperature, BaselineConfig, Consolidation, EntropyCalibration,
+    HnetModel, Method, Scenario,
 };
 use hypertape::data::ClassificationTask;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
@@ -114,7 +115,7 @@ fn batched_entropy_inference_matches_one_input_at_a_time() {
             })
             .collect();
         let refs: Vec<_> = views.iter().collect();
-        let batched = entropy_inference(&model, 2, scenario, &refs);
+        let batched = entropy_inference(&model, 2, scenario, &refs, &[]);
         for (j, b) in batched.iter().enumerate() {
             let (acc, inf) = reference_inference(&model, scenario, j, 2);
             assert!(
@@ -128,6 +129,71 @@ fn batched_entropy_inference_matches_one_input_at_a_time() {
             assert!((b.picks[j] - inf).abs() < 1e-9);
         }
     }
+}
+
+#[test]
+fn temperatures_scale_the_entropies_and_steer_the_picks() {
+    let row = [2.0f32, -1.0, 0.5];
+    let scaled: Vec<f32> = row.iter().map(|v| v / 4.0).collect();
+    assert!((entropy_at(&row, 4.0) - entropy(&scaled)).abs() < 1e-12);
+    assert_eq!(entropy_at(&row, 1.0), entropy(&row));
+
+    let scenario = Scenario::Cl3;
+    let mut c = small_config(scenario, Method::Hnet);
+    c.train.iterations = 30;
+    let target = c.target();
+    let hnet = Hnet::new(&c.hnet, target.num_weights());
+    let mut model = HnetModel::new(target, hnet, 3);
+    for t in 0..2 {
+        train_task(&mut model, t, t, &tasks()[t].train, &c.train, &mut |_| {}).unwrap();
+    }
+    let gaps: Vec<f64> = (0..2)
+        .map(|k| logit_gap_temperature(&model, k, k, &tasks()[k].train))
+        .collect();
+    assert!(gaps.iter().all(|&g| g > 0.0 && g.is_finite()), "{gaps:?}");
+    let refs: Vec<_> = tasks()[..2].iter().map(|t| &t.test).collect();
+    // A huge temperature flattens task 0's predictions: every input goes to task 1.
+    for e in entropy_inference(&model, 2, scenario, &refs, &[1e6, 1.0]) {
+        assert_eq!(e.picks, vec![0.0, 100.0]);
+    }
+    let plain = entropy_inference(&model, 2, scenario, &refs, &[]);
+    assert_eq!(
+        plain,
+        entropy_inference(&model, 2, scenario, &refs, &[1.0, 1.0])
+    );
+    assert!(plain[0].picks[0] > 50.0, "{:?}", plain[0].picks);
+}
+
+#[test]
+fn a_validation_run_holds_out_samples_and_reports_on_them() {
+    let mut c = small_config(Scenario::Cl3, Method::Hnet);
+    c.num_tasks = 2;
+    c.train.iterations = 20;
+    c.validation = 300;
+    c.entropy_calibration = EntropyCalibration::LogitGap;
+    let tasks = c.load_tasks().unwrap();
+    for (t, full) in tasks.iter().zip(self::tasks()) {
+        assert_eq!(t.train.len() + 300, full.train.len());
+        assert_eq!(t.validation.as_ref().unwrap().len(), 300);
+    }
+    let r = experiment::run(&c, &tasks, &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert_eq!(r.validation_accuracy.as_ref().unwrap().len(), 2);
+    assert_eq!(r.validation_task_picks.as_ref().unwrap()[1].len(), 2);
+    assert_eq!(r.task_temperatures.as_ref().unwrap().len(), 2);
+    let inf = r.validation_task_inference_accuracy.unwrap();
+    let mean = r.validation_mean_accuracy.unwrap();
+    assert!(mean <= (inf[0] + inf[1]) / 2.0 + 1e-9);
+    // Without validation sets the fields stay empty.
+    c.validation = 0;
+    let r = experiment::run(&c, &self::tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+    assert!(r.validation_accuracy.is_none() && r.validation_task_picks.is_none());
+    // Label smoothing is the hypernetwork's; ε must be in [0, 1).
+    c.train.label_smoothing = 1.0;
+    assert!(c.validate().is_err());
+    c.train.label_smoothing = 0.05;
+    c.validate().unwrap();
+    c.method = Method::Ewc;
+    assert!(c.validate().is_err());
 }
 
 /// The MNIST test images.

@@ -12,6 +12,14 @@
 //! target network runs over the whole test set in batches with k's head (CL3) or the shared
 //! head (CL2); per input, the softmax entropy of that prediction is kept if it is the lowest so
 //! far (the first task wins ties). Evaluating T tasks costs T batched passes over a test set.
+//!
+//! Calibration: a head trained with hard targets on separable data keeps growing its logits,
+//! and tasks do so at different rates (the first task, trained without the regularizer, the
+//! most), so raw entropies compare scales as much as familiarity. With
+//! [`EntropyCalibration::LogitGap`] each task k gets a temperature T_k when its training ends:
+//! the median, over its own training inputs, of the gap between the largest and second largest
+//! logit of its prediction; inference then compares the entropies of softmax(logits / T_k). No
+//! data of other tasks and no test data is used.
 
 use super::trainer::{argmax, for_each_logits};
 use super::HnetModel;
@@ -76,6 +84,87 @@ impl std::str::FromStr for Scenario {
     }
 }
 
+/// How HNET+ENT scales each task's logits before comparing entropies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EntropyCalibration {
+    /// The entropies of the raw logits (the paper's rule).
+    #[default]
+    None,
+    /// softmax(logits / T_k), T_k the median top-2 logit gap of task k on its own training
+    /// inputs when its training ended.
+    LogitGap,
+}
+
+impl EntropyCalibration {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            EntropyCalibration::None => "none",
+            EntropyCalibration::LogitGap => "logit-gap",
+        }
+    }
+}
+
+impl std::str::FromStr for EntropyCalibration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(EntropyCalibration::None),
+            "logit-gap" => Ok(EntropyCalibration::LogitGap),
+            _ => Err(format!(
+                "unknown entropy calibration '{s}' (none, logit-gap)"
+            )),
+        }
+    }
+}
+
+/// Smallest temperature a task gets (a head whose top two logits tie on most inputs).
+pub const MIN_TEMPERATURE: f64 = 1e-3;
+
+/// The temperature of task `task` for [`EntropyCalibration::LogitGap`]: the median over
+/// `data` (the task's training inputs) of the largest minus the second largest logit of head
+/// `head` with the task's weights, at least [`MIN_TEMPERATURE`]; 1 for a head of one output
+/// or no data.
+pub fn logit_gap_temperature(
+    model: &HnetModel<f32>,
+    task: usize,
+    head: usize,
+    data: &TaskView,
+) -> f64 {
+    if model.target.head_dim() < 2 || data.is_empty() {
+        return 1.0;
+    }
+    let weights = model.generated_weights(task);
+    let mut gaps = Vec::with_capacity(data.len());
+    for_each_logits(
+        &model.target,
+        &weights,
+        head..head + 1,
+        data,
+        &mut |_, row| {
+            let (mut a, mut b) = (f64::NEG_INFINITY, f64::NEG_INFINITY);
+            for &v in row {
+                let v = f64::from(v);
+                if v > a {
+                    b = a;
+                    a = v;
+                } else if v > b {
+                    b = v;
+                }
+            }
+            gaps.push(a - b);
+        },
+    );
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps[gaps.len() / 2];
+    if median.is_finite() {
+        median.max(MIN_TEMPERATURE)
+    } else {
+        1.0
+    }
+}
+
 /// Which outputs a loss reads: the heads `heads` side by side, a local label l being output
 /// `label_offset + l`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,15 +198,21 @@ pub struct InferredEval {
 
 /// Softmax entropy −Σ p log p of a row of logits, in f64.
 pub fn entropy(logits: &[f32]) -> f64 {
+    entropy_at(logits, 1.0)
+}
+
+/// Softmax entropy of logits / `temperature`, in f64.
+pub fn entropy_at(logits: &[f32], temperature: f64) -> f64 {
+    let scaled = |v: f32| f64::from(v) / temperature;
     let m = logits
         .iter()
-        .fold(f64::NEG_INFINITY, |a, &v| a.max(f64::from(v)));
-    let z: f64 = logits.iter().map(|&v| (f64::from(v) - m).exp()).sum();
+        .fold(f64::NEG_INFINITY, |a, &v| a.max(scaled(v)));
+    let z: f64 = logits.iter().map(|&v| (scaled(v) - m).exp()).sum();
     let log_z = z.ln();
     logits
         .iter()
         .map(|&v| {
-            let log_p = f64::from(v) - m - log_z;
+            let log_p = scaled(v) - m - log_z;
             -log_p.exp() * log_p
         })
         .sum()
@@ -126,12 +221,14 @@ pub fn entropy(logits: &[f32]) -> f64 {
 /// HNET+ENT over the tasks 0..`learned` of `model` in `scenario` (CL2 or CL3): for each
 /// test set `tests[j]` (the test set of task j), its accuracy, task-inference accuracy and how
 /// its inputs were assigned. Each task's weights are generated once; each (task, test set)
-/// pair is one batched pass.
+/// pair is one batched pass. `temperatures[k]` divides task k's logits before the entropy
+/// (1 for a task without one; the prediction itself is the unscaled argmax).
 pub fn entropy_inference(
     model: &HnetModel<f32>,
     learned: usize,
     scenario: Scenario,
     tests: &[&TaskView],
+    temperatures: &[f64],
 ) -> Vec<InferredEval> {
     assert!(scenario.infers_task(), "CL1 is given the task identity");
     assert!(
@@ -146,6 +243,7 @@ pub fn entropy_inference(
     for k in 0..learned {
         let weights = model.generated_weights(k);
         let head = scenario.head(k);
+        let temperature = temperatures.get(k).copied().unwrap_or(1.0);
         for (j, data) in tests.iter().enumerate() {
             let slots = &mut best[j];
             for_each_logits(
@@ -154,7 +252,7 @@ pub fn entropy_inference(
                 head..head + 1,
                 data,
                 &mut |i, row| {
-                    let h = entropy(row);
+                    let h = entropy_at(row, temperature);
                     if h < slots[i].0 {
                         slots[i] = (h, k, argmax(row));
                     }

@@ -18,7 +18,9 @@ mod step;
 pub mod trainer;
 
 pub use baselines::{BaselineConfig, Consolidation, DirectLearner, Method};
-pub use inference::{entropy_inference, InferredEval, Readout, Scenario};
+pub use inference::{
+    entropy_inference, logit_gap_temperature, EntropyCalibration, InferredEval, Readout, Scenario,
+};
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
 pub use step::{

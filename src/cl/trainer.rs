@@ -38,6 +38,10 @@ pub struct TrainConfig {
     pub reg_batch: Option<usize>,
     /// Recompute the regularizer's targets from a frozen θ* instead of storing them.
     pub online_targets: bool,
+    /// Label smoothing ε of the task loss (hypernetwork only): the soft target puts 1 − ε on
+    /// the label and ε/(n − 1) on each other class of the head (0: one-hot targets).
+    #[serde(default)]
+    pub label_smoothing: f64,
     /// The run's seed.
     pub seed: u64,
 }
@@ -112,6 +116,7 @@ pub struct TaskSession {
     workspace: StepWorkspace<f32>,
     lookahead: Lookahead,
     lr: f64,
+    label_smoothing: f64,
 }
 
 impl TaskSession {
@@ -136,6 +141,7 @@ impl TaskSession {
             workspace: StepWorkspace::new(),
             lookahead: config.lookahead,
             lr: config.lr,
+            label_smoothing: config.label_smoothing,
         }
     }
 
@@ -156,14 +162,43 @@ impl TaskSession {
             head: self.head,
         };
         let reg = self.reg.as_ref().map(|r| (r, subset));
-        let grads = step_gradients(
-            model,
-            input,
-            reg,
-            self.lookahead,
-            &self.theta_opt,
-            &mut self.workspace,
-        );
+        let smoothing = self.label_smoothing;
+        let grads = if smoothing == 0.0 {
+            step_gradients(
+                model,
+                input,
+                reg,
+                self.lookahead,
+                &self.theta_opt,
+                &mut self.workspace,
+            )
+        } else {
+            let m: &HnetModel<f32> = model;
+            let rows = labels.len();
+            let mut bad = None;
+            let grads = step_gradients_with(
+                m,
+                self.task,
+                |tape, weights| {
+                    let xv = tape.constant_ref(&[rows, m.target.input_dim()], x);
+                    let logits = m.target.forward(tape, weights, xv, input.head);
+                    tape.softmax_cross_entropy_smoothed(logits, labels, smoothing)
+                        .unwrap_or_else(|e| {
+                            // Any scalar: the step is discarded with the error.
+                            bad = Some(e);
+                            tape.sum(logits)
+                        })
+                },
+                reg,
+                self.lookahead,
+                &self.theta_opt,
+                &mut self.workspace,
+            );
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            grads
+        };
         self.apply(model, grads)
     }
 

@@ -293,6 +293,16 @@ pub fn op_cases() -> Vec<OpCase> {
             }
         ),
         case!(
+            "softmax_cross_entropy (label smoothing 0.1)",
+            Any,
+            |m, k, n| vec![vec![m, n]],
+            |t, x| {
+                let (r, c) = t.dims(x[0]);
+                t.softmax_cross_entropy_smoothed(x[0], &pattern_labels(r, c), 0.1)
+                    .expect("labels in range and ε in [0, 1)")
+            }
+        ),
+        case!(
             "squared_distance",
             Any,
             |m, k, n| vec![vec![m, n], vec![m, n]],

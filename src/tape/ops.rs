@@ -151,10 +151,13 @@ pub enum Op<F> {
     RepeatRows { x: Var, times: usize },
     /// Row-wise log-softmax.
     LogSoftmax(Var),
-    /// Mean over rows of −log softmax(logits)[label]; keeps the softmax for backward.
+    /// Mean over rows of −Σ_c q_c log softmax(logits)_c with q = 1 − ε on the label and
+    /// ε/(n − 1) on every other class (ε = `smoothing`, 0: the one-hot target); keeps the
+    /// softmax for backward.
     SoftmaxCrossEntropy {
         logits: Var,
         labels: Vec<usize>,
+        smoothing: f64,
         probs: Vec<F>,
     },
     /// Σ (a − b)².
@@ -284,8 +287,9 @@ impl<'a, F: Float> Tape<'a, F> {
             Op::SoftmaxCrossEntropy {
                 logits,
                 labels,
+                smoothing,
                 probs,
-            } => self.softmax_cross_entropy_backward(*logits, labels, probs, g, grads),
+            } => self.softmax_cross_entropy_backward(*logits, labels, *smoothing, probs, g, grads),
             Op::SquaredDistance(a, b) => self.squared_distance_backward(*a, *b, g, grads),
             Op::LinearSquaredDistance {
                 x,
@@ -1021,32 +1025,78 @@ impl<'a, F: Float> Tape<'a, F> {
             "softmax_cross_entropy: {} labels for {m} rows",
             labels.len()
         );
+        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
+            panic!("softmax_cross_entropy: label {label} for {n} classes");
+        }
+        self.push_softmax_cross_entropy(logits, labels, 0.0)
+    }
+
+    /// Mean over rows of −Σ_c qᵢ_c log softmax(logits)ᵢ_c, the soft target qᵢ being 1 − ε on
+    /// labelᵢ and ε/(n − 1) on each of the other n − 1 classes (label smoothing as the official
+    /// code's `--soft_targets` with ε = 0.05; a single class keeps q = 1). Fused and stable
+    /// like [`Self::softmax_cross_entropy`], which is ε = 0.
+    ///
+    /// Fails if the label count differs from the row count, a label is out of range or ε is
+    /// not in [0, 1).
+    pub fn softmax_cross_entropy_smoothed(
+        &mut self,
+        logits: Var,
+        labels: &[usize],
+        smoothing: f64,
+    ) -> crate::Result<Var> {
+        let (m, n) = self.dims(logits);
+        let bad = |what: String| crate::Error::config("softmax_cross_entropy_smoothed", what);
+        if labels.len() != m {
+            return Err(bad(format!(
+                "expected {m} labels (one per row), found {}",
+                labels.len()
+            )));
+        }
+        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
+            return Err(bad(format!("expected labels below {n}, found {label}")));
+        }
+        if !(0.0..1.0).contains(&smoothing) {
+            return Err(bad(format!(
+                "expected a smoothing ε in [0, 1), found {smoothing}"
+            )));
+        }
+        Ok(self.push_softmax_cross_entropy(logits, labels, smoothing))
+    }
+
+    fn push_softmax_cross_entropy(&mut self, logits: Var, labels: &[usize], smoothing: f64) -> Var {
+        let (m, n) = self.dims(logits);
         let mut probs = self.pool.take(self.value(logits).len());
         probs.copy_from_slice(self.value(logits));
         let mut total = 0.0f64;
         for (row, &label) in probs.chunks_exact_mut(n.max(1)).zip(labels) {
-            assert!(
-                label < n,
-                "softmax_cross_entropy: label {label} for {n} classes"
-            );
             let lse = log_sum_exp(row);
-            total += (lse - row[label]).to_f64();
+            total += if smoothing == 0.0 {
+                (lse - row[label]).to_f64()
+            } else {
+                // Σ_c q_c (lse − x_c), q summing to 1.
+                row.iter()
+                    .enumerate()
+                    .map(|(j, &v)| soft_target(j, label, n, smoothing) * (lse - v).to_f64())
+                    .sum::<f64>()
+            };
             row.iter_mut().for_each(|v| *v = (*v - lse).exp());
         }
         let loss = F::from_f64(total / m.max(1) as f64);
         let op = Op::SoftmaxCrossEntropy {
             logits,
             labels: labels.to_vec(),
+            smoothing,
             probs: if self.recording { probs } else { Vec::new() },
         };
         self.push(op, &[logits], vec![], vec![loss])
     }
 
-    /// dlogits = g·(softmax − onehot(label)) / rows.
+    /// dlogits = g·(softmax − q) / rows, q the (smoothed) target of each row.
     fn softmax_cross_entropy_backward(
         &self,
         logits: Var,
         labels: &[usize],
+        smoothing: f64,
         probs: &[F],
         g: &[F],
         grads: &mut GradBuffers<F>,
@@ -1060,8 +1110,8 @@ impl<'a, F: Float> Tape<'a, F> {
                 .zip(labels)
             {
                 for (j, (d, &p)) in gr.iter_mut().zip(pr).enumerate() {
-                    let onehot = if j == label { F::ONE } else { F::ZERO };
-                    *d += s * (p - onehot);
+                    let q = F::from_f64(soft_target(j, label, n, smoothing));
+                    *d += s * (p - q);
                 }
             }
         }
@@ -1279,5 +1329,15 @@ impl<'a, F: Float> Tape<'a, F> {
                 kernels::update(gt, d, |acc, v| acc - s * v);
             }
         }
+    }
+}
+
+/// The soft target of class `j` for a row labelled `label` of `n` classes with label
+/// smoothing ε: 1 − ε on the label (1 if it is the only class), ε/(n − 1) elsewhere.
+fn soft_target(j: usize, label: usize, n: usize, smoothing: f64) -> f64 {
+    match (j == label, n) {
+        (true, 1) => 1.0,
+        (true, _) => 1.0 - smoothing,
+        (false, _) => smoothing / (n - 1) as f64,
     }
 }
