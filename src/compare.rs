@@ -78,8 +78,7 @@ pub fn run_grid(
             let mut bwt = Vec::new();
             for &seed in seeds {
                 let mut c = base.clone();
-                c.method = method;
-                c.set_scenario(scenario);
+                c.set_method_and_scenario(method, scenario);
                 c.train.seed = seed;
                 c.data_seed = seed;
                 c.validate()?;

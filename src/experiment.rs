@@ -148,13 +148,15 @@ impl ExperimentConfig {
         }
     }
 
-    /// Sets the scenario, the baselines' default strengths for it and HNET+ENT's default
-    /// calibration: logit-gap temperatures in CL2 and CL3 (chosen on SplitMNIST validation
-    /// sets, README "HNET+ENT calibration"), none in CL1, which infers no task.
-    pub fn set_scenario(&mut self, scenario: Scenario) {
+    /// Sets the method and the scenario, with the defaults that go with them: the baselines'
+    /// strengths for the scenario and HNET+ENT's calibration, logit-gap temperatures for the
+    /// hypernetwork in CL2 and CL3 (chosen on SplitMNIST validation sets, README "HNET+ENT
+    /// calibration") and none otherwise (CL1 infers no task; the baselines do not use it).
+    pub fn set_method_and_scenario(&mut self, method: Method, scenario: Scenario) {
+        self.method = method;
         self.scenario = scenario;
         self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
-        self.entropy_calibration = if scenario.infers_task() {
+        self.entropy_calibration = if scenario.infers_task() && self.method == Method::Hnet {
             EntropyCalibration::LogitGap
         } else {
             EntropyCalibration::None
@@ -334,6 +336,15 @@ impl ExperimentConfig {
             return Err(Error::config(
                 "label-smoothing",
                 format!("applies to --method hnet only, not {}", self.method.name()),
+            ));
+        }
+        if self.entropy_calibration != EntropyCalibration::None && self.method != Method::Hnet {
+            return Err(Error::config(
+                "entropy-calibration",
+                format!(
+                    "applies to HNET+ENT (--method hnet) only, not {}",
+                    self.method.name()
+                ),
             ));
         }
         let b = &self.baseline;

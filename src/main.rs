@@ -325,8 +325,7 @@ fn experiment_config(args: &RunArgs) -> ExperimentConfig {
         RunTarget::PermutedMnist => Benchmark::PermutedMnist,
     };
     let mut c = ExperimentConfig::paper_defaults(benchmark);
-    c.set_scenario(args.scenario);
-    c.method = args.method;
+    c.set_method_and_scenario(args.method, args.scenario);
     let b = &mut c.baseline;
     set(&mut b.ewc_lambda, &args.ewc_lambda);
     set(&mut b.online_ewc_gamma, &args.online_ewc_gamma);

@@ -459,7 +459,7 @@ fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
     use hypertape::cl::{Method, Scenario};
     use hypertape::nn::HnetInit;
     let mut c = config(2);
-    c.set_scenario(Scenario::Cl3);
+    c.set_method_and_scenario(Method::Hnet, Scenario::Cl3);
     c.hnet_init = HnetInit::Hyperfan;
     let data = tasks(&c.task_specs());
     let whole = experiment::run(&c, &data, &mut |_| {}, &mut |_, _| {}).unwrap();
@@ -493,14 +493,14 @@ fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
 
     // A stored scenario differs from another: check_same names the field.
     let mut cl1 = c.clone();
-    cl1.set_scenario(Scenario::Cl1);
+    cl1.set_method_and_scenario(Method::Hnet, Scenario::Cl1);
     cl1.entropy_calibration = c.entropy_calibration;
     let err = c.check_same(&cl1).unwrap_err().to_string();
     assert!(err.contains("scenario"), "{err}");
 
     let mut cl2 = config(1);
     cl2.heads = None;
-    cl2.set_scenario(Scenario::Cl2);
+    cl2.set_method_and_scenario(Method::Hnet, Scenario::Cl2);
     let mut state = Checkpoint::new(&cl2).unwrap();
     let specs = cl2.task_specs();
     experiment::continue_run(&mut state, &tasks(&specs), &mut |_| {}, &mut |_| Ok(())).unwrap();

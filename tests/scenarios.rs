@@ -20,8 +20,7 @@ use std::sync::OnceLock;
 
 fn small_config(scenario: Scenario, method: Method) -> ExperimentConfig {
     let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
-    c.set_scenario(scenario);
-    c.method = method;
+    c.set_method_and_scenario(method, scenario);
     c.num_tasks = 3;
     c.target_hidden = vec![30];
     c.hnet.chunk_size = Some(2000);
