@@ -3,7 +3,7 @@
 //! mean accuracy (the paper gives the standard error over 20 seeds instead).
 
 use crate::cl::{Method, Scenario};
-use crate::experiment::{run, ExperimentConfig, RunResults};
+use crate::experiment::{run_full, ExperimentConfig, RunOutput};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -58,14 +58,15 @@ fn mean_of(v: &[Option<f64>]) -> Option<f64> {
     (!vals.is_empty() && vals.len() == v.len()).then(|| mean_std(&vals).0)
 }
 
-/// Runs every (method, scenario, seed) from `base` (scenario defaults of the baselines reset
-/// per scenario); `on_run` sees each run's results as it finishes.
+/// Runs every (method, scenario, seed) from `base` (scenario defaults of the baselines and
+/// the replay model's defaults reset per scenario and method); `on_run` sees each run's
+/// results (and replayed samples) as it finishes.
 pub fn run_grid(
     base: &ExperimentConfig,
     methods: &[Method],
     scenarios: &[Scenario],
     seeds: &[u64],
-    on_run: &mut dyn FnMut(&RunResults),
+    on_run: &mut dyn FnMut(&RunOutput),
 ) -> Result<CompareResults> {
     let mut cells = Vec::new();
     for &method in methods {
@@ -75,14 +76,15 @@ pub fn run_grid(
             let mut bwt = Vec::new();
             for &seed in seeds {
                 let mut c = base.clone();
-                c.method = method;
+                c.set_method(method);
                 c.set_scenario(scenario);
                 c.train.seed = seed;
                 c.data_seed = seed;
                 c.validate()?;
                 let tasks = c.load_tasks()?;
-                let r = run(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
-                on_run(&r);
+                let output = run_full(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
+                on_run(&output);
+                let r = &output.results;
                 accs.push(r.final_mean_accuracy);
                 inf.push(r.final_mean_task_inference_accuracy);
                 bwt.push(r.backward_transfer);
@@ -131,6 +133,8 @@ pub fn markdown(results: &CompareResults) -> String {
     for m in &results.methods {
         let name = match m {
             Method::Hnet => "hnet (CL2/CL3: HNET+ENT)",
+            Method::HnetR => "hnet-r (HNET+R)",
+            Method::HnetTir => "hnet-tir (HNET+TIR; CL1: HNET)",
             other => other.name(),
         };
         let _ = write!(s, "| {name} |");

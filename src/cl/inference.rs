@@ -133,12 +133,28 @@ pub fn entropy_inference(
     scenario: Scenario,
     tests: &[&TaskView],
 ) -> Vec<InferredEval> {
+    infer_tasks(model, learned, scenario, tests, &mut |_, _, _, row| {
+        entropy(row)
+    })
+}
+
+/// Task inference by any rule: per input, the task k with the lowest `score(k, j, i, logits)`
+/// (test set j, input i, the logits of k's head with k's weights) is picked (the first on
+/// ties) and read as in [`entropy_inference`], whose rule is the entropy. HNET+TIR's rule is
+/// 0 for the task its task-inference network predicts and 1 for every other.
+pub fn infer_tasks(
+    model: &HnetModel<f32>,
+    learned: usize,
+    scenario: Scenario,
+    tests: &[&TaskView],
+    score: &mut dyn FnMut(usize, usize, usize, &[f32]) -> f64,
+) -> Vec<InferredEval> {
     assert!(scenario.infers_task(), "CL1 is given the task identity");
     assert!(
         learned >= 1 && learned <= model.task_embs.len(),
         "learned tasks"
     );
-    // Per test set, per input: (lowest entropy, its task, its head's argmax).
+    // Per test set, per input: (lowest score, its task, its head's argmax).
     let mut best: Vec<Vec<(f64, usize, usize)>> = tests
         .iter()
         .map(|d| vec![(f64::INFINITY, 0, 0); d.len()])
@@ -154,7 +170,7 @@ pub fn entropy_inference(
                 head..head + 1,
                 data,
                 &mut |i, row| {
-                    let h = entropy(row);
+                    let h = score(k, j, i, row);
                     if h < slots[i].0 {
                         slots[i] = (h, k, argmax(row));
                     }
