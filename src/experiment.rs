@@ -628,6 +628,7 @@ impl Learner for ReplayLearner {
         };
         let readouts = ReplayReadouts {
             current,
+            label: &|l| l,
             replayed: &replayed,
         };
         self.classifier.learn_task(
@@ -635,7 +636,6 @@ impl Learner for ReplayLearner {
             &task.train,
             &self.vae,
             &readouts,
-            &|l| l,
             &self.train,
             on_progress,
         )?;
@@ -688,6 +688,7 @@ impl Learner for TirLearner {
             let replayed = |_: usize| (all.clone(), all.clone());
             let readouts = ReplayReadouts {
                 current: all.clone(),
+                label: &|_| t,
                 replayed: &replayed,
             };
             self.task_net.learn_task(
@@ -695,7 +696,6 @@ impl Learner for TirLearner {
                 &task.train,
                 &self.vae,
                 &readouts,
-                &|_| t,
                 &self.task_net_train,
                 on_progress,
             )?;

@@ -138,6 +138,9 @@ pub fn entropy_inference(
     })
 }
 
+/// The score of task k for input i of test set j given k's logits: (k, j, i, logits).
+pub type TaskScore<'s> = dyn FnMut(usize, usize, usize, &[f32]) -> f64 + 's;
+
 /// Task inference by any rule: per input, the task k with the lowest `score(k, j, i, logits)`
 /// (test set j, input i, the logits of k's head with k's weights) is picked (the first on
 /// ties) and read as in [`entropy_inference`], whose rule is the entropy. HNET+TIR's rule is
@@ -147,7 +150,7 @@ pub fn infer_tasks(
     learned: usize,
     scenario: Scenario,
     tests: &[&TaskView],
-    score: &mut dyn FnMut(usize, usize, usize, &[f32]) -> f64,
+    score: &mut TaskScore<'_>,
 ) -> Vec<InferredEval> {
     assert!(scenario.infers_task(), "CL1 is given the task identity");
     assert!(

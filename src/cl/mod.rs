@@ -21,7 +21,7 @@ mod step;
 pub mod trainer;
 
 pub use baselines::{BaselineConfig, Consolidation, DirectLearner, Method};
-pub use inference::{entropy_inference, infer_tasks, InferredEval, Readout, Scenario};
+pub use inference::{entropy_inference, infer_tasks, InferredEval, Readout, Scenario, TaskScore};
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
 pub use step::{

@@ -410,12 +410,15 @@ pub struct ReplayClassifier {
     pub replay_weight: f64,
 }
 
-/// What task `t` trains: the current data through `current`, a replayed sample of task k
-/// through `replayed(k)` (the student's outputs and, for distillation, the teacher's first
-/// outputs that have a target).
+/// What task `t` trains: the current data through `current` with labels `label(local label)`,
+/// a replayed sample of task k through `replayed(k)` (the student's outputs and, for
+/// distillation, the teacher's first outputs that have a target).
 pub struct ReplayReadouts<'r> {
     /// The current task's outputs.
     pub current: Readout,
+    /// The label a current sample trains (before `current.label_offset`) from its local
+    /// label: the label itself for a classifier, the task for task inference.
+    pub label: &'r dyn Fn(usize) -> usize,
     /// For a replayed task k: (student readout, teacher readout).
     pub replayed: &'r dyn Fn(usize) -> (Readout, Readout),
 }
@@ -436,15 +439,13 @@ impl ReplayClassifier {
         }
     }
 
-    /// Learns task `t` on `data` with labels `labels_of` (a sample's local label → the label
-    /// trained, e.g. the task itself for task inference), replaying tasks 0..t from `vae`.
+    /// Learns task `t` on `data` through `readouts`, replaying tasks 0..t from `vae`.
     pub fn learn_task(
         &mut self,
         t: usize,
         data: &TaskView,
         vae: &Vae,
         readouts: &ReplayReadouts<'_>,
-        labels_of: &dyn Fn(usize) -> usize,
         config: &TrainConfig,
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<()> {
@@ -470,7 +471,7 @@ impl ReplayClassifier {
             labels.extend(
                 local
                     .iter()
-                    .map(|&l| labels_of(l) + readouts.current.label_offset),
+                    .map(|&l| (readouts.label)(l) + readouts.current.label_offset),
             );
             // Replayed samples of every earlier task and their targets, made before the step.
             let groups: Vec<ReplayGroup> = decoders
