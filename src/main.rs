@@ -255,7 +255,8 @@ struct CompareArgs {
 #[derive(Args)]
 struct GradcheckArgs {
     /// Audit the whole training step (hnet → target → loss + look-ahead regularizer) on a tiny
-    /// f64 configuration, element by element.
+    /// f64 configuration, element by element, and the VAE loss of hnet-r/hnet-tir (encoder,
+    /// decoder hypernetwork, embedding) with fixed noise.
     #[arg(long)]
     pipeline: bool,
     /// With --pipeline: audit the paper's SplitMNIST and PermutedMNIST configurations in f64
@@ -832,6 +833,11 @@ fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
             );
             all_passed &= report.passed();
         }
+        let report = hypertape::cl::audit::vae_audit(args.seed, &options);
+        println!(
+            "VAE loss of hnet-r/hnet-tir, fixed noise (input 0: encoder weights, input 1: θ of the decoder's hypernetwork, input 2: e(T)):\n{report}"
+        );
+        all_passed &= report.passed();
     }
     println!("{}", if all_passed { "all passed" } else { "FAILED" });
     Ok(if all_passed {

@@ -2,15 +2,16 @@
 //! noise, that the VAE learns and that the output regularizer keeps an earlier task's decoder
 //! in place, the shape and determinism of replay runs, and clear errors for bad settings.
 
+use hypertape::cl::audit::vae_audit;
 use hypertape::cl::replay::{vae_loss, ReplayConfig, Vae};
 use hypertape::cl::trainer::TrainConfig;
 use hypertape::cl::{Lookahead, Method, Scenario};
 use hypertape::data::ClassificationTask;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig, REPLAY_PICTURE_SAMPLES};
-use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::{Activation, Hnet, HnetConfig, TargetMlp};
+use hypertape::gradcheck::GradCheckOptions;
+use hypertape::nn::{Activation, HnetConfig, TargetMlp};
 use hypertape::rng::Rng;
-use hypertape::{Tape, Tensor};
+use hypertape::Tape;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -56,49 +57,14 @@ fn tasks() -> &'static [ClassificationTask] {
 }
 
 /// The VAE loss with fixed noise ε, end to end in f64: encoder weights, θ of the decoder's
-/// chunked hypernetwork and the task embedding against central differences.
+/// chunked hypernetwork and the task embedding against central differences, for a few seeds.
 #[test]
 fn vae_loss_passes_the_f64_gradient_check_with_fixed_noise() {
-    let (dim, latent, conds, rows) = (6, 3, 2, 4);
-    let encoder = TargetMlp::new(dim, &[5], latent, 2);
-    let decoder = TargetMlp::new(latent + conds, &[4], dim, 1);
-    let hnet = Hnet::new(
-        &HnetConfig {
-            task_emb_dim: 3,
-            hidden: vec![4],
-            activation: Activation::Elu,
-            chunk_size: Some(20),
-            chunk_emb_dim: 2,
-        },
-        decoder.num_weights(),
-    );
-    assert!(hnet.num_chunks() > 1, "the audit covers chunking");
-    let mut rng = Rng::new(7);
-    let enc_w: Vec<f64> = encoder.init_weights(&mut rng);
-    let theta: Vec<f64> = hnet.init_params(&mut rng);
-    let emb: Vec<f64> = hnet.init_task_embedding(&mut rng);
-    let x = Tensor::from_fn(&[rows, dim], |i| ((i * 37 % 11) as f64) / 10.0);
-    let eps = Tensor::from_fn(&[rows, latent], |i| (i as f64 * 0.7).sin());
-    let mut cond = vec![0.0f64; rows * conds];
-    cond.chunks_exact_mut(conds).for_each(|r| r[1] = 1.0);
-    let inputs = vec![
-        Tensor::from_vec(&[enc_w.len()], enc_w),
-        Tensor::from_vec(&[theta.len()], theta),
-        Tensor::from_vec(&[1, emb.len()], emb),
-    ];
-    let report = gradcheck(
-        &inputs,
-        |tape: &mut Tape<'_, f64>, v| {
-            let out = hnet.forward(tape, v[1], v[2]);
-            let dec_w = hnet.task_weights(tape, out, 0);
-            let xv = tape.constant(x.clone());
-            let c = tape.constant(Tensor::from_vec(&[rows, conds], cond.clone()));
-            let e = tape.constant(eps.clone());
-            vae_loss(tape, &encoder, v[0], &decoder, dec_w, xv, c, e).total
-        },
-        &GradCheckOptions::default(),
-    );
-    assert!(report.passed(), "{report}");
+    for seed in 0..3 {
+        let report = vae_audit(seed, &GradCheckOptions::default());
+        assert_eq!(report.inputs.len(), 3);
+        assert!(report.passed(), "seed {seed}:\n{report}");
+    }
 }
 
 /// The loss's value from its definition: mean BCE of σ(logits) plus the KL term.
