@@ -74,8 +74,9 @@ enum RunTarget {
 struct RunArgs {
     /// The benchmark; every default below is the paper's setting for it.
     benchmark: RunTarget,
-    /// cl1: a head per task, task given; cl2: one shared head, task inferred (HNET+ENT);
-    /// cl3: a head per task, task inferred (HNET+ENT).
+    /// cl1: a head per task, task given; cl2: one shared head, task inferred; cl3: a head per
+    /// task, task inferred (by predictive entropy, HNET+ENT, with --method hnet; by a
+    /// task-inference network with hnet-tir; by the argmax over all classes otherwise).
     #[arg(long, default_value = "cl1")]
     scenario: Scenario,
     /// hnet, finetune, ewc, online-ewc, si (these four train the target MLP directly),
