@@ -9,7 +9,8 @@
 //! - [`nn`]: parameter layouts, the target MLP (weights passed in) and the (chunked)
 //!   hypernetwork; [`optim`]: Adam and the look-ahead Δθ.
 //! - [`cl`]: the model state, the output regularizer, one training step, the task loop, the
-//!   end-to-end audit, task inference and generative replay (HNET+R, HNET+TIR); [`experiment`]: the paper's benchmarks from data to accuracies.
+//!   end-to-end audit, task inference and generative replay (HNET+R, HNET+TIR);
+//!   [`experiment`]: the paper's benchmarks from data to accuracies.
 //! - [`data`]: IDX files, MNIST, PermutedMNIST, SplitMNIST, the toy regression;
 //!   [`report`]: atomic writes and result files; [`bench`]: step and matmul timing;
 //!   [`rng`]: seeded random streams that are the same everywhere.
