@@ -3,7 +3,7 @@
 //! mean accuracy (the paper gives the standard error over 20 seeds instead).
 
 use crate::cl::{Method, Scenario};
-use crate::experiment::{run, ExperimentConfig, RunResults};
+use crate::experiment::{run_full, ExperimentConfig, RunOutput, RunResults};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -58,17 +58,18 @@ fn mean_of(v: &[Option<f64>]) -> Option<f64> {
     (!vals.is_empty() && vals.len() == v.len()).then(|| mean_std(&vals).0)
 }
 
-/// Runs every (method, scenario, seed) from `base` (scenario defaults of the baselines reset
-/// per scenario). `earlier` may return the results of a run already made with exactly that
-/// configuration, which are then used instead of running it again; `on_run` sees each run's
-/// results as it finishes (or is reused), with whether it was reused.
+/// Runs every (method, scenario, seed) from `base` (the defaults that go with a method and
+/// a scenario set per cell, see [`ExperimentConfig::set_method_and_scenario`]). `earlier` may
+/// return the results of a run already made with exactly that configuration, which are then
+/// used instead of running it again; `on_run` sees each run's output (results, and replayed
+/// samples of a new run) as it finishes or is reused, with whether it was reused.
 pub fn run_grid(
     base: &ExperimentConfig,
     methods: &[Method],
     scenarios: &[Scenario],
     seeds: &[u64],
     earlier: &mut dyn FnMut(&ExperimentConfig) -> Option<RunResults>,
-    on_run: &mut dyn FnMut(&RunResults, bool),
+    on_run: &mut dyn FnMut(&RunOutput, bool),
 ) -> Result<CompareResults> {
     let mut cells = Vec::new();
     for &method in methods {
@@ -82,18 +83,22 @@ pub fn run_grid(
                 c.train.seed = seed;
                 c.data_seed = seed;
                 c.validate()?;
-                let r = match earlier(&c).filter(|r| r.config == c) {
-                    Some(r) => {
-                        on_run(&r, true);
-                        r
+                let (output, reused) = match earlier(&c).filter(|r| r.config == c) {
+                    Some(results) => {
+                        let output = RunOutput {
+                            results,
+                            replay_samples: Vec::new(),
+                        };
+                        (output, true)
                     }
                     None => {
                         let tasks = c.load_tasks()?;
-                        let r = run(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
-                        on_run(&r, false);
-                        r
+                        let output = run_full(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
+                        (output, false)
                     }
                 };
+                on_run(&output, reused);
+                let r = &output.results;
                 accs.push(r.final_mean_accuracy);
                 inf.push(r.final_mean_task_inference_accuracy);
                 bwt.push(r.backward_transfer);
@@ -142,6 +147,8 @@ pub fn markdown(results: &CompareResults) -> String {
     for m in &results.methods {
         let name = match m {
             Method::Hnet => "hnet (CL2/CL3: HNET+ENT)",
+            Method::HnetR => "hnet-r (HNET+R)",
+            Method::HnetTir => "hnet-tir (HNET+TIR; CL1: HNET)",
             other => other.name(),
         };
         let _ = write!(s, "| {name} |");

@@ -8,12 +8,13 @@
 //! one more task to a stored model, [`evaluate`] measures every stored task.
 
 use crate::checkpoint::Checkpoint;
+use crate::cl::replay::{ReplayClassifier, ReplayConfig, ReplayReadouts, ReplayTargets, Vae};
 use crate::cl::trainer::{
     accuracy, argmax, for_each_logits, train_task, OptimizerState, Progress, TrainConfig,
 };
 use crate::cl::{
-    entropy_inference, logit_gap_temperature, BaselineConfig, DirectLearner, EntropyCalibration,
-    HnetModel, InferredEval, Lookahead, Method, Readout, Scenario,
+    entropy_inference, infer_tasks, logit_gap_temperature, BaselineConfig, DirectLearner,
+    EntropyCalibration, HnetModel, InferredEval, Lookahead, Method, Readout, Scenario,
 };
 use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
 use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
@@ -84,6 +85,9 @@ pub struct ExperimentConfig {
     /// entropies.
     #[serde(default)]
     pub entropy_calibration: EntropyCalibration,
+    /// The replay model of HNET+R and HNET+TIR (ignored by the other methods).
+    #[serde(default)]
+    pub replay: ReplayConfig,
 }
 
 impl ExperimentConfig {
@@ -145,15 +149,19 @@ impl ExperimentConfig {
             baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),
             validation: 0,
             entropy_calibration: EntropyCalibration::None,
+            replay: replay_defaults(benchmark, Method::Hnet),
         }
     }
 
-    /// Sets the method and the scenario, with the defaults that go with them: the baselines'
-    /// strengths for the scenario and HNET+ENT's calibration, logit-gap temperatures for the
-    /// hypernetwork in CL2 and CL3 (chosen on SplitMNIST validation sets, README "HNET+ENT
-    /// calibration") and none otherwise (CL1 infers no task; the baselines do not use it).
+    /// Sets the method and the scenario, with the defaults that go with them: the official
+    /// code's replay settings of the benchmark for HNET+R and HNET+TIR (their decoders
+    /// differ), the baselines' strengths for the scenario, and HNET+ENT's calibration:
+    /// logit-gap temperatures for the hypernetwork in CL2 and CL3 (chosen on SplitMNIST
+    /// validation sets, README "HNET+ENT calibration"), none otherwise (CL1 infers no task;
+    /// the other methods do not use it).
     pub fn set_method_and_scenario(&mut self, method: Method, scenario: Scenario) {
         self.method = method;
+        self.replay = replay_defaults(self.benchmark, method);
         self.scenario = scenario;
         self.baseline = BaselineConfig::defaults(self.benchmark == Benchmark::SplitMnist, scenario);
         self.entropy_calibration = if scenario.infers_task() && self.method == Method::Hnet {
@@ -237,8 +245,10 @@ impl ExperimentConfig {
             if let Some(m) = v.as_object_mut() {
                 m.remove("data_dir");
                 if c.method == Method::Hnet {
-                    // The baselines' strengths (which follow the scenario) play no part.
+                    // The baselines' strengths (which follow the scenario) and the replay
+                    // model play no part.
                     m.remove("baseline");
+                    m.remove("replay");
                 }
             }
             v
@@ -362,6 +372,9 @@ impl ExperimentConfig {
         }
         rate("si-xi", b.si_xi)?;
         positive("fisher-samples", b.fisher_samples)?;
+        if self.method.replays() {
+            self.replay.validate()?;
+        }
         Ok(())
     }
 
@@ -373,6 +386,16 @@ impl ExperimentConfig {
             .iter()
             .map(|s| s.load(&mnist, self.validation))
             .collect()
+    }
+}
+
+/// The official code's replay settings for `benchmark` and `method` (HNET+TIR's decoder and
+/// β differ from HNET+R's; other methods get HNET+R's, unused).
+pub fn replay_defaults(benchmark: Benchmark, method: Method) -> ReplayConfig {
+    let task_inference = method == Method::HnetTir;
+    match benchmark {
+        Benchmark::SplitMnist => ReplayConfig::split_mnist(task_inference),
+        Benchmark::PermutedMnist => ReplayConfig::permuted_mnist(task_inference),
     }
 }
 
@@ -469,6 +492,10 @@ pub struct RunResults {
     pub task_temperatures: Option<Vec<f64>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
+    /// HNET+R and HNET+TIR (CL2/CL3): per task the VAE learned, its mean reconstruction loss
+    /// (BCE per pixel) and KL term over the last 100 steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vae_losses: Option<Vec<(f64, f64)>>,
 }
 
 /// One task's evaluation: accuracy of every learned task and, without task identity, the
@@ -568,18 +595,59 @@ struct BaselineLearner {
     train: TrainConfig,
 }
 
-impl BaselineLearner {
-    /// The outputs task `t` trains: its own head (CL1), the shared head (CL2), or the heads of
-    /// every class seen so far with the task's classes after them (CL3, as van de Ven &
-    /// Tolias train their class-incremental baselines).
-    fn readout(&self, t: usize) -> Readout {
-        match self.scenario {
-            Scenario::Cl1 | Scenario::Cl2 => Readout::head(self.scenario.head(t)),
-            Scenario::Cl3 => Readout {
-                heads: 0..t + 1,
-                label_offset: t * self.learner.target.head_dim(),
-            },
+/// The outputs task `t` of a directly trained network trains: its own head (CL1), the shared
+/// head (CL2), or the heads of every class seen so far with the task's classes after them
+/// (CL3, as van de Ven & Tolias train their class-incremental baselines).
+fn direct_readout(scenario: Scenario, t: usize, head_dim: usize) -> Readout {
+    match scenario {
+        Scenario::Cl1 | Scenario::Cl2 => Readout::head(scenario.head(t)),
+        Scenario::Cl3 => Readout {
+            heads: 0..t + 1,
+            label_offset: t * head_dim,
+        },
+    }
+}
+
+/// A directly trained network's evaluation. CL1: task j's head; CL2: the shared head; CL3:
+/// the argmax over the classes of every learned task, whose head names the inferred task.
+fn evaluate_direct(
+    target: &TargetMlp,
+    w: &[f32],
+    scenario: Scenario,
+    tests: &[&TaskView],
+) -> EvalRow {
+    let learned = tests.len();
+    let hd = target.head_dim();
+    let mut accuracy = Vec::with_capacity(learned);
+    let mut inferred = Vec::with_capacity(learned);
+    for (j, data) in tests.iter().enumerate() {
+        let labels = data.labels();
+        let n = data.len().max(1) as f64;
+        let (heads, offset) = match scenario {
+            Scenario::Cl3 => (0..learned, j * hd),
+            s => (s.head(j)..s.head(j) + 1, 0),
+        };
+        let mut correct = 0usize;
+        let mut picks = vec![0usize; learned];
+        for_each_logits(target, w, heads, data, &mut |i, row| {
+            let p = argmax(row);
+            correct += usize::from(p == labels[i] + offset);
+            if scenario == Scenario::Cl3 {
+                picks[p / hd] += 1;
+            }
+        });
+        accuracy.push(100.0 * correct as f64 / n);
+        if scenario == Scenario::Cl3 {
+            inferred.push(InferredEval {
+                accuracy: 100.0 * correct as f64 / n,
+                task_inference_accuracy: 100.0 * picks[j] as f64 / n,
+                picks: picks.iter().map(|&c| 100.0 * c as f64 / n).collect(),
+            });
         }
+    }
+    EvalRow {
+        accuracy,
+        inferred: (scenario == Scenario::Cl3).then_some(inferred),
     }
 }
 
@@ -590,48 +658,170 @@ impl Learner for BaselineLearner {
         task: &ClassificationTask,
         on_progress: &mut dyn FnMut(&Progress),
     ) -> Result<()> {
-        let readout = self.readout(t);
+        let readout = direct_readout(self.scenario, t, self.learner.target.head_dim());
         self.learner
             .learn_classification(t, &task.train, &readout, &self.train, on_progress)
     }
 
-    /// CL1: task j's head; CL2: the shared head; CL3: the argmax over the classes of every
-    /// learned task, whose head names the inferred task.
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
-        let target = &self.learner.target;
-        let w = &self.learner.weights;
-        let learned = tests.len();
-        let hd = target.head_dim();
-        let mut accuracy = Vec::with_capacity(learned);
-        let mut inferred = Vec::with_capacity(learned);
-        for (j, data) in tests.iter().enumerate() {
-            let labels = data.labels();
-            let n = data.len().max(1) as f64;
-            let (heads, offset) = match self.scenario {
-                Scenario::Cl3 => (0..learned, j * hd),
-                s => (s.head(j)..s.head(j) + 1, 0),
-            };
-            let mut correct = 0usize;
-            let mut picks = vec![0usize; learned];
-            for_each_logits(target, w, heads, data, &mut |i, row| {
-                let p = argmax(row);
-                correct += usize::from(p == labels[i] + offset);
-                if self.scenario == Scenario::Cl3 {
-                    picks[p / hd] += 1;
-                }
-            });
-            accuracy.push(100.0 * correct as f64 / n);
-            if self.scenario == Scenario::Cl3 {
-                inferred.push(InferredEval {
-                    accuracy: 100.0 * correct as f64 / n,
-                    task_inference_accuracy: 100.0 * picks[j] as f64 / n,
-                    picks: picks.iter().map(|&c| 100.0 * c as f64 / n).collect(),
-                });
-            }
+        evaluate_direct(
+            &self.learner.target,
+            &self.learner.weights,
+            self.scenario,
+            tests,
+        )
+    }
+}
+
+/// HNET+R: a classifier trained directly on current and replayed data (soft targets from its
+/// copy before the task), and the VAE whose decoder a hypernetwork generates, learned on
+/// every task but the last (nothing replays it).
+struct ReplayLearner {
+    classifier: ReplayClassifier,
+    vae: Vae,
+    scenario: Scenario,
+    train: TrainConfig,
+    num_tasks: usize,
+    vae_losses: Vec<(f64, f64)>,
+}
+
+impl Learner for ReplayLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        let scenario = self.scenario;
+        let current = direct_readout(scenario, t, self.classifier.learner.target.head_dim());
+        // A replayed sample of task k is read where task k was (CL1: head k; CL2: the shared
+        // head; CL3: all heads so far, the teacher's being those of tasks 0..t).
+        let replayed = move |k: usize| match scenario {
+            Scenario::Cl1 | Scenario::Cl2 => (
+                Readout::head(scenario.head(k)),
+                Readout::head(scenario.head(k)),
+            ),
+            Scenario::Cl3 => (
+                Readout {
+                    heads: 0..t + 1,
+                    label_offset: 0,
+                },
+                Readout {
+                    heads: 0..t,
+                    label_offset: 0,
+                },
+            ),
+        };
+        let readouts = ReplayReadouts {
+            current,
+            label: &|l| l,
+            replayed: &replayed,
+        };
+        self.classifier.learn_task(
+            t,
+            &task.train,
+            &self.vae,
+            &readouts,
+            &self.train,
+            on_progress,
+        )?;
+        if t + 1 < self.num_tasks {
+            let losses = self
+                .vae
+                .learn_task(t, &task.train, &self.train, on_progress)?;
+            self.vae_losses.push(losses);
         }
+        Ok(())
+    }
+
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        let c = &self.classifier.learner;
+        evaluate_direct(&c.target, &c.weights, self.scenario, tests)
+    }
+}
+
+/// HNET+TIR: the hypernetwork classifier trained as in CL1 (each task its embedding; its head
+/// in CL3, the shared head in CL2), a task-inference network trained on the current task
+/// (label t) and replayed data (label k for task k's samples), and the VAE. Without task
+/// identity, the task-inference network's argmax over the learned tasks picks the embedding
+/// (and in CL3 the head). In CL1 the task is given: no task inference, no replay.
+struct TirLearner {
+    classifier: HnetLearner,
+    task_net: ReplayClassifier,
+    task_net_train: TrainConfig,
+    vae: Vae,
+    num_tasks: usize,
+    vae_losses: Vec<(f64, f64)>,
+}
+
+impl Learner for TirLearner {
+    fn learn(
+        &mut self,
+        t: usize,
+        task: &ClassificationTask,
+        on_progress: &mut dyn FnMut(&Progress),
+    ) -> Result<()> {
+        self.classifier.learn(t, task, on_progress)?;
+        if !self.classifier.scenario.infers_task() {
+            return Ok(());
+        }
+        // With one task learned there is nothing to tell apart.
+        if t > 0 {
+            let all = Readout {
+                heads: 0..t + 1,
+                label_offset: 0,
+            };
+            let replayed = |_: usize| (all.clone(), all.clone());
+            let readouts = ReplayReadouts {
+                current: all.clone(),
+                label: &|_| t,
+                replayed: &replayed,
+            };
+            self.task_net.learn_task(
+                t,
+                &task.train,
+                &self.vae,
+                &readouts,
+                &self.task_net_train,
+                on_progress,
+            )?;
+        }
+        if t + 1 < self.num_tasks {
+            let losses =
+                self.vae
+                    .learn_task(t, &task.train, &self.classifier.train, on_progress)?;
+            self.vae_losses.push(losses);
+        }
+        Ok(())
+    }
+
+    fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
+        let scenario = self.classifier.scenario;
+        if !scenario.infers_task() {
+            return self.classifier.evaluate(tests);
+        }
+        let learned = tests.len();
+        let net = &self.task_net.learner;
+        let picks: Vec<Vec<usize>> = tests
+            .iter()
+            .map(|d| {
+                let mut v = Vec::with_capacity(d.len());
+                for_each_logits(&net.target, &net.weights, 0..learned, d, &mut |_, row| {
+                    v.push(argmax(row))
+                });
+                v
+            })
+            .collect();
+        let inferred = infer_tasks(
+            &self.classifier.model,
+            learned,
+            scenario,
+            tests,
+            &mut |k, j, i, _| if picks[j][i] == k { 0.0 } else { 1.0 },
+        );
         EvalRow {
-            accuracy,
-            inferred: (self.scenario == Scenario::Cl3).then_some(inferred),
+            accuracy: inferred.iter().map(|e| e.accuracy).collect(),
+            inferred: Some(inferred),
         }
     }
 }
@@ -647,7 +837,39 @@ pub fn run(
     on_progress: &mut dyn FnMut(&Progress),
     on_task_end: &mut dyn FnMut(usize, &[f64]),
 ) -> Result<RunResults> {
+    run_full(config, tasks, on_progress, on_task_end).map(|o| o.results)
+}
+
+/// A run's results and, for HNET+R and HNET+TIR, samples of what the replay model remembers.
+#[derive(Clone, Debug)]
+pub struct RunOutput {
+    /// The results.
+    pub results: RunResults,
+    /// Per task the VAE learned: [`REPLAY_PICTURE_SAMPLES`] replayed samples as 28×28 digits
+    /// (pixel probabilities, PermutedMNIST's permutation and padding undone), one after the
+    /// other; empty for the other methods.
+    pub replay_samples: Vec<Vec<f32>>,
+}
+
+/// Samples per task in [`RunOutput::replay_samples`].
+pub const REPLAY_PICTURE_SAMPLES: usize = 64;
+
+/// [`run`], keeping the replay model's samples.
+pub fn run_full(
+    config: &ExperimentConfig,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+    on_task_end: &mut dyn FnMut(usize, &[f64]),
+) -> Result<RunOutput> {
     config.validate()?;
+    let seed = config.train.seed;
+    let (input_dim, _) = config.io_dims();
+    let target = config.target();
+    let specs = config.task_specs();
+    let output = |results| RunOutput {
+        results,
+        replay_samples: Vec::new(),
+    };
     match config.method {
         Method::Hnet => {
             let mut state = Checkpoint::new(config)?;
@@ -656,37 +878,129 @@ pub fn run(
                 on_task_end(t, &s.history.accuracy_matrix[t]);
                 Ok(())
             })?;
-            Ok(results(&state))
+            Ok(output(results(&state)))
+        }
+        Method::HnetR => {
+            let mut learner = ReplayLearner {
+                classifier: ReplayClassifier::new(
+                    target.clone(),
+                    ReplayTargets::Distill {
+                        temperature: config.replay.temperature,
+                    },
+                    config.replay.replay_weight,
+                    seed,
+                ),
+                vae: Vae::new(&config.replay, input_dim, config.num_tasks, seed),
+                scenario: config.scenario,
+                train: config.train.clone(),
+                num_tasks: config.num_tasks,
+                vae_losses: Vec::new(),
+            };
+            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
+            let mut results = summarize(config, target.num_weights(), 0, &history, specs);
+            results.vae_losses = Some(learner.vae_losses.clone());
+            let replay_samples = replay_samples(&learner.vae, tasks, seed);
+            Ok(RunOutput {
+                results,
+                replay_samples,
+            })
+        }
+        Method::HnetTir => {
+            let hnet = crate::nn::Hnet::new(&config.hnet, target.num_weights());
+            let model = HnetModel::with_init(target.clone(), hnet, seed, config.hnet_init);
+            let num_params = model.hnet.num_params();
+            let task_seed = crate::rng::Rng::derived(seed, "task-inference-seed", 0).next_u64();
+            let mut task_net_train = config.train.clone();
+            task_net_train.seed = task_seed;
+            let task_net = TargetMlp::new(input_dim, &config.target_hidden, 1, config.num_tasks);
+            let mut learner = TirLearner {
+                classifier: HnetLearner {
+                    model,
+                    scenario: config.scenario,
+                    train: config.train.clone(),
+                    optimizer: None,
+                    temperatures: Vec::new(),
+                    calibration: config.entropy_calibration,
+                },
+                task_net: ReplayClassifier::new(
+                    task_net,
+                    ReplayTargets::TaskLabel,
+                    config.replay.replay_weight,
+                    task_seed,
+                ),
+                task_net_train,
+                vae: Vae::new(&config.replay, input_dim, config.num_tasks, seed),
+                num_tasks: config.num_tasks,
+                vae_losses: Vec::new(),
+            };
+            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
+            let mut results = summarize(config, target.num_weights(), num_params, &history, specs);
+            let replay_samples = if config.scenario.infers_task() {
+                results.vae_losses = Some(learner.vae_losses.clone());
+                replay_samples(&learner.vae, tasks, seed)
+            } else {
+                Vec::new()
+            };
+            Ok(RunOutput {
+                results,
+                replay_samples,
+            })
         }
         method => {
-            let target = config.target();
             let mut learner = BaselineLearner {
-                learner: DirectLearner::new(
-                    target.clone(),
-                    method,
-                    &config.baseline,
-                    config.train.seed,
-                ),
+                learner: DirectLearner::new(target.clone(), method, &config.baseline, seed),
                 scenario: config.scenario,
                 train: config.train.clone(),
             };
-            let start = Instant::now();
-            let mut history = History::default();
-            for t in 0..tasks.len() {
-                let row = learn_and_evaluate(&mut learner, t, &tasks[..=t], on_progress)?;
-                on_task_end(t, &row.0.accuracy);
-                history.push(row);
-            }
-            history.wall_seconds = start.elapsed().as_secs_f64();
-            Ok(summarize(
+            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
+            Ok(output(summarize(
                 config,
                 target.num_weights(),
                 0,
                 &history,
-                config.task_specs(),
-            ))
+                specs,
+            )))
         }
     }
+}
+
+/// Learns every task in order, evaluating all tasks so far after each; the history of a
+/// learner that keeps no checkpoint.
+fn learn_all(
+    learner: &mut dyn Learner,
+    tasks: &[ClassificationTask],
+    on_progress: &mut dyn FnMut(&Progress),
+    on_task_end: &mut dyn FnMut(usize, &[f64]),
+) -> Result<History> {
+    let start = Instant::now();
+    let mut history = History::default();
+    for t in 0..tasks.len() {
+        let row = learn_and_evaluate(learner, t, &tasks[..=t], on_progress)?;
+        on_task_end(t, &row.0.accuracy);
+        history.push(row);
+    }
+    history.wall_seconds = start.elapsed().as_secs_f64();
+    Ok(history)
+}
+
+/// [`REPLAY_PICTURE_SAMPLES`] samples of every task `vae` learned, mapped back to the digits'
+/// 28×28 pixels through the task's pixel map (PermutedMNIST) when it has one.
+fn replay_samples(vae: &Vae, tasks: &[ClassificationTask], seed: u64) -> Vec<Vec<f32>> {
+    crate::cl::replay::replay_pictures(vae, REPLAY_PICTURE_SAMPLES, seed, &|k, sample| match tasks
+        .get(k)
+        .and_then(|t| t.train.pixel_map())
+    {
+        None => sample.to_vec(),
+        Some(map) => {
+            let mut digit = vec![0.0f32; 28 * 28];
+            for (&m, &v) in map.iter().zip(sample) {
+                if let Some(d) = digit.get_mut(m as usize) {
+                    *d = v;
+                }
+            }
+            digit
+        }
+    })
 }
 
 /// The step every learner shares: learns task `t` (the last of `tasks`), then evaluates tasks
@@ -986,6 +1300,7 @@ fn summarize(
         tasks,
         accuracy_matrix: matrix.clone(),
         wall_seconds: history.wall_seconds,
+        vae_losses: None,
     };
     let inference = &history.task_inference;
     if !inference.is_empty() {

@@ -8,8 +8,9 @@
 //! - [`gradcheck`]: finite-difference audits in f64, per op and for whole pipelines.
 //! - [`nn`]: parameter layouts, the target MLP (weights passed in) and the (chunked)
 //!   hypernetwork; [`optim`]: Adam and the look-ahead Δθ.
-//! - [`cl`]: the model state, the output regularizer, one training step, the task loop and
-//!   the end-to-end audit; [`experiment`]: the paper's benchmarks from data to accuracies.
+//! - [`cl`]: the model state, the output regularizer, one training step, the task loop, the
+//!   end-to-end audit, task inference and generative replay (HNET+R, HNET+TIR);
+//!   [`experiment`]: the paper's benchmarks from data to accuracies.
 //! - [`data`]: IDX files, MNIST, PermutedMNIST, SplitMNIST, the toy regression;
 //!   [`report`]: atomic writes and result files; [`bench`]: step and matmul timing;
 //!   [`rng`]: seeded random streams that are the same everywhere.

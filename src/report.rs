@@ -330,3 +330,137 @@ pub fn summary_lines(results: &RunResults) -> String {
     }
     out
 }
+
+/// CRC-32 (ISO-HDLC, as PNG chunks use) of `bytes`.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// An 8-bit greyscale PNG of `width` × `height` pixels (row-major, one byte each).
+///
+/// # Panics
+/// If `pixels` does not hold `width · height` bytes (a caller bug).
+pub fn grey_png(width: usize, height: usize, pixels: &[u8]) -> Vec<u8> {
+    assert_eq!(pixels.len(), width * height, "pixel count");
+    let mut raw = Vec::with_capacity((width + 1) * height);
+    for row in pixels.chunks_exact(width.max(1)) {
+        raw.push(0); // filter: none
+        raw.extend_from_slice(row);
+    }
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&raw).expect("writing to memory");
+    let idat = z.finish().expect("writing to memory");
+    let mut ihdr = Vec::with_capacity(13);
+    ihdr.extend_from_slice(&(width as u32).to_be_bytes());
+    ihdr.extend_from_slice(&(height as u32).to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8 bits, greyscale, deflate, no filter, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    for (kind, data) in [
+        (b"IHDR", &ihdr[..]),
+        (b"IDAT", &idat[..]),
+        (b"IEND", &[][..]),
+    ] {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(kind);
+        png.extend_from_slice(data);
+        let crc = crc32(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    }
+    png
+}
+
+/// Square images of `side`² values in [0, 1] (one after another in `images`) as a grid of
+/// `cols` columns, white digits on black, one pixel of grey between them: (width, height,
+/// pixels).
+pub fn image_grid(images: &[f32], side: usize, cols: usize) -> (usize, usize, Vec<u8>) {
+    let n = images.len() / (side * side).max(1);
+    let cols = cols.clamp(1, n.max(1));
+    let rows = n.div_ceil(cols);
+    let (w, h) = (cols * (side + 1) + 1, rows * (side + 1) + 1);
+    let mut px = vec![96u8; w * h];
+    for (i, img) in images.chunks_exact((side * side).max(1)).enumerate() {
+        let (r0, c0) = ((i / cols) * (side + 1) + 1, (i % cols) * (side + 1) + 1);
+        for (p, &v) in img.iter().enumerate() {
+            px[(r0 + p / side) * w + c0 + p % side] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+        }
+    }
+    (w, h, px)
+}
+
+/// Writes what the replay model generates, 28×28 digits per task (`samples[k]`: task k's):
+/// `dir/replay-task<k>.png` (a grid of 8 columns) for each task and `dir/replay.png` (one
+/// row of the first 16 samples per task, task 0 on top). Returns the paths written.
+pub fn write_replay_pictures(dir: &Path, samples: &[Vec<f32>]) -> Result<Vec<std::path::PathBuf>> {
+    const SIDE: usize = 28;
+    let mut written = Vec::new();
+    let mut rows = Vec::new();
+    for (k, s) in samples.iter().enumerate() {
+        let (w, h, px) = image_grid(s, SIDE, 8);
+        let path = dir.join(format!("replay-task{k}.png"));
+        write_atomic(&path, &grey_png(w, h, &px))?;
+        written.push(path);
+        let first = 16.min(s.len() / (SIDE * SIDE));
+        let mut row = s[..first * SIDE * SIDE].to_vec();
+        row.resize(16 * SIDE * SIDE, 0.0);
+        rows.extend(row);
+    }
+    if !samples.is_empty() {
+        let (w, h, px) = image_grid(&rows, SIDE, 16);
+        let path = dir.join("replay.png");
+        write_atomic(&path, &grey_png(w, h, &px))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+#[cfg(test)]
+mod png_tests {
+    use super::*;
+
+    #[test]
+    fn crc32_of_the_standard_check_string() {
+        assert_eq!(crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(crc32(b"IEND"), 0xAE42_6082);
+    }
+
+    #[test]
+    fn png_has_signature_header_and_decompresses_to_the_rows() {
+        let png = grey_png(3, 2, &[0, 1, 2, 3, 4, 5]);
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(&png[12..16], b"IHDR");
+        assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 3);
+        assert_eq!(u32::from_be_bytes(png[20..24].try_into().unwrap()), 2);
+        let idat_len = u32::from_be_bytes(png[33..37].try_into().unwrap()) as usize;
+        assert_eq!(&png[37..41], b"IDAT");
+        let mut raw = Vec::new();
+        use std::io::Read;
+        flate2::read::ZlibDecoder::new(&png[41..41 + idat_len])
+            .read_to_end(&mut raw)
+            .unwrap();
+        assert_eq!(raw, vec![0, 0, 1, 2, 0, 3, 4, 5]);
+        assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
+    fn grid_places_images_with_separators() {
+        let imgs = vec![1.0f32; 2 * 4]; // two 2×2 white images
+        let (w, h, px) = image_grid(&imgs, 2, 2);
+        assert_eq!((w, h), (7, 4));
+        assert_eq!(px[0], 96);
+        assert_eq!(px[w + 1], 255);
+        assert_eq!(px[w + 3], 96);
+        assert_eq!(px[w + 4], 255);
+    }
+}

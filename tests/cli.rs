@@ -91,6 +91,7 @@ fn gradcheck_of_the_pipeline_passes() {
     for l in ["Adam", "Sgd", "Off"] {
         assert!(text.contains(&format!("look-ahead {l}")), "{text}");
     }
+    assert!(text.contains("VAE loss of hnet-r/hnet-tir"), "{text}");
 }
 
 #[test]

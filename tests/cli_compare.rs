@@ -8,10 +8,9 @@ fn mnist_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
 }
 
-#[test]
-fn compare_writes_a_table_and_json_for_every_cell() {
-    let out = tempfile::tempdir().unwrap();
-    let o = Command::cargo_bin("hypertape")
+/// A tiny SplitMNIST compare grid (hnet and SI, CL1 and CL3, 2 tasks of 5 steps) into `out`.
+fn tiny_compare(out: &std::path::Path) -> std::process::Output {
+    Command::cargo_bin("hypertape")
         .unwrap()
         .args(["compare", "split-mnist", "--methods", "hnet,si"])
         .args([
@@ -25,9 +24,15 @@ fn compare_writes_a_table_and_json_for_every_cell() {
         .arg("--data-dir")
         .arg(mnist_dir())
         .arg("--out")
-        .arg(out.path())
+        .arg(out)
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn compare_writes_a_table_and_json_for_every_cell() {
+    let out = tempfile::tempdir().unwrap();
+    let o = tiny_compare(out.path());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
     assert!(table.contains("| method | CL1 | CL3 |"), "{table}");
@@ -47,23 +52,7 @@ fn compare_writes_a_table_and_json_for_every_cell() {
         serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
     changed["config"]["train"]["iterations"] = serde_json::json!(6);
     std::fs::write(&si, serde_json::to_vec(&changed).unwrap()).unwrap();
-    let again = Command::cargo_bin("hypertape")
-        .unwrap()
-        .args(["compare", "split-mnist", "--methods", "hnet,si"])
-        .args([
-            "--scenarios",
-            "cl1,cl3",
-            "--tasks",
-            "2",
-            "--iterations",
-            "5",
-        ])
-        .arg("--data-dir")
-        .arg(mnist_dir())
-        .arg("--out")
-        .arg(out.path())
-        .output()
-        .unwrap();
+    let again = tiny_compare(out.path());
     assert!(again.status.success());
     let log = String::from_utf8_lossy(&again.stderr);
     assert_eq!(log.matches("results of an earlier run").count(), 3, "{log}");
@@ -102,4 +91,119 @@ fn toy_regression_writes_results_and_svg() {
     let r: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("results.json")).unwrap()).unwrap();
     assert_eq!(r["methods"].as_array().unwrap().len(), 3);
+}
+
+fn tiny_replay_run(out: &std::path::Path, method: &str, scenario: &str) -> Command {
+    let mut cmd = Command::cargo_bin("hypertape").unwrap();
+    cmd.args([
+        "run",
+        "split-mnist",
+        "--method",
+        method,
+        "--scenario",
+        scenario,
+    ])
+    .args([
+        "--tasks",
+        "2",
+        "--iterations",
+        "10",
+        "--target-hidden",
+        "20",
+    ])
+    .args([
+        "--encoder-hidden",
+        "20",
+        "--decoder-hidden",
+        "20",
+        "--latent-dim",
+        "4",
+    ])
+    .arg("--data-dir")
+    .arg(mnist_dir())
+    .arg("--out")
+    .arg(out);
+    cmd
+}
+
+#[test]
+fn replay_run_writes_results_and_png_pictures_of_replayed_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (method, scenario) in [("hnet-r", "cl3"), ("hnet-tir", "cl2")] {
+        let out = tmp.path().join(method);
+        let o = tiny_replay_run(&out, method, scenario).output().unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(stdout.contains("replayed samples:"), "{stdout}");
+        assert!(stdout.contains("VAE loss per task"), "{stdout}");
+        let r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+        assert_eq!(r["config"]["method"], method);
+        assert_eq!(r["config"]["replay"]["latent_dim"], 4);
+        assert_eq!(r["task_inference_matrix"].as_array().unwrap().len(), 2);
+        for f in ["replay-task0.png", "replay.png"] {
+            let png = std::fs::read(out.join(f)).unwrap();
+            assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "{f}");
+        }
+        // The last task is never replayed, so the VAE does not learn it.
+        assert!(!out.join("replay-task1.png").exists());
+    }
+}
+
+#[test]
+fn compare_runs_replay_methods_and_names_them() {
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::cargo_bin("hypertape")
+        .unwrap()
+        .args(["compare", "split-mnist", "--methods", "hnet-r,hnet-tir"])
+        .args(["--scenarios", "cl2", "--tasks", "2", "--iterations", "3"])
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
+    assert!(table.contains("| hnet-r (HNET+R) |"), "{table}");
+    assert!(
+        table.contains("| hnet-tir (HNET+TIR; CL1: HNET) |"),
+        "{table}"
+    );
+    assert!(out.path().join("hnet-tir-cl2-seed42/replay.png").exists());
+}
+
+#[test]
+fn bad_replay_settings_are_refused_with_their_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, value, named) in [
+        ("--latent-dim", "0", "latent-dim"),
+        ("--decoder-hidden", "0", "decoder-hidden"),
+        ("--replay-beta=-1", "", "replay-beta"),
+    ] {
+        let o = Command::cargo_bin("hypertape")
+            .unwrap()
+            .args([
+                "run",
+                "split-mnist",
+                "--method",
+                "hnet-r",
+                "--scenario",
+                "cl2",
+            ])
+            .args(["--tasks", "2", "--iterations", "2", flag])
+            .args((!value.is_empty()).then_some(value))
+            .arg("--data-dir")
+            .arg(mnist_dir())
+            .arg("--out")
+            .arg(tmp.path().join("bad"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(named) && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
 }

@@ -230,12 +230,31 @@ pub fn entropy_inference(
     tests: &[&TaskView],
     temperatures: &[f64],
 ) -> Vec<InferredEval> {
+    infer_tasks(model, learned, scenario, tests, &mut |k, _, _, row| {
+        entropy_at(row, temperatures.get(k).copied().unwrap_or(1.0))
+    })
+}
+
+/// The score of task k for input i of test set j given k's logits: (k, j, i, logits).
+pub type TaskScore<'s> = dyn FnMut(usize, usize, usize, &[f32]) -> f64 + 's;
+
+/// Task inference by any rule: per input, the task k with the lowest `score(k, j, i, logits)`
+/// (test set j, input i, the logits of k's head with k's weights) is picked (the first on
+/// ties) and read as in [`entropy_inference`], whose rule is the entropy. HNET+TIR's rule is
+/// 0 for the task its task-inference network predicts and 1 for every other.
+pub fn infer_tasks(
+    model: &HnetModel<f32>,
+    learned: usize,
+    scenario: Scenario,
+    tests: &[&TaskView],
+    score: &mut TaskScore<'_>,
+) -> Vec<InferredEval> {
     assert!(scenario.infers_task(), "CL1 is given the task identity");
     assert!(
         learned >= 1 && learned <= model.task_embs.len(),
         "learned tasks"
     );
-    // Per test set, per input: (lowest entropy, its task, its head's argmax).
+    // Per test set, per input: (lowest score, its task, its head's argmax).
     let mut best: Vec<Vec<(f64, usize, usize)>> = tests
         .iter()
         .map(|d| vec![(f64::INFINITY, 0, 0); d.len()])
@@ -243,7 +262,6 @@ pub fn entropy_inference(
     for k in 0..learned {
         let weights = model.generated_weights(k);
         let head = scenario.head(k);
-        let temperature = temperatures.get(k).copied().unwrap_or(1.0);
         for (j, data) in tests.iter().enumerate() {
             let slots = &mut best[j];
             for_each_logits(
@@ -252,7 +270,7 @@ pub fn entropy_inference(
                 head..head + 1,
                 data,
                 &mut |i, row| {
-                    let h = entropy_at(row, temperature);
+                    let h = score(k, j, i, row);
                     if h < slots[i].0 {
                         slots[i] = (h, k, argmax(row));
                     }

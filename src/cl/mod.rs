@@ -8,22 +8,26 @@
 //! - [`audit`]: the end-to-end f64 gradient audit of the step.
 //! - [`inference`]: the scenarios CL1–CL3 and task inference by predictive entropy (HNET+ENT).
 //! - [`baselines`]: fine-tuning, EWC, online EWC and SI on the target network trained directly.
+//! - [`replay`]: the hypernetwork-protected VAE and training on replayed data (HNET+R,
+//!   HNET+TIR).
 
 pub mod audit;
 pub mod baselines;
 pub mod inference;
 mod model;
 mod regularizer;
+pub mod replay;
 mod step;
 pub mod trainer;
 
 pub use baselines::{BaselineConfig, Consolidation, DirectLearner, Method};
 pub use inference::{
-    entropy_inference, logit_gap_temperature, EntropyCalibration, InferredEval, Readout, Scenario,
+    entropy_inference, infer_tasks, logit_gap_temperature, EntropyCalibration, InferredEval,
+    Readout, Scenario, TaskScore,
 };
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
 pub use step::{
-    step_gradients, step_gradients_with, task_loss, Lookahead, StepGradients, StepInput,
-    StepWorkspace,
+    step_gradients, step_gradients_extra, step_gradients_with, task_loss, Lookahead, StepGradients,
+    StepInput, StepWorkspace,
 };

@@ -47,6 +47,9 @@ pub struct StepGradients<F> {
     pub theta: Vec<F>,
     /// ∂L_task/∂e(T).
     pub task_emb: Vec<F>,
+    /// ∂L_task/∂p for the extra leaves p the task loss registered (see
+    /// [`step_gradients_extra`]), in their order; empty otherwise.
+    pub extra: Vec<Vec<F>>,
 }
 
 /// Buffers kept from one step to the next: the tapes' pool and θ + Δθ.
@@ -135,22 +138,55 @@ pub fn step_gradients_with<'m, F: Float, L>(
 where
     L: FnOnce(&mut Tape<'m, F>, Var) -> Var,
 {
+    step_gradients_extra(
+        model,
+        task,
+        |tape, weights| (loss(tape, weights), Vec::new()),
+        reg,
+        lookahead,
+        theta_opt,
+        workspace,
+    )
+}
+
+/// [`step_gradients_with`] for a task loss with parameters of its own besides the generated
+/// weights (a VAE's encoder): `loss` returns L_task and the leaves whose gradients
+/// [`StepGradients::extra`] must hold. Only θ is regularized and looked ahead.
+pub fn step_gradients_extra<'m, F: Float, L>(
+    model: &'m HnetModel<F>,
+    task: usize,
+    loss: L,
+    reg: Option<(&OutputRegularizer<F>, &[usize])>,
+    lookahead: Lookahead,
+    theta_opt: &Adam<F>,
+    workspace: &mut StepWorkspace<F>,
+) -> StepGradients<F>
+where
+    L: FnOnce(&mut Tape<'m, F>, Var) -> (Var, Vec<Var>),
+{
     let d = model.hnet.config().task_emb_dim;
-    let (task_loss_value, mut grad_theta, grad_emb) = {
+    let (task_loss_value, mut grad_theta, grad_emb, extra) = {
         let mut tape: Tape<'m, F> = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
         let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
         let emb = tape.leaf_ref(&[1, d], &model.task_embs[task]);
         let out = model.hnet.forward(&mut tape, theta, emb);
         let weights = model.hnet.task_weights(&mut tape, out, 0);
-        let loss = loss(&mut tape, weights);
+        let (loss, extra_leaves) = loss(&mut tape, weights);
         let mut grads = tape.backward(loss);
+        let extra: Vec<Vec<F>> = extra_leaves
+            .iter()
+            .map(|&p| {
+                let n = tape.value(p).len();
+                grads.take(p).unwrap_or_else(|| vec![F::ZERO; n])
+            })
+            .collect();
         let gt = grads
             .take(theta)
             .unwrap_or_else(|| vec![F::ZERO; model.theta.len()]);
         let ge = grads.take(emb).unwrap_or_else(|| vec![F::ZERO; d]);
         let value = tape.item(loss).to_f64();
         workspace.pool = tape.into_pool(Some(grads));
-        (value, gt, ge)
+        (value, gt, ge, extra)
     };
     let mut reg_loss = 0.0;
     if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
@@ -180,5 +216,6 @@ where
         reg_loss,
         theta: grad_theta,
         task_emb: grad_emb,
+        extra,
     }
 }

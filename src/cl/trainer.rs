@@ -7,8 +7,8 @@
 //! uninterrupted one.
 
 use super::{
-    step_gradients, step_gradients_with, HnetModel, Lookahead, OutputRegularizer, StepInput,
-    StepWorkspace,
+    step_gradients, step_gradients_extra, step_gradients_with, HnetModel, Lookahead,
+    OutputRegularizer, StepInput, StepWorkspace,
 };
 use crate::data::TaskView;
 use crate::nn::TargetMlp;
@@ -233,7 +233,36 @@ impl TaskSession {
         self.apply(model, grads)
     }
 
-    fn apply(
+    /// The gradients of a step whose task loss has parameters of its own besides the generated
+    /// weights (see [`step_gradients_extra`]); [`TaskSession::apply`] then takes the step on θ
+    /// and the embedding, the caller on its own parameters (from `extra`).
+    pub fn gradients_extra<'m, L>(
+        &mut self,
+        model: &'m HnetModel<f32>,
+        subset: &[usize],
+        loss: L,
+    ) -> super::StepGradients<f32>
+    where
+        L: FnOnce(
+            &mut Tape<'m, f32>,
+            crate::tape::Var,
+        ) -> (crate::tape::Var, Vec<crate::tape::Var>),
+    {
+        let reg = self.reg.as_ref().map(|r| (r, subset));
+        step_gradients_extra(
+            model,
+            self.task,
+            loss,
+            reg,
+            self.lookahead,
+            &self.theta_opt,
+            &mut self.workspace,
+        )
+    }
+
+    /// The Adam steps on θ and the task's embedding for `grads`; returns (task loss,
+    /// regularizer). A non-finite loss is an error and changes nothing.
+    pub fn apply(
         &mut self,
         model: &mut HnetModel<f32>,
         grads: super::StepGradients<f32>,

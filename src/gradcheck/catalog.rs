@@ -309,6 +309,12 @@ pub fn op_cases() -> Vec<OpCase> {
             |t, x| t.squared_distance(x[0], x[1])
         ),
         case!(
+            "bce_with_logits",
+            Any,
+            |m, k, n| vec![vec![m, n], vec![m, n]],
+            |t, x| t.bce_with_logits(x[0], x[1])
+        ),
+        case!(
             "linear_squared_distance (2 groups)",
             Any,
             |m, k, n| vec![

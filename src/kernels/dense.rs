@@ -65,6 +65,17 @@ fn split_off<'g, F>(rest: &mut Option<&'g mut [F]>, len: usize) -> Option<&'g mu
     Some(head)
 }
 
+/// Fills `panel` ([m × cols] row-major, m = rows of `g`) with α·g[:, j0..j0+cols] of a stored
+/// [m × n] gradient `g`: the panel producer of a plain dense layer's backward.
+pub fn copy_panel<F: Float>(g: &[F], n: usize, alpha: F, j0: usize, panel: &mut [F]) {
+    let m = g.len() / n.max(1);
+    let cols = panel.len() / m.max(1);
+    for (i, row) in panel.chunks_exact_mut(cols.max(1)).enumerate() {
+        let src = &g[i * n + j0..i * n + j0 + cols];
+        row.iter_mut().zip(src).for_each(|(d, &s)| *d = alpha * s);
+    }
+}
+
 /// The backward of y = x·Wᵀ + b (x [m×k], W [n×k], row-major) for an output gradient G made
 /// panel by panel: for each block of columns J = j0..j0+nb, `fill(j0, g)` writes G[:, J] into
 /// `g` ([m × nb] row-major; nb = g.len() / m) and returns a number; then dW_J += G_Jᵀ·x,
@@ -200,11 +211,8 @@ mod tests {
                 &x,
                 &w,
                 |j0, panel| {
-                    let cols = panel.len() / m;
-                    for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
-                        row.copy_from_slice(&g[i * n + j0..i * n + j0 + cols]);
-                    }
-                    cols as f64
+                    copy_panel(&g, n, 1.0, j0, panel);
+                    (panel.len() / m) as f64
                 },
                 DenseGrads {
                     x: Some(&mut gx),
@@ -246,10 +254,7 @@ mod tests {
                     &x,
                     &w,
                     |j0, panel| {
-                        let cols = panel.len() / m;
-                        for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
-                            row.copy_from_slice(&g[i * n + j0..i * n + j0 + cols]);
-                        }
+                        copy_panel(&g, n, 1.0, j0, panel);
                         0.0
                     },
                     DenseGrads {

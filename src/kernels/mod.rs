@@ -9,7 +9,7 @@ use crate::tensor::Float;
 use rayon::prelude::*;
 
 mod dense;
-pub use dense::{dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
+pub use dense::{copy_panel, dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
 
 /// Elementwise loops shorter than this run on one thread.
 pub const PARALLEL_MIN_LEN: usize = 1 << 16;

@@ -132,11 +132,13 @@ impl TargetMlp {
         x: Var,
         heads: std::ops::Range<usize>,
     ) -> Var {
-        assert!(
-            heads.start < heads.end && heads.end <= self.num_heads,
-            "heads {heads:?} of {}",
-            self.num_heads
-        );
+        let h = self.hidden_features(tape, weights, x);
+        self.head_outputs(tape, weights, h, heads)
+    }
+
+    /// The last hidden layer's activations for the batch `x` (the input itself without hidden
+    /// layers): what every head reads.
+    pub fn hidden_features<F: Float>(&self, tape: &mut Tape<'_, F>, weights: Var, x: Var) -> Var {
         let mut h = x;
         for l in 0..self.hidden.len() {
             let w = self.layout.view(tape, weights, 2 * l);
@@ -144,6 +146,23 @@ impl TargetMlp {
             let z = tape.linear(h, w, Some(b));
             h = self.activation.apply(tape, z);
         }
+        h
+    }
+
+    /// The outputs of the consecutive heads `heads` side by side for hidden features `h`
+    /// ([`TargetMlp::hidden_features`]); one product for all of them.
+    pub fn head_outputs<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        weights: Var,
+        h: Var,
+        heads: std::ops::Range<usize>,
+    ) -> Var {
+        assert!(
+            heads.start < heads.end && heads.end <= self.num_heads,
+            "heads {heads:?} of {}",
+            self.num_heads
+        );
         let out_w = self.layout.entry(2 * self.hidden.len());
         let out_b = self.layout.entry(2 * self.hidden.len() + 1);
         let fan_in = out_w.shape[1];

@@ -162,6 +162,8 @@ pub enum Op<F> {
     },
     /// Σ (a − b)².
     SquaredDistance(Var, Var),
+    /// Mean over all elements of softplus(x) − x·y (binary cross-entropy on logits x).
+    BceWithLogits { logits: Var, targets: Var },
     /// Σ over groups of ‖first len elements of the group of rows of x·Wᵀ + b − target‖².
     LinearSquaredDistance {
         x: Var,
@@ -223,6 +225,7 @@ impl<F> Op<F> {
             Op::LogSoftmax(_) => "log_softmax",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::SquaredDistance(..) => "squared_distance",
+            Op::BceWithLogits { .. } => "bce_with_logits",
             Op::LinearSquaredDistance { .. } => "linear_squared_distance",
         }
     }
@@ -235,6 +238,7 @@ impl<F> Op<F> {
             Op::Linear { x, w, b } => [Some(*x), Some(*w), *b].into_iter().flatten().collect(),
             Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Div(a, b) => vec![*a, *b],
             Op::SquaredDistance(a, b) => vec![*a, *b],
+            Op::BceWithLogits { logits, targets } => vec![*logits, *targets],
             Op::LinearSquaredDistance {
                 x, w, b, target, ..
             } => [Some(*x), Some(*w), *b, Some(*target)]
@@ -291,6 +295,9 @@ impl<'a, F: Float> Tape<'a, F> {
                 probs,
             } => self.softmax_cross_entropy_backward(*logits, labels, *smoothing, probs, g, grads),
             Op::SquaredDistance(a, b) => self.squared_distance_backward(*a, *b, g, grads),
+            Op::BceWithLogits { logits, targets } => {
+                self.bce_with_logits_backward(*logits, *targets, g, grads)
+            }
             Op::LinearSquaredDistance {
                 x,
                 w,
@@ -455,11 +462,7 @@ impl<'a, F: Float> Tape<'a, F> {
                     .take(kernels::panel_scratch_len(m, n, k, vars[0].is_some()));
             if let Some([gx, gw, gb]) = grads.disjoint_slots(self, vars) {
                 let copy_panel = |j0: usize, panel: &mut [F]| {
-                    let cols = panel.len() / m;
-                    for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
-                        let src = &g[i * n + j0..i * n + j0 + cols];
-                        row.iter_mut().zip(src).for_each(|(d, &s)| *d = alpha * s);
-                    }
+                    kernels::copy_panel(g, n, alpha, j0, panel);
                     0.0
                 };
                 let (xv, wv) = (self.value(x), self.value(w));
@@ -1141,6 +1144,51 @@ impl<'a, F: Float> Tape<'a, F> {
         }
         if let Some(gb) = self.grad_of(b, grads) {
             kernels::update2(gb, av, bv, |d, x, y| d - two_g * (x - y));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binary cross-entropy on logits
+
+/// softplus(x) = ln(1 + eˣ), written so that it neither overflows nor loses x for large |x|.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// (1/N) Σ softplus(x) − x·y over the N elements: the mean of −y·ln σ(x) − (1 − y)·ln(1 − σ(x)),
+    /// fused so that it stays finite at logits of ±1e4 (targets y usually in [0, 1]).
+    pub fn bce_with_logits(&mut self, logits: Var, targets: Var) -> Var {
+        self.binary_shape(logits, targets, "bce_with_logits");
+        let n = self.value(logits).len().max(1) as f64;
+        let s = kernels::sum_zip(self.value(logits), self.value(targets), |x, y| {
+            let (x, y) = (x.to_f64(), y.to_f64());
+            softplus(x) - x * y
+        });
+        self.push(
+            Op::BceWithLogits { logits, targets },
+            &[logits, targets],
+            vec![],
+            vec![F::from_f64(s / n)],
+        )
+    }
+
+    /// dx = g·(σ(x) − y)/N, dy = −g·x/N.
+    fn bce_with_logits_backward(
+        &self,
+        logits: Var,
+        targets: Var,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (xv, yv) = (self.value(logits), self.value(targets));
+        let s = g[0] / F::from_f64(xv.len().max(1) as f64);
+        if let Some(gx) = self.grad_of(logits, grads) {
+            kernels::update2(gx, xv, yv, |d, x, y| d + s * (Unary::Sigmoid.apply(x) - y));
+        }
+        if let Some(gy) = self.grad_of(targets, grads) {
+            kernels::update(gy, xv, |d, x| d - s * x);
         }
     }
 }
