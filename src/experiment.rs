@@ -381,11 +381,7 @@ impl ExperimentConfig {
     /// The tasks of the benchmark ([`ExperimentConfig::task_specs`]), read from `data_dir`,
     /// each with `validation` training samples held out.
     pub fn load_tasks(&self) -> Result<Vec<ClassificationTask>> {
-        let mnist: Mnist = load_mnist(&self.data_dir)?;
-        self.task_specs()
-            .iter()
-            .map(|s| s.load(&mnist, self.validation))
-            .collect()
+        load_tasks(&self.data_dir, &self.task_specs(), self.validation)
     }
 }
 
@@ -399,10 +395,15 @@ pub fn replay_defaults(benchmark: Benchmark, method: Method) -> ReplayConfig {
     }
 }
 
-/// The tasks `specs`, read from the MNIST files in `data_dir` (no validation sets).
-pub fn load_tasks(data_dir: &Path, specs: &[TaskSpec]) -> Result<Vec<ClassificationTask>> {
+/// The tasks `specs`, read from the MNIST files in `data_dir`, each with `validation` training
+/// samples held out (0: no validation sets).
+pub fn load_tasks(
+    data_dir: &Path,
+    specs: &[TaskSpec],
+    validation: usize,
+) -> Result<Vec<ClassificationTask>> {
     let mnist: Mnist = load_mnist(data_dir)?;
-    specs.iter().map(|s| s.load(&mnist, 0)).collect()
+    specs.iter().map(|s| s.load(&mnist, validation)).collect()
 }
 
 /// The first leaf where `a` and `b` differ: (dotted path, value in a, value in b).

@@ -634,7 +634,7 @@ fn load_with_tasks(
         state.config.check_task(spec)?;
     }
     let specs: Vec<TaskSpec> = state.tasks.iter().copied().chain(extra).collect();
-    let tasks = experiment::load_tasks(&state.config.data_dir, &specs)?;
+    let tasks = experiment::load_tasks(&state.config.data_dir, &specs, 0)?;
     Ok((state, tasks))
 }
 

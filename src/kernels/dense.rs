@@ -100,8 +100,8 @@ pub fn dense_backward_panels<F: Float>(
     assert_eq!(w.len(), n * k, "W is not [{n}×{k}]");
     let DenseGrads {
         x: gx,
-        w: gw,
-        b: gb,
+        w: mut gw,
+        b: mut gb,
     } = grads;
     assert!(gx.as_ref().is_none_or(|g| g.len() == m * k), "dx size");
     assert!(gw.as_ref().is_none_or(|g| g.len() == n * k), "dW size");
@@ -113,7 +113,7 @@ pub fn dense_backward_panels<F: Float>(
     let (nb, lanes, dx_len) = plan(m, n, k, want_x);
     let panels = n.div_ceil(nb);
     assert!(
-        scratch.len() >= lanes * (m * nb + dx_len),
+        scratch.len() >= panel_scratch_len(m, n, k, want_x),
         "scratch too short"
     );
     let (panel_bufs, rest) = scratch.split_at_mut(lanes * m * nb);
@@ -121,7 +121,6 @@ pub fn dense_backward_panels<F: Float>(
 
     // Lane l owns panels l·panels/lanes .. (l+1)·panels/lanes.
     let lane_start = |l: usize| (l * panels / lanes * nb).min(n);
-    let (mut gw, mut gb) = (gw, gb);
     let mut jobs = Vec::with_capacity(lanes);
     let mut dx_rest = dx_bufs.chunks_mut(dx_len.max(1));
     for (l, panel) in panel_bufs.chunks_exact_mut(m * nb).enumerate() {

@@ -347,15 +347,7 @@ pub fn sub_scale_sum_squares<F: Float>(d: &mut [F], t: &[F], s: F) -> f64 {
 /// pass over both buffers.
 pub fn sub_assign_sum_squares<F: Float>(d: &mut [F], t: &[F]) -> f64 {
     assert_eq!(d.len(), t.len());
-    let block = |(d, t): (&mut [F], &[F])| {
-        let mut s = 0.0f64;
-        for (x, &y) in d.iter_mut().zip(t) {
-            *x -= y;
-            let v = x.to_f64();
-            s += v * v;
-        }
-        s
-    };
+    let block = |(d, t): (&mut [F], &[F])| sub_scale_sum_squares(d, t, F::ONE);
     if d.len() >= PARALLEL_MIN_LEN {
         let partial: Vec<f64> = d
             .par_chunks_mut(BLOCK)

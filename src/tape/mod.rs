@@ -295,10 +295,14 @@ impl<F: Float> GradBuffers<F> {
     fn slot<'t>(&'t mut self, tape: &Tape<'_, F>, v: Var) -> &'t mut [F] {
         let (root, offset) = tape.storage(v);
         let len = tape.value(v).len();
+        &mut self.root_buffer(tape, root)[offset..offset + len]
+    }
+
+    /// The gradient buffer of root node `root`, zeroed on first use.
+    fn root_buffer(&mut self, tape: &Tape<'_, F>, root: usize) -> &mut Vec<F> {
         let root_len = tape.root_data(root).len();
         let pool = &mut self.pool;
-        let buf = self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len));
-        &mut buf[offset..offset + len]
+        self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len))
     }
 
     /// The gradient slots of several vars at once (`None` where the var is `None`), zeroed on
@@ -326,10 +330,7 @@ impl<F: Float> GradBuffers<F> {
         let mut roots: Vec<(usize, *mut F)> = Vec::with_capacity(N);
         for &(root, _, _) in ranges.iter().flatten() {
             if roots.iter().all(|&(r, _)| r != root) {
-                let root_len = tape.root_data(root).len();
-                let pool = &mut self.pool;
-                let buf = self.bufs[root].get_or_insert_with(|| pool.take_zeroed(root_len));
-                roots.push((root, buf.as_mut_ptr()));
+                roots.push((root, self.root_buffer(tape, root).as_mut_ptr()));
             }
         }
         Some(ranges.map(|r| {
