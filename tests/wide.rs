@@ -13,6 +13,7 @@ fn wide_ops_pass_the_f64_gradient_check() {
 }
 
 use hypertape::gradcheck::WIDE;
+use hypertape::tape::DistanceTarget;
 use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
 
@@ -49,8 +50,96 @@ fn distance_grads(
     (value, g)
 }
 
+/// How the target of a distance to a dense layer's output x_t·W_tᵀ + b_t is given.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TargetLayer {
+    /// As the layer, its inputs constants: the panel path.
+    Constants,
+    /// As the layer, its inputs leaves: the path that keeps y − t (and differentiates the
+    /// layer too).
+    Leaves,
+    /// As values: the layer's output computed first, its first len elements per group.
+    Values,
+}
+
+/// Gradients of x, W, b for Σ (x·Wᵀ + b − (x_t·W_tᵀ + b_t))² over `groups`, the first `len`
+/// elements of each group compared, with the target given as `how` says.
+fn dense_target_grads(
+    (m, k, n, groups, len): (usize, usize, usize, usize, usize),
+    seed: u64,
+    how: TargetLayer,
+) -> (f64, Vec<Vec<f64>>) {
+    let kt = k + 1;
+    let layer = [
+        Tensor::from_vec(&[m, kt], values(m * kt, seed.wrapping_add(4))),
+        Tensor::from_vec(&[n, kt], values(n * kt, seed.wrapping_add(5))),
+        Tensor::from_vec(&[n], values(n, seed.wrapping_add(6))),
+    ];
+    let mut tape = Tape::new();
+    let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
+    let w = tape.leaf(Tensor::from_vec(
+        &[n, k],
+        values(n * k, seed.wrapping_add(1)),
+    ));
+    let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
+    let target = match how {
+        TargetLayer::Values => {
+            let mut plain = Tape::no_grad();
+            let [xt, wt, bt] = layer.map(|t| plain.constant(t));
+            let y = plain.linear(xt, wt, Some(bt));
+            let group_len = m / groups * n;
+            let rows: Vec<f64> = plain
+                .value(y)
+                .chunks(group_len)
+                .flat_map(|g| g[..len].iter().copied())
+                .collect();
+            DistanceTarget::Values(tape.constant(Tensor::from_vec(&[groups, len], rows)))
+        }
+        TargetLayer::Constants | TargetLayer::Leaves => {
+            let [xt, wt, bt] = layer.map(|t| {
+                if how == TargetLayer::Leaves {
+                    tape.leaf(t)
+                } else {
+                    tape.constant(t)
+                }
+            });
+            DistanceTarget::Dense {
+                x: xt,
+                w: wt,
+                b: Some(bt),
+                len,
+            }
+        }
+    };
+    let d = tape.linear_squared_distance_to(x, w, Some(b), target, groups);
+    let loss = tape.scale(d, 0.75);
+    let value = tape.item(loss);
+    let grads = tape.backward(loss);
+    let g = [x, w, b].map(|v| grads.get(v).unwrap().to_vec()).to_vec();
+    (value, g)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
+
+    #[test]
+    fn distance_to_a_dense_layer_agrees_on_every_path(
+        rows_per_group in 1usize..4, groups in 1usize..4, k in 1usize..6,
+        extra in 0usize..200, cut in 0usize..300, seed in any::<u64>(),
+    ) {
+        let n = WIDE + extra;
+        let m = rows_per_group * groups;
+        let len = rows_per_group * n - cut.min(rows_per_group * n - 1);
+        let dims = (m, k, n, groups, len);
+        let (v0, g0) = dense_target_grads(dims, seed, TargetLayer::Values);
+        for how in [TargetLayer::Constants, TargetLayer::Leaves] {
+            let (v, g) = dense_target_grads(dims, seed, how);
+            prop_assert!((v - v0).abs() <= 1e-9 * v0.abs().max(1.0), "{how:?}: {v} vs {v0}");
+            for (a, b) in g.iter().flatten().zip(g0.iter().flatten()) {
+                prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{how:?}: {a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn panel_distance_agrees_with_the_stored_difference(

@@ -13,7 +13,8 @@ pub enum RegTargets<F> {
     /// Computed once before the task: [previous tasks × num_weights], flat (memory grows with
     /// the number of tasks).
     Precomputed(Vec<F>),
-    /// Recomputed when needed from a frozen copy of θ* (constant memory, more compute).
+    /// Recomputed at every step from a frozen copy of θ*, fused with the distance (memory
+    /// does not grow with the tasks; each step runs the output layer a second time).
     Online {
         /// θ*.
         theta_star: Vec<F>,
@@ -96,47 +97,44 @@ impl<F: Float> OutputRegularizer<F> {
         let shape = [subset.len(), n];
         let all_in_order =
             subset.iter().enumerate().all(|(i, &t)| i == t) && subset.len() == self.num_prev();
-        let targets = match &self.targets {
+        let distance = match &self.targets {
             // The common case borrows the stored targets; a subset gathers its rows.
-            RegTargets::Precomputed(flat) if all_in_order => tape.constant_ref(&shape, flat),
             RegTargets::Precomputed(flat) => {
-                let rows = subset
-                    .iter()
-                    .flat_map(|&t| flat[t * n..(t + 1) * n].iter().copied());
-                tape.constant(Tensor::from_vec(&shape, rows.collect()))
+                let targets = if all_in_order {
+                    tape.constant_ref(&shape, flat)
+                } else {
+                    let rows = subset
+                        .iter()
+                        .flat_map(|&t| flat[t * n..(t + 1) * n].iter().copied());
+                    tape.constant(Tensor::from_vec(&shape, rows.collect()))
+                };
+                hnet.squared_distance_to(tape, theta, e, targets)
             }
-            RegTargets::Online { theta_star } => tape.constant(Tensor::from_vec(
-                &shape,
-                generate(hnet, theta_star, &self.prev_embs, subset),
-            )),
+            RegTargets::Online { theta_star } => {
+                let theta_star = tape.constant_ref(&[theta_star.len()], theta_star);
+                hnet.squared_distance_to_output_of(tape, theta, e, theta_star)
+            }
         };
-        let distance = hnet.squared_distance_to(tape, theta, e, targets);
         tape.scale(distance, F::from_f64(self.beta / subset.len() as f64))
     }
 }
 
 /// h(e(t), θ) for t in `tasks`, as one flat [|tasks| × num_weights] buffer, without recording.
+/// One task at a time, so the only buffer that grows with the tasks is the result.
 pub(crate) fn generate<F: Float>(
     hnet: &Hnet,
     theta: &[F],
     embs: &[Vec<F>],
     tasks: &[usize],
 ) -> Vec<F> {
-    let mut tape = Tape::no_grad();
-    let th = tape.constant_ref(&[theta.len()], theta);
-    let flat: Vec<F> = tasks
-        .iter()
-        .flat_map(|&t| embs[t].iter().copied())
-        .collect();
-    let e = tape.constant(Tensor::from_vec(
-        &[tasks.len(), hnet.config().task_emb_dim],
-        flat,
-    ));
-    let out = hnet.forward(&mut tape, th, e);
-    let n = hnet.num_weights();
-    let mut weights = Vec::with_capacity(tasks.len() * n);
-    for j in 0..tasks.len() {
-        let w = hnet.task_weights(&mut tape, out, j);
+    let d = hnet.config().task_emb_dim;
+    let mut weights = Vec::with_capacity(tasks.len() * hnet.num_weights());
+    for &t in tasks {
+        let mut tape = Tape::no_grad();
+        let th = tape.constant_ref(&[theta.len()], theta);
+        let e = tape.constant_ref(&[1, d], &embs[t]);
+        let out = hnet.forward(&mut tape, th, e);
+        let w = hnet.task_weights(&mut tape, out, 0);
         weights.extend_from_slice(tape.value(w));
     }
     weights

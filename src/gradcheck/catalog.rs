@@ -4,7 +4,7 @@
 
 use super::{gradcheck, GradCheckOptions, GradCheckReport};
 use crate::rng::Rng;
-use crate::tape::{Tape, Var};
+use crate::tape::{DistanceTarget, Tape, Var};
 use crate::tensor::{Float, Tensor};
 
 /// Where an op's inputs are drawn from.
@@ -325,6 +325,28 @@ pub fn op_cases() -> Vec<OpCase> {
             ],
             |t, x| t.linear_squared_distance(x[0], x[1], Some(x[2]), x[3], 2)
         ),
+        case!(
+            "linear_squared_distance (to dense)",
+            Any,
+            |m, k, n| vec![
+                vec![2 * m, k],
+                vec![n, k],
+                vec![n],
+                vec![2 * m, k + 1],
+                vec![n, k + 1],
+                vec![n]
+            ],
+            |t, x| {
+                let group_len = t.dims(x[0]).0 / 2 * t.dims(x[1]).0;
+                let target = DistanceTarget::Dense {
+                    x: x[3],
+                    w: x[4],
+                    b: Some(x[5]),
+                    len: group_len.saturating_sub(1).max(1),
+                };
+                t.linear_squared_distance_to(x[0], x[1], Some(x[2]), target, 2)
+            }
+        ),
     ]
 }
 
@@ -355,6 +377,28 @@ pub fn wide_op_cases() -> Vec<OpCase> {
                 });
                 let target = t.constant(target);
                 t.linear_squared_distance(x[0], x[1], Some(x[2]), target, 2)
+            }
+        ),
+        case!(
+            "linear_squared_distance (wide, to dense)",
+            Small,
+            |m, k, n| vec![vec![4, 2], vec![WIDE, 2], vec![WIDE]],
+            |t, x| {
+                // A constant layer (as the regularizer's θ*), covering all but the last 5
+                // outputs of each group of two rows.
+                let value = |i: usize, s: usize| {
+                    Float::from_f64(((i * 7919 + s * 104_729) % 1000) as f64 / 2500.0 - 0.2)
+                };
+                let xt = t.constant(Tensor::from_fn(&[4, 3], |i| value(i, 1)));
+                let wt = t.constant(Tensor::from_fn(&[WIDE, 3], |i| value(i, 2)));
+                let bt = t.constant(Tensor::from_fn(&[WIDE], |i| value(i, 3)));
+                let target = DistanceTarget::Dense {
+                    x: xt,
+                    w: wt,
+                    b: Some(bt),
+                    len: 2 * WIDE - 5,
+                };
+                t.linear_squared_distance_to(x[0], x[1], Some(x[2]), target, 2)
             }
         ),
     ]

@@ -321,10 +321,27 @@ pub fn sum_zip<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64 + Sync) -> f6
     }
 }
 
-/// d ← s·(d − t), returning Σ (d − t)² in f64 (eight interleaved partial sums, added in a
-/// fixed order, so the loop vectorizes and the result is reproducible). One thread.
-pub fn sub_scale_sum_squares<F: Float>(d: &mut [F], t: &[F], s: F) -> f64 {
-    assert_eq!(d.len(), t.len());
+/// d ← s·(d − t), returning Σ (d − t)² in f64; t = 0 where `t` is `None`. Eight interleaved
+/// partial sums, added in a fixed order, so the loop vectorizes and the result is
+/// reproducible. One thread.
+pub fn sub_scale_sum_squares<F: Float>(d: &mut [F], t: Option<&[F]>, s: F) -> f64 {
+    match t {
+        Some(t) => {
+            assert_eq!(d.len(), t.len());
+            sub_scale_sum_squares_of(d, t, s)
+        }
+        None => {
+            const ZEROS: usize = 512;
+            let zeros = [F::ZERO; ZEROS];
+            d.chunks_mut(ZEROS)
+                .map(|d| sub_scale_sum_squares_of(d, &zeros[..d.len()], s))
+                .sum()
+        }
+    }
+}
+
+/// [`sub_scale_sum_squares`] with t given.
+fn sub_scale_sum_squares_of<F: Float>(d: &mut [F], t: &[F], s: F) -> f64 {
     let mut acc = [0.0f64; 8];
     let mut dc = d.chunks_exact_mut(8);
     let mut tc = t.chunks_exact(8);
@@ -347,7 +364,7 @@ pub fn sub_scale_sum_squares<F: Float>(d: &mut [F], t: &[F], s: F) -> f64 {
 /// pass over both buffers.
 pub fn sub_assign_sum_squares<F: Float>(d: &mut [F], t: &[F]) -> f64 {
     assert_eq!(d.len(), t.len());
-    let block = |(d, t): (&mut [F], &[F])| sub_scale_sum_squares(d, t, F::ONE);
+    let block = |(d, t): (&mut [F], &[F])| sub_scale_sum_squares_of(d, t, F::ONE);
     if d.len() >= PARALLEL_MIN_LEN {
         let partial: Vec<f64> = d
             .par_chunks_mut(BLOCK)

@@ -11,7 +11,7 @@
 
 use super::{normal, uniform_with_variance, xavier_uniform, Activation, ParamLayout, TargetMlp};
 use crate::rng::Rng;
-use crate::tape::{Tape, Var};
+use crate::tape::{DistanceTarget, Tape, Var};
 use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
 
@@ -220,6 +220,30 @@ impl Hnet {
         let h = self.last_hidden(tape, theta, embs);
         let (w, b) = self.output_layer(tape, theta);
         tape.linear_squared_distance(h, w, Some(b), targets, n)
+    }
+
+    /// Σⱼ ‖h(eⱼ, θ) − h(eⱼ, θ*)‖² over the rows eⱼ of `embs`, with θ* = `theta_star` (flat):
+    /// [`Hnet::squared_distance_to`] with targets recomputed from θ*. Both output layers run
+    /// in one fused node, so h(e, θ*) is never stored whole on the wide (panel) path.
+    pub fn squared_distance_to_output_of<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        theta: Var,
+        embs: Var,
+        theta_star: Var,
+    ) -> Var {
+        let n = tape.dims(embs).0;
+        let h = self.last_hidden(tape, theta, embs);
+        let (w, b) = self.output_layer(tape, theta);
+        let h_star = self.last_hidden(tape, theta_star, embs);
+        let (w_star, b_star) = self.output_layer(tape, theta_star);
+        let target = DistanceTarget::Dense {
+            x: h_star,
+            w: w_star,
+            b: Some(b_star),
+            len: self.num_weights,
+        };
+        tape.linear_squared_distance_to(h, w, Some(b), target, n)
     }
 
     /// The input of the output layer: [n·num_chunks × last hidden width], rows task-major.

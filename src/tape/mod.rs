@@ -16,7 +16,7 @@
 mod ops;
 mod pool;
 
-pub use ops::{Axis, DistanceSaved, Op, Unary};
+pub use ops::{Axis, DistanceSaved, DistanceTarget, Op, Unary};
 pub use pool::BufferPool;
 
 use crate::tensor::{Float, Tensor};

@@ -169,10 +169,42 @@ pub enum Op<F> {
         x: Var,
         w: Var,
         b: Option<Var>,
-        target: Var,
+        target: DistanceTarget,
         groups: usize,
         saved: DistanceSaved<F>,
     },
+}
+
+/// The target of [`Tape::linear_squared_distance_to`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistanceTarget {
+    /// Given values [groups × len]: the first len elements of each group are compared.
+    Values(Var),
+    /// The output of another dense layer, x_t·W_tᵀ + b_t (x_t [m×k_t], W_t [n×k_t], b_t [n]),
+    /// read in the same groups, the first `len` elements of each compared. On the panel path
+    /// it is made panel by panel beside y and never stored.
+    Dense {
+        /// x_t.
+        x: Var,
+        /// W_t.
+        w: Var,
+        /// b_t.
+        b: Option<Var>,
+        /// Elements of each group compared.
+        len: usize,
+    },
+}
+
+impl DistanceTarget {
+    /// The nodes the target reads.
+    fn vars(self) -> Vec<Var> {
+        match self {
+            DistanceTarget::Values(t) => vec![t],
+            DistanceTarget::Dense { x, w, b, .. } => {
+                [Some(x), Some(w), b].into_iter().flatten().collect()
+            }
+        }
+    }
 }
 
 /// What [`Op::LinearSquaredDistance`] keeps for its backward.
@@ -241,9 +273,10 @@ impl<F> Op<F> {
             Op::BceWithLogits { logits, targets } => vec![*logits, *targets],
             Op::LinearSquaredDistance {
                 x, w, b, target, ..
-            } => [Some(*x), Some(*w), *b, Some(*target)]
+            } => [Some(*x), Some(*w), *b]
                 .into_iter()
                 .flatten()
+                .chain(target.vars())
                 .collect(),
             Op::AddRow { x, row } => vec![*x, *row],
             Op::Scale(x, _) | Op::Unary(x, _) | Op::View(x) | Op::LogSoftmax(x) => vec![*x],
@@ -1213,6 +1246,20 @@ impl<'a, F: Float> Tape<'a, F> {
         target: Var,
         groups: usize,
     ) -> Var {
+        self.linear_squared_distance_to(x, w, b, DistanceTarget::Values(target), groups)
+    }
+
+    /// [`Tape::linear_squared_distance`] with the target given as values or as the output of
+    /// another dense layer (the regularizer's h(e, θ*) recomputed from θ*: on the panel path
+    /// no [m×n] buffer is made for it).
+    pub fn linear_squared_distance_to(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+    ) -> Var {
         let (m, k) = self.dims(x);
         let n = self.dims(w).0;
         assert!(
@@ -1220,23 +1267,43 @@ impl<'a, F: Float> Tape<'a, F> {
             "{m} rows do not form {groups} groups"
         );
         let group_len = m / groups * n;
-        let len = self.value(target).len() / groups;
-        assert_eq!(len * groups, self.value(target).len(), "target rows");
+        let len = self.distance_target_len(target, m, n, groups);
         assert!(
             len <= group_len,
             "target rows of {len} exceed groups of {group_len}"
         );
-        let target_grad = self.recording && self.requires_grad(target);
+        let target_grad = self.recording && target.vars().iter().any(|&v| self.requires_grad(v));
         let (total, saved) = if kernels::panels_pay_off(m, n, k) && !target_grad {
-            self.squared_distance_by_panels(x, w, b, target, groups)
+            self.squared_distance_by_panels(x, w, b, target, groups, len)
         } else {
             let (_, _, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
-            let tv = self.value(target);
             let mut total = 0.0;
-            for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
-                let (head, tail) = group.split_at_mut(len);
-                total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
-                kernels::fill(tail, F::ZERO);
+            match target {
+                DistanceTarget::Values(t) => {
+                    let tv = self.value(t);
+                    for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
+                        let (head, tail) = group.split_at_mut(len);
+                        total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
+                        kernels::fill(tail, F::ZERO);
+                    }
+                }
+                DistanceTarget::Dense {
+                    x: xt,
+                    w: wt,
+                    b: bt,
+                    ..
+                } => {
+                    let (_, _, tv) = self.dense_forward(xt, wt, bt, "linear_squared_distance");
+                    for (group, t) in diff
+                        .chunks_exact_mut(group_len.max(1))
+                        .zip(tv.chunks_exact(group_len.max(1)))
+                    {
+                        let (head, tail) = group.split_at_mut(len);
+                        total += kernels::sub_assign_sum_squares(head, &t[..len]);
+                        kernels::fill(tail, F::ZERO);
+                    }
+                    self.pool.give(tv);
+                }
             }
             if !self.recording {
                 self.pool.give(diff);
@@ -1244,9 +1311,10 @@ impl<'a, F: Float> Tape<'a, F> {
             }
             (total, DistanceSaved::Diff(diff))
         };
-        let inputs: Vec<Var> = [Some(x), Some(w), b, Some(target)]
+        let inputs: Vec<Var> = [Some(x), Some(w), b]
             .into_iter()
             .flatten()
+            .chain(target.vars())
             .collect();
         let op = Op::LinearSquaredDistance {
             x,
@@ -1259,22 +1327,63 @@ impl<'a, F: Float> Tape<'a, F> {
         self.push(op, &inputs, vec![], vec![F::from_f64(total)])
     }
 
-    /// The value of [`Tape::linear_squared_distance`] and, on a recording tape, the gradients
-    /// of x, W and b for an output gradient of 1, over panels of y's columns: each panel of
-    /// y = x·Wᵀ + b is made, compared with its targets and turned into D = 2(y − t) (masked),
-    /// whose dW, db and dx parts [`kernels::dense_backward_panels`] takes while it is in cache.
+    /// Elements of each of the `groups` groups of y [m×n] that `target` covers, its shapes
+    /// checked.
+    fn distance_target_len(
+        &self,
+        target: DistanceTarget,
+        m: usize,
+        n: usize,
+        groups: usize,
+    ) -> usize {
+        match target {
+            DistanceTarget::Values(t) => {
+                let total = self.value(t).len();
+                assert_eq!(
+                    total % groups,
+                    0,
+                    "target of {total} elements in {groups} rows"
+                );
+                total / groups
+            }
+            DistanceTarget::Dense { x, w, b, len } => {
+                let ((mt, k), (nt, k2)) = (self.dims(x), self.dims(w));
+                assert_eq!(
+                    (mt, nt),
+                    (m, n),
+                    "target layer's output is {mt}×{nt}, not {m}×{n}"
+                );
+                assert_eq!(
+                    k, k2,
+                    "target layer: input width {k} but weight is {nt}×{k2}"
+                );
+                assert!(
+                    b.is_none_or(|b| self.value(b).len() == n),
+                    "target layer's bias"
+                );
+                len
+            }
+        }
+    }
+
+    /// The value of [`Tape::linear_squared_distance_to`] and, on a recording tape, the
+    /// gradients of x, W and b for an output gradient of 1, over panels of y's columns: each
+    /// panel of y = x·Wᵀ + b is made, the target's panel subtracted (for a dense target, its
+    /// product accumulated into the same panel with factor −1) and turned into D = 2(y − t)
+    /// (masked), whose dW, db and dx parts [`kernels::dense_backward_panels`] takes while it
+    /// is in cache.
     fn squared_distance_by_panels(
         &mut self,
         x: Var,
         w: Var,
         b: Option<Var>,
-        target: Var,
+        target: DistanceTarget,
         groups: usize,
+        len: usize,
     ) -> (f64, DistanceSaved<F>) {
         let (m, k) = self.dims(x);
         let n = self.dims(w).0;
         let rows_per_group = m / groups;
-        let len = self.value(target).len() / groups;
         let wants = |v: Var| self.recording && self.requires_grad(v);
         let (want_x, want_w, want_b) = (wants(x), wants(w), b.is_some_and(wants));
         let mut take = |wanted: bool, len: usize| {
@@ -1286,22 +1395,44 @@ impl<'a, F: Float> Tape<'a, F> {
         };
         let (mut gx, mut gw, mut gb) = (take(want_x, m * k), take(want_w, n * k), take(want_b, n));
         let mut scratch = self.pool.take(kernels::panel_scratch_len(m, n, k, want_x));
-        let (xv, wv, tv) = (self.value(x), self.value(w), self.value(target));
+        let (xv, wv) = (self.value(x), self.value(w));
         let bv = b.map(|b| self.value(b));
+        // The target: stored values, or the layer (x_t, W_t, b_t, k_t) whose output it is.
+        let (stored, layer) = match target {
+            DistanceTarget::Values(t) => (Some(self.value(t)), None),
+            DistanceTarget::Dense { x, w, b, .. } => {
+                let kt = self.dims(x).1;
+                let layer = (self.value(x), self.value(w), b.map(|b| self.value(b)), kt);
+                (None, Some(layer))
+            }
+        };
         let two = F::ONE + F::ONE;
         let panel_distance = |j0: usize, panel: &mut [F]| {
             let cols = panel.len() / m;
-            let beta = match bv {
-                Some(bv) => {
-                    for row in panel.chunks_exact_mut(cols) {
-                        row.copy_from_slice(&bv[j0..j0 + cols]);
+            let bias_t = layer.and_then(|l| l.2);
+            // Each row starts as b_J − b_t,J (either may be absent).
+            let beta = if bv.is_none() && bias_t.is_none() {
+                F::ZERO
+            } else {
+                for row in panel.chunks_exact_mut(cols) {
+                    match bv {
+                        Some(b) => row.copy_from_slice(&b[j0..j0 + cols]),
+                        None => row.fill(F::ZERO),
                     }
-                    F::ONE
+                    if let Some(bt) = bias_t {
+                        row.iter_mut()
+                            .zip(&bt[j0..j0 + cols])
+                            .for_each(|(r, &q)| *r -= q);
+                    }
                 }
-                None => F::ZERO,
+                F::ONE
             };
             let w_j = &wv[j0 * k..(j0 + cols) * k];
             kernels::gemm_serial(m, cols, k, F::ONE, xv, false, w_j, true, beta, panel);
+            if let Some((xt, wt, _, kt)) = layer {
+                let wt_j = &wt[j0 * kt..(j0 + cols) * kt];
+                kernels::gemm_serial(m, cols, kt, -F::ONE, xt, false, wt_j, true, F::ONE, panel);
+            }
             let mut total = 0.0;
             for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
                 // Row i is row i % rows_per_group of group i / rows_per_group; its columns
@@ -1311,7 +1442,7 @@ impl<'a, F: Float> Tape<'a, F> {
                 let valid = len.saturating_sub(start).min(cols);
                 let (compared, ignored) = row.split_at_mut(valid);
                 if valid > 0 {
-                    let t = &tv[group * len + start..group * len + start + valid];
+                    let t = stored.map(|tv| &tv[group * len + start..group * len + start + valid]);
                     total += kernels::sub_scale_sum_squares(compared, t, two);
                 }
                 ignored.fill(F::ZERO);
@@ -1337,14 +1468,15 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// With D = y − t masked to the compared elements and s = 2g: dx = s·D·W, dW = s·Dᵀ·x,
-    /// db = s·column sums of D, dt = −s·D; from saved gradients (for g = 1): g times them.
+    /// db = s·column sums of D, and for the target dt = −s·D (values) or the dense layer's
+    /// backward with −s·D (dense); from saved gradients (for g = 1): g times them.
     #[allow(clippy::too_many_arguments)]
     fn linear_squared_distance_backward(
         &self,
         x: Var,
         w: Var,
         b: Option<Var>,
-        target: Var,
+        target: DistanceTarget,
         groups: usize,
         saved: &DistanceSaved<F>,
         g: &[F],
@@ -1369,13 +1501,18 @@ impl<'a, F: Float> Tape<'a, F> {
         let (m, n) = (self.dims(x).0, self.dims(w).0);
         let s = (F::ONE + F::ONE) * g[0];
         self.dense_backward(x, w, b, s, diff, grads);
-        if let Some(gt) = self.grad_of(target, grads) {
-            let group_len = m / groups * n;
-            let len = gt.len() / groups;
-            for (j, gt) in gt.chunks_exact_mut(len.max(1)).enumerate() {
-                let d = &diff[j * group_len..j * group_len + len];
-                kernels::update(gt, d, |acc, v| acc - s * v);
+        match target {
+            DistanceTarget::Values(t) => {
+                if let Some(gt) = self.grad_of(t, grads) {
+                    let group_len = m / groups * n;
+                    let len = gt.len() / groups;
+                    for (j, gt) in gt.chunks_exact_mut(len.max(1)).enumerate() {
+                        let d = &diff[j * group_len..j * group_len + len];
+                        kernels::update(gt, d, |acc, v| acc - s * v);
+                    }
+                }
             }
+            DistanceTarget::Dense { x, w, b, .. } => self.dense_backward(x, w, b, -s, diff, grads),
         }
     }
 }
