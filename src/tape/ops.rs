@@ -1277,33 +1277,26 @@ impl<'a, F: Float> Tape<'a, F> {
             self.squared_distance_by_panels(x, w, b, target, groups, len)
         } else {
             let (_, _, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
+            // The target's values and the stride of its groups: a dense target is made whole.
+            let made = match target {
+                DistanceTarget::Dense { x, w, b, .. } => {
+                    Some(self.dense_forward(x, w, b, "linear_squared_distance").2)
+                }
+                DistanceTarget::Values(_) => None,
+            };
+            let (tv, stride) = match (&made, target) {
+                (Some(made), _) => (&made[..], group_len),
+                (None, DistanceTarget::Values(t)) => (self.value(t), len),
+                (None, DistanceTarget::Dense { .. }) => unreachable!("made above"),
+            };
             let mut total = 0.0;
-            match target {
-                DistanceTarget::Values(t) => {
-                    let tv = self.value(t);
-                    for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
-                        let (head, tail) = group.split_at_mut(len);
-                        total += kernels::sub_assign_sum_squares(head, &tv[j * len..(j + 1) * len]);
-                        kernels::fill(tail, F::ZERO);
-                    }
-                }
-                DistanceTarget::Dense {
-                    x: xt,
-                    w: wt,
-                    b: bt,
-                    ..
-                } => {
-                    let (_, _, tv) = self.dense_forward(xt, wt, bt, "linear_squared_distance");
-                    for (group, t) in diff
-                        .chunks_exact_mut(group_len.max(1))
-                        .zip(tv.chunks_exact(group_len.max(1)))
-                    {
-                        let (head, tail) = group.split_at_mut(len);
-                        total += kernels::sub_assign_sum_squares(head, &t[..len]);
-                        kernels::fill(tail, F::ZERO);
-                    }
-                    self.pool.give(tv);
-                }
+            for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
+                let (head, tail) = group.split_at_mut(len);
+                total += kernels::sub_assign_sum_squares(head, &tv[j * stride..j * stride + len]);
+                kernels::fill(tail, F::ZERO);
+            }
+            if let Some(made) = made {
+                self.pool.give(made);
             }
             if !self.recording {
                 self.pool.give(diff);
