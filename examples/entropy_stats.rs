@@ -2,17 +2,19 @@
 //! CL2) and every task's evaluation set: the median softmax entropy, the share of inputs
 //! with an entropy below 1e-6 nats and the median top-2 logit gap; then HNET+ENT on those sets
 //! without calibration and with the logit-gap temperatures (measured here on each task's
-//! training inputs with the stored model).
+//! training inputs with the stored model). Last, other rules that score each task's top-2
+//! logit gap against the gaps of its own training inputs (see [`score_rules`]).
 //!
 //! The evaluation sets are the validation sets if the run held some out (`--validation N`),
 //! else the test sets.
 //!
 //!     cargo run --release --example entropy_stats -- runs/split-mnist-seed42
 
+use hypertape::checkpoint::Checkpoint;
 use hypertape::cl::inference::entropy;
 use hypertape::cl::trainer::for_each_logits;
 use hypertape::cl::{entropy_inference, logit_gap_temperature, Scenario};
-use hypertape::data::TaskView;
+use hypertape::data::{ClassificationTask, TaskView};
 use std::path::Path;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -24,6 +26,12 @@ fn gap(row: &[f32]) -> f64 {
     let mut s: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
     s.sort_by(|a, b| b.total_cmp(a));
     s[0] - s.get(1).copied().unwrap_or(s[0])
+}
+
+fn argmax(row: &[f32]) -> usize {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap()
 }
 
 fn main() -> hypertape::Result<()> {
@@ -126,5 +134,106 @@ fn main() -> hypertape::Result<()> {
             }
         }
     }
+    score_rules(&ckpt, &tasks, &sets, scenario);
     Ok(())
+}
+
+/// Task inference by the highest score of each task k's top-2 logit gap: `raw` (the gap: the
+/// lowest-entropy rule), `median` (gap / T_k, T_k the median gap on task k's training inputs:
+/// `--entropy-calibration logit-gap`), `cdf` (the empirical CDF of task k's training gaps at
+/// the gap), `logz` (the log gap's z-score against them) and `logmean` (log gap minus their
+/// mean log). Every rule uses task k's own training inputs only.
+fn score_rules(
+    ckpt: &Checkpoint,
+    tasks: &[ClassificationTask],
+    sets: &[&TaskView],
+    scenario: Scenario,
+) {
+    let n = sets.len();
+    let head = |k: usize| if scenario == Scenario::Cl2 { 0 } else { k };
+    // Task k's gaps on its own training inputs, sorted.
+    let mut own: Vec<Vec<f64>> = vec![];
+    // gaps[k][j]: head k's gap on each input of set j; preds[k][j]: its predicted class.
+    let mut gaps = vec![vec![vec![]; n]; n];
+    let mut preds = vec![vec![vec![]; n]; n];
+    for k in 0..n {
+        let w = ckpt.model.generated_weights(k);
+        let mut g = vec![];
+        for_each_logits(
+            &ckpt.model.target,
+            &w,
+            head(k)..head(k) + 1,
+            &tasks[k].train,
+            &mut |_, r| g.push(gap(r)),
+        );
+        g.sort_by(f64::total_cmp);
+        own.push(g);
+        for j in 0..n {
+            for_each_logits(
+                &ckpt.model.target,
+                &w,
+                head(k)..head(k) + 1,
+                sets[j],
+                &mut |_, r| {
+                    gaps[k][j].push(gap(r));
+                    preds[k][j].push(argmax(r));
+                },
+            );
+        }
+    }
+    let labels: Vec<Vec<usize>> = sets.iter().map(|s| s.labels().to_vec()).collect();
+    let cdf = |k: usize, v: f64| own[k].partition_point(|&x| x <= v) as f64 / own[k].len() as f64;
+    let med: Vec<f64> = own.iter().map(|g| g[g.len() / 2]).collect();
+    let lmean: Vec<f64> = own
+        .iter()
+        .map(|g| g.iter().map(|v| v.max(1e-6).ln()).sum::<f64>() / g.len() as f64)
+        .collect();
+    let lstd: Vec<f64> = own
+        .iter()
+        .zip(&lmean)
+        .map(|(g, m)| {
+            (g.iter()
+                .map(|v| (v.max(1e-6).ln() - m).powi(2))
+                .sum::<f64>()
+                / g.len() as f64)
+                .sqrt()
+        })
+        .collect();
+    type Rule<'r> = Box<dyn Fn(usize, f64) -> f64 + 'r>;
+    let rules: Vec<(&str, Rule)> = vec![
+        ("raw", Box::new(|_, v| v)),
+        ("median", Box::new(|k, v| v / med[k])),
+        ("cdf", Box::new(|k, v| cdf(k, v) + 1e-9 * v / med[k])),
+        (
+            "logz",
+            Box::new(|k, v| (v.max(1e-6).ln() - lmean[k]) / lstd[k]),
+        ),
+        ("logmean", Box::new(|k, v| v.max(1e-6).ln() - lmean[k])),
+    ];
+    for (name, score) in &rules {
+        let mut acc = vec![];
+        let mut ti = vec![];
+        for j in 0..n {
+            let m = labels[j].len();
+            let (mut right, mut tright) = (0, 0);
+            for i in 0..m {
+                let best = (0..n)
+                    .max_by(|&a, &b| score(a, gaps[a][j][i]).total_cmp(&score(b, gaps[b][j][i])))
+                    .unwrap();
+                if best == j {
+                    tright += 1;
+                }
+                if (scenario == Scenario::Cl2 || best == j) && preds[best][j][i] == labels[j][i] {
+                    right += 1;
+                }
+            }
+            acc.push(100.0 * right as f64 / m as f64);
+            ti.push(100.0 * tright as f64 / m as f64);
+        }
+        println!(
+            "{name:>8}: acc {:.2} ti {:.1?}",
+            acc.iter().sum::<f64>() / n as f64,
+            ti
+        );
+    }
 }

@@ -22,12 +22,13 @@ fn values(len: usize, seed: u64) -> Vec<f64> {
     (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
 }
 
-/// Gradients of x, W, b for Σ (x·Wᵀ + b − t)² over `groups`, with the target a constant (the
-/// panel path) or a leaf (the path that keeps y − t).
-fn distance_grads(
-    (m, k, n, groups, len): (usize, usize, usize, usize, usize),
+/// 0.75 · Σ (x·Wᵀ + b − t)² over `groups` for x [m×k], W [n×k], b [n] leaves drawn from
+/// `seed` and the target `make_target` puts on the tape: the value and the gradients of x, W
+/// and b.
+fn distance_value_and_grads(
+    (m, k, n, groups): (usize, usize, usize, usize),
     seed: u64,
-    target_is_leaf: bool,
+    make_target: impl FnOnce(&mut Tape<'static, f64>) -> DistanceTarget,
 ) -> (f64, Vec<Vec<f64>>) {
     let mut tape = Tape::new();
     let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
@@ -36,18 +37,30 @@ fn distance_grads(
         values(n * k, seed.wrapping_add(1)),
     ));
     let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
-    let t = Tensor::from_vec(&[groups, len], values(groups * len, seed.wrapping_add(3)));
-    let t = if target_is_leaf {
-        tape.leaf(t)
-    } else {
-        tape.constant(t)
-    };
-    let d = tape.linear_squared_distance(x, w, Some(b), t, groups);
+    let target = make_target(&mut tape);
+    let d = tape.linear_squared_distance_to(x, w, Some(b), target, groups);
     let loss = tape.scale(d, 0.75);
     let value = tape.item(loss);
     let grads = tape.backward(loss);
     let g = [x, w, b].map(|v| grads.get(v).unwrap().to_vec()).to_vec();
     (value, g)
+}
+
+/// Gradients of x, W, b for Σ (x·Wᵀ + b − t)² over `groups`, with the target a constant (the
+/// panel path) or a leaf (the path that keeps y − t).
+fn distance_grads(
+    (m, k, n, groups, len): (usize, usize, usize, usize, usize),
+    seed: u64,
+    target_is_leaf: bool,
+) -> (f64, Vec<Vec<f64>>) {
+    distance_value_and_grads((m, k, n, groups), seed, |tape| {
+        let t = Tensor::from_vec(&[groups, len], values(groups * len, seed.wrapping_add(3)));
+        DistanceTarget::Values(if target_is_leaf {
+            tape.leaf(t)
+        } else {
+            tape.constant(t)
+        })
+    })
 }
 
 /// How the target of a distance to a dense layer's output x_t·W_tᵀ + b_t is given.
@@ -75,14 +88,7 @@ fn dense_target_grads(
         Tensor::from_vec(&[n, kt], values(n * kt, seed.wrapping_add(5))),
         Tensor::from_vec(&[n], values(n, seed.wrapping_add(6))),
     ];
-    let mut tape = Tape::new();
-    let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
-    let w = tape.leaf(Tensor::from_vec(
-        &[n, k],
-        values(n * k, seed.wrapping_add(1)),
-    ));
-    let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
-    let target = match how {
+    distance_value_and_grads((m, k, n, groups), seed, |tape| match how {
         TargetLayer::Values => {
             let mut plain = Tape::no_grad();
             let [xt, wt, bt] = layer.map(|t| plain.constant(t));
@@ -110,20 +116,14 @@ fn dense_target_grads(
                 len,
             }
         }
-    };
-    let d = tape.linear_squared_distance_to(x, w, Some(b), target, groups);
-    let loss = tape.scale(d, 0.75);
-    let value = tape.item(loss);
-    let grads = tape.backward(loss);
-    let g = [x, w, b].map(|v| grads.get(v).unwrap().to_vec()).to_vec();
-    (value, g)
+    })
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     #[test]
-    fn distance_to_a_dense_layer_agrees_on_every_path(
+    fn fused_distance_agrees_on_every_path(
         rows_per_group in 1usize..4, groups in 1usize..4, k in 1usize..6,
         extra in 0usize..200, cut in 0usize..300, seed in any::<u64>(),
     ) {
@@ -131,30 +131,19 @@ proptest! {
         let m = rows_per_group * groups;
         let len = rows_per_group * n - cut.min(rows_per_group * n - 1);
         let dims = (m, k, n, groups, len);
-        let (v0, g0) = dense_target_grads(dims, seed, TargetLayer::Values);
-        for how in [TargetLayer::Constants, TargetLayer::Leaves] {
-            let (v, g) = dense_target_grads(dims, seed, how);
-            prop_assert!((v - v0).abs() <= 1e-9 * v0.abs().max(1.0), "{how:?}: {v} vs {v0}");
-            for (a, b) in g.iter().flatten().zip(g0.iter().flatten()) {
-                prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{how:?}: {a} vs {b}");
+        // Stored targets: the panel path against the one that keeps y − t.
+        let same = |(v1, g1): (f64, Vec<Vec<f64>>), (v2, g2): (f64, Vec<Vec<f64>>), what: &str| {
+            prop_assert!((v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0), "{what}: {v1} vs {v2}");
+            for (a, b) in g1.iter().flatten().zip(g2.iter().flatten()) {
+                prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{what}: {a} vs {b}");
             }
-        }
-    }
-
-    #[test]
-    fn panel_distance_agrees_with_the_stored_difference(
-        rows_per_group in 1usize..4, groups in 1usize..4, k in 1usize..6,
-        extra in 0usize..200, cut in 0usize..300, seed in any::<u64>(),
-    ) {
-        let n = WIDE + extra;
-        let m = rows_per_group * groups;
-        let len = rows_per_group * n - cut.min(rows_per_group * n - 1);
-        let dims = (m, k, n, groups, len);
-        let (v1, g1) = distance_grads(dims, seed, false);
-        let (v2, g2) = distance_grads(dims, seed, true);
-        prop_assert!((v1 - v2).abs() <= 1e-9 * v2.abs().max(1.0), "{v1} vs {v2}");
-        for (a, b) in g1.iter().flatten().zip(g2.iter().flatten()) {
-            prop_assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0), "{a} vs {b}");
+            Ok(())
+        };
+        same(distance_grads(dims, seed, false), distance_grads(dims, seed, true), "stored")?;
+        // A dense layer's output as target, on both paths, against its values stored.
+        let stored = dense_target_grads(dims, seed, TargetLayer::Values);
+        for how in [TargetLayer::Constants, TargetLayer::Leaves] {
+            same(dense_target_grads(dims, seed, how), stored.clone(), &format!("{how:?}"))?;
         }
     }
 
