@@ -3,7 +3,7 @@
 //! elements/s is the step's matmul FLOP/s (`step_matmul_flops`).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use hypertape::bench::{step_fixture, step_matmul_flops};
+use hypertape::bench::{step_fixture, step_matmul_flops, BenchSetup};
 use std::time::Duration;
 
 fn train_step(c: &mut Criterion) {
@@ -14,8 +14,9 @@ fn train_step(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(4));
     for prev in [0usize, 1, 9] {
-        let mut fixture = step_fixture(prev, 42);
-        group.throughput(Throughput::Elements(step_matmul_flops(prev) as u64));
+        let setup = BenchSetup::default();
+        let mut fixture = step_fixture(setup, prev, 42);
+        group.throughput(Throughput::Elements(step_matmul_flops(setup, prev) as u64));
         group.bench_function(format!("previous_tasks/{prev}"), |b| {
             b.iter(|| fixture.step())
         });

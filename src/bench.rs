@@ -1,10 +1,11 @@
 //! Timing of one training step and of the matrix product it is built on.
 //!
-//! The step is the PermutedMNIST-10 configuration of the official code, the one the PyTorch
-//! reference `torch_reference_step.py` times: target MLP 1024-1000-1000 with 10 heads of 10,
-//! chunked hypernetwork [e(t) (24), c(i) (8)] → 25 → 25 → 78 000 with ELU, batch 128, Adam with
-//! lr 1e-4 on θ and on the current task embedding, Adam look-ahead, and the output regularizer
-//! over every previous task with precomputed targets.
+//! The step is by default the PermutedMNIST-10 configuration of the official code, the one the
+//! PyTorch reference `torch_reference_step.py` times: target MLP 1024-1000-1000 with 10 heads
+//! of 10, chunked hypernetwork [e(t) (24), c(i) (8)] → 25 → 25 → 78 000 with ELU, batch 128,
+//! Adam with lr 1e-4 on θ and on the current task embedding, Adam look-ahead, and the output
+//! regularizer over every previous task with precomputed targets. [`BenchSetup`] picks the
+//! SplitMNIST configuration or online targets instead.
 //!
 //! Speed is reported as achieved matmul GFLOP/s: the matrix-product FLOPs of one step, counted
 //! from the shapes by [`step_matmul_flops`], divided by the measured time. Set beside the
@@ -31,11 +32,31 @@ pub const YARDSTICK_N: usize = 1024;
 /// Timed repetitions of the yardstick products.
 pub const YARDSTICK_REPS: usize = 10;
 
-/// The PermutedMNIST configuration of the official code, with enough heads for
-/// `previous_tasks` + 1 tasks (10 unless more previous tasks are asked for).
-pub fn bench_config(previous_tasks: usize) -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(Benchmark::PermutedMnist);
+/// Which step is timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BenchSetup {
+    /// The benchmark whose paper configuration the step uses.
+    pub benchmark: Benchmark,
+    /// Regularizer targets recomputed from θ* in every step instead of precomputed.
+    pub online_targets: bool,
+}
+
+impl Default for BenchSetup {
+    /// The PyTorch reference's step: PermutedMNIST-10, precomputed targets.
+    fn default() -> Self {
+        Self {
+            benchmark: Benchmark::PermutedMnist,
+            online_targets: false,
+        }
+    }
+}
+
+/// The paper configuration of `setup`'s benchmark, with enough heads for `previous_tasks` + 1
+/// tasks.
+pub fn bench_config(setup: BenchSetup, previous_tasks: usize) -> ExperimentConfig {
+    let mut c = ExperimentConfig::paper_defaults(setup.benchmark);
     c.num_tasks = c.num_tasks.max(previous_tasks + 1);
+    c.train.online_targets = setup.online_targets;
     c
 }
 
@@ -51,12 +72,12 @@ pub struct StepFixture {
     subset: Vec<usize>,
 }
 
-/// The fixture of the PermutedMNIST-10 step with `previous_tasks` tasks already learned (the
-/// current task is task `previous_tasks`, trained on head `previous_tasks`). θ and the
-/// embeddings are initialised as in a run with `seed`; the batch is 128 × 1024 inputs
-/// uniform in [0, 1) with labels uniform in 0..10, drawn from `seed` too.
-pub fn step_fixture(previous_tasks: usize, seed: u64) -> StepFixture {
-    let config = bench_config(previous_tasks);
+/// The fixture of `setup`'s step with `previous_tasks` tasks already learned (the current task
+/// is task `previous_tasks`, trained on head `previous_tasks`). θ and the embeddings are
+/// initialised as in a run with `seed`; the batch is 128 inputs uniform in [0, 1) with labels
+/// uniform over a head's classes, drawn from `seed` too.
+pub fn step_fixture(setup: BenchSetup, previous_tasks: usize, seed: u64) -> StepFixture {
+    let config = bench_config(setup, previous_tasks);
     let train = &config.train;
     let target = config.target();
     let hnet = Hnet::new(&config.hnet, target.num_weights());
@@ -113,20 +134,20 @@ fn hnet_weight_shapes(hnet: &Hnet) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Matmul FLOPs of a hypernetwork pass over `tasks` embeddings, forward and backward; the
-/// gradient with respect to the input of the first layer is computed only if
-/// `input_needs_grad`.
-fn hnet_pass_flops(hnet: &Hnet, tasks: usize, input_needs_grad: bool) -> f64 {
+/// Matmul FLOPs of a hypernetwork pass over `tasks` embeddings: forward, and with `backward`
+/// the backward too, where the gradient with respect to the input of the first layer is
+/// computed only if `input_needs_grad`.
+fn hnet_pass_flops(hnet: &Hnet, tasks: usize, backward: bool, input_needs_grad: bool) -> f64 {
     let rows = tasks * hnet.num_chunks();
     hnet_weight_shapes(hnet)
         .iter()
         .enumerate()
         .map(|(l, &(out, inp))| {
             let p = product(rows, out, inp);
-            let backward = if l == 0 && !input_needs_grad {
-                1.0
-            } else {
-                2.0
+            let backward = match (backward, l == 0 && !input_needs_grad) {
+                (false, _) => 0.0,
+                (true, true) => 1.0,
+                (true, false) => 2.0,
             };
             p * (1.0 + backward)
         })
@@ -152,14 +173,17 @@ fn hnet_pass_flops(hnet: &Hnet, tasks: usize, input_needs_grad: bool) -> f64 {
 ///    embeddings as one batch, `previous_tasks · num_chunks` rows, forward + dW + dx per layer,
 ///    except that the first layer's dx is skipped when its input is constant (embeddings of
 ///    previous tasks are constants; with chunk embeddings, which belong to θ, it is not).
-///    The distances to the targets are not products.
+///    The distances to the targets are not products;
+/// 4. with `online_targets`, the targets themselves: the hypernetwork at θ* on all previous
+///    embeddings, forward only.
 pub fn step_matmul_flops_for(
     target: &TargetMlp,
     hnet: &Hnet,
     batch: usize,
     previous_tasks: usize,
+    online_targets: bool,
 ) -> f64 {
-    let mut flops = hnet_pass_flops(hnet, 1, true);
+    let mut flops = hnet_pass_flops(hnet, 1, true, true);
     let mut fan_in = target.input_dim();
     for (l, &h) in target.hidden().iter().enumerate() {
         let p = product(batch, h, fan_in);
@@ -178,19 +202,23 @@ pub fn step_matmul_flops_for(
             .entries()
             .iter()
             .any(|e| e.name == "chunk_embeddings");
-        flops += hnet_pass_flops(hnet, previous_tasks, chunk_embs);
+        flops += hnet_pass_flops(hnet, previous_tasks, true, chunk_embs);
+        if online_targets {
+            flops += hnet_pass_flops(hnet, previous_tasks, false, false);
+        }
     }
     flops
 }
 
-/// Matmul FLOPs of one step of the fixture [`step_fixture`]`(previous_tasks, _)` (see
-/// [`step_matmul_flops_for`] for what is counted). At 0 previous tasks: 0.33 GFLOP in the
-/// hypernetwork and 1.30 in the target net; each previous task adds 0.33 (4.58 GFLOP at 9).
-pub fn step_matmul_flops(previous_tasks: usize) -> f64 {
-    let config = bench_config(previous_tasks);
+/// Matmul FLOPs of one step of the fixture [`step_fixture`]`(setup, previous_tasks, _)` (see
+/// [`step_matmul_flops_for`] for what is counted). PermutedMNIST at 0 previous tasks: 0.33
+/// GFLOP in the hypernetwork and 1.30 in the target net; each previous task adds 0.33 (4.58
+/// GFLOP at 9), with online targets 0.44.
+pub fn step_matmul_flops(setup: BenchSetup, previous_tasks: usize) -> f64 {
+    let config = bench_config(setup, previous_tasks);
     let target = config.target();
     let hnet = Hnet::new(&config.hnet, target.num_weights());
-    step_matmul_flops_for(&target, &hnet, BATCH, previous_tasks)
+    step_matmul_flops_for(&target, &hnet, BATCH, previous_tasks, setup.online_targets)
 }
 
 /// A deterministic n×n matrix with entries in [−1, 1).
@@ -286,6 +314,8 @@ pub struct StepTiming {
 /// What `hypertape bench` measures, all in one run.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct BenchReport {
+    /// The step timed.
+    pub setup: BenchSetup,
     /// One timing per number of previous tasks, in the order asked.
     pub steps: Vec<StepTiming>,
     /// Bare `matrixmultiply::sgemm` at 1024², GFLOP/s.
@@ -325,20 +355,21 @@ pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> f64 {
 /// Times the step at each count of `previous` tasks (median of `steps` after
 /// [`WARMUP_STEPS`] warm-up steps; one fixture at a time), then the sgemm and engine
 /// yardsticks at [`YARDSTICK_N`]².
-pub fn run_bench(previous: &[usize], steps: usize) -> BenchReport {
+pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchReport {
     let steps = previous
         .iter()
         .map(|&p| {
-            let mut fixture = step_fixture(p, 42);
+            let mut fixture = step_fixture(setup, p, 42);
             let ms = time_steps(&mut fixture, steps);
             StepTiming {
                 previous_tasks: p,
                 ms_per_step: ms,
-                gflops: step_matmul_flops(p) / (ms * 1e-3) / 1e9,
+                gflops: step_matmul_flops(setup, p) / (ms * 1e-3) / 1e9,
             }
         })
         .collect();
     BenchReport {
+        setup,
         steps,
         sgemm_gflops: sgemm_gflops(YARDSTICK_N, YARDSTICK_REPS),
         engine_gflops: engine_matmul_gflops(YARDSTICK_N, YARDSTICK_REPS),
@@ -417,12 +448,12 @@ mod tests {
             assert_eq!(task_products, 6, "3 hnet + 3 target layers");
             assert_eq!(reg_products, 3, "3 hnet layers");
             assert_eq!(
-                step_matmul_flops_for(&target, &hnet, batch, prev),
+                step_matmul_flops_for(&target, &hnet, batch, prev, false),
                 task_flops + reg_flops,
                 "chunked {chunked}"
             );
             assert_eq!(
-                step_matmul_flops_for(&target, &hnet, batch, 0),
+                step_matmul_flops_for(&target, &hnet, batch, 0, false),
                 task_flops,
                 "chunked {chunked}"
             );
@@ -435,22 +466,37 @@ mod tests {
         let hnet_fwd = 2.0 * 28.0 * (25.0 * 32.0 + 25.0 * 25.0 + 78_000.0 * 25.0);
         let target =
             2.0 * 128.0 * (2.0 * 1000.0 * 1024.0 + 3.0 * 1000.0 * 1000.0 + 3.0 * 10.0 * 1000.0);
-        assert_eq!(step_matmul_flops(0), 3.0 * hnet_fwd + target);
-        assert_eq!(step_matmul_flops(9), 30.0 * hnet_fwd + target);
+        let setup = BenchSetup::default();
+        assert_eq!(step_matmul_flops(setup, 0), 3.0 * hnet_fwd + target);
+        assert_eq!(step_matmul_flops(setup, 9), 30.0 * hnet_fwd + target);
+        let online = BenchSetup {
+            online_targets: true,
+            ..setup
+        };
+        assert_eq!(step_matmul_flops(online, 0), 3.0 * hnet_fwd + target);
+        assert_eq!(step_matmul_flops(online, 9), 39.0 * hnet_fwd + target);
     }
 
     #[test]
     fn fixture_steps_and_learns_its_batch() {
-        let mut f = step_fixture(0, 5);
+        let mut f = step_fixture(BenchSetup::default(), 0, 5);
         let (first, reg) = f.step();
         assert_eq!(reg, 0.0, "no previous task, no regularizer");
         let last = (0..4).map(|_| f.step().0).last().unwrap();
         assert!(last < first, "task loss {first} -> {last}");
-        let mut f = step_fixture(1, 5);
-        let (task, reg) = f.step();
-        assert!(
-            task.is_finite() && reg > 0.0,
-            "look-ahead moves θ off the targets: {reg}"
-        );
+        for benchmark in [Benchmark::PermutedMnist, Benchmark::SplitMnist] {
+            for online_targets in [false, true] {
+                let setup = BenchSetup {
+                    benchmark,
+                    online_targets,
+                };
+                let mut f = step_fixture(setup, 1, 5);
+                let (task, reg) = f.step();
+                assert!(
+                    task.is_finite() && reg > 0.0,
+                    "{setup:?}: look-ahead moves θ off the targets: {reg}"
+                );
+            }
+        }
     }
 }

@@ -45,7 +45,8 @@ enum Command {
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
     /// Time one training step of the PermutedMNIST-10 configuration (as the PyTorch
-    /// reference does) and report its matmul GFLOP/s beside a bare sgemm's.
+    /// reference does; --benchmark split-mnist: SplitMNIST's) and report its matmul GFLOP/s
+    /// beside a bare sgemm's.
     Bench(BenchArgs),
 }
 
@@ -300,6 +301,13 @@ struct GradcheckArgs {
 
 #[derive(Args)]
 struct BenchArgs {
+    /// The benchmark whose paper configuration the step uses (permuted-mnist: the PyTorch
+    /// reference's step).
+    #[arg(long, value_enum, default_value = "permuted-mnist")]
+    benchmark: BenchmarkArg,
+    /// Regularizer targets recomputed from θ* in every step (as `run --online-targets`).
+    #[arg(long)]
+    online_targets: bool,
     /// Timed steps per configuration (median reported, after 3 warm-up steps).
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     steps: u64,
@@ -896,19 +904,32 @@ fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
 }
 
 fn bench(args: &BenchArgs) -> Result<ExitCode> {
-    let report = hypertape::bench::run_bench(&args.previous, args.steps as usize);
+    let setup = hypertape::bench::BenchSetup {
+        benchmark: benchmark_of(args.benchmark),
+        online_targets: args.online_targets,
+    };
+    let report = hypertape::bench::run_bench(setup, &args.previous, args.steps as usize);
     if args.json {
         let json = serde_json::to_string(&report).expect("the report serializes");
         println!("{json}");
         return Ok(ExitCode::SUCCESS);
     }
+    println!(
+        "{} step, {} targets",
+        setup.benchmark.name(),
+        if setup.online_targets {
+            "online"
+        } else {
+            "precomputed"
+        }
+    );
     for s in &report.steps {
         println!(
             "previous tasks {:>2}: {:>9.2} ms/step  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)",
             s.previous_tasks,
             s.ms_per_step,
             s.gflops,
-            hypertape::bench::step_matmul_flops(s.previous_tasks) * 1e-9
+            hypertape::bench::step_matmul_flops(setup, s.previous_tasks) * 1e-9
         );
     }
     let n = hypertape::bench::YARDSTICK_N;
