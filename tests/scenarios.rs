@@ -289,6 +289,32 @@ fn every_penalty_passes_an_f64_gradient_check() {
 }
 
 #[test]
+fn fused_penalty_gradient_matches_the_tape() {
+    let n = 40_000; // more than one parallel block
+    for (name, c) in consolidations(n, 6) {
+        let theta = random_vec(n, &mut Rng::new(10), false);
+        let mut tape = Tape::new();
+        let v = tape.leaf_ref(&[n], &theta);
+        let p = c.penalty(&mut tape, v).expect("state to protect");
+        let want_value = tape.item(p);
+        let grads = tape.backward(p);
+        let want = grads.get(v).unwrap();
+        let mut grad = vec![0.5; n];
+        let value = c.add_penalty_gradient(&theta, &mut grad);
+        assert!(
+            (value - want_value).abs() <= 1e-12 * want_value.abs().max(1.0),
+            "{name}: {value} vs {want_value}"
+        );
+        for (g, w) in grad.iter().zip(want) {
+            assert!(
+                (g - 0.5 - w).abs() <= 1e-12 * w.abs().max(1.0),
+                "{name}: {g} vs {w}"
+            );
+        }
+    }
+}
+
+#[test]
 fn penalties_match_their_formulas() {
     let n = 4;
     let theta: [f64; 4] = [0.5, -1.0, 2.0, 0.0];

@@ -28,7 +28,11 @@ use crate::rng::Rng;
 use crate::tape::{Tape, Var};
 use crate::tensor::{Float, Tensor};
 use crate::{Error, Result};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+/// Elements per block of the penalty's parallel pass.
+const PENALTY_BLOCK: usize = 1 << 14;
 
 /// A continual-learning method.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,10 +220,10 @@ impl<F: Float> Consolidation<F> {
         )
     }
 
-    /// The penalty at the flat weights `theta` on `tape` (importances and anchors copied in as
-    /// constants), or `None` while there is nothing to protect.
-    pub fn penalty(&self, tape: &mut Tape<'_, F>, theta: Var) -> Option<Var> {
-        let terms: Vec<(&[F], &[F], f64)> = match self {
+    /// The penalty's terms: (importance, anchor, scale), the penalty being the sum over terms
+    /// of scale · Σᵢ importanceᵢ (θᵢ − anchorᵢ)².
+    fn terms(&self) -> Vec<(&[F], &[F], f64)> {
+        match self {
             Consolidation::None => Vec::new(),
             Consolidation::Ewc { lambda, tasks } => tasks
                 .iter()
@@ -235,9 +239,15 @@ impl<F: Float> Consolidation<F> {
                 .iter()
                 .map(|a| (omega.as_slice(), a.as_slice(), *c))
                 .collect(),
-        };
+        }
+    }
+
+    /// The penalty at the flat weights `theta` on `tape` (importances and anchors copied in as
+    /// constants), or `None` while there is nothing to protect. Training uses the fused
+    /// [`Consolidation::add_penalty_gradient`]; this one is for audits.
+    pub fn penalty(&self, tape: &mut Tape<'_, F>, theta: Var) -> Option<Var> {
         let mut total: Option<Var> = None;
-        for (importance, anchor, scale) in terms {
+        for (importance, anchor, scale) in self.terms() {
             let n = anchor.len();
             let a = tape.constant(Tensor::from_vec(&[n], anchor.to_vec()));
             let w = tape.constant(Tensor::from_vec(&[n], importance.to_vec()));
@@ -250,6 +260,34 @@ impl<F: Float> Consolidation<F> {
                 Some(t) => tape.add(t, term),
                 None => term,
             });
+        }
+        total
+    }
+
+    /// The penalty at `theta`, with its gradient added to `grad`: for each term,
+    /// scale · Σᵢ wᵢ (θᵢ − aᵢ)² and 2 · scale · wᵢ (θᵢ − aᵢ), in one pass over fixed blocks
+    /// (the same result on any number of threads).
+    pub fn add_penalty_gradient(&self, theta: &[F], grad: &mut [F]) -> f64 {
+        assert_eq!(theta.len(), grad.len(), "penalty: gradient size");
+        let mut total = 0.0;
+        for (importance, anchor, scale) in self.terms() {
+            let two_scale = F::from_f64(2.0 * scale);
+            let partial: Vec<f64> = grad
+                .par_chunks_mut(PENALTY_BLOCK)
+                .zip(theta.par_chunks(PENALTY_BLOCK))
+                .zip(importance.par_chunks(PENALTY_BLOCK))
+                .zip(anchor.par_chunks(PENALTY_BLOCK))
+                .map(|(((g, t), w), a)| {
+                    let mut s = 0.0f64;
+                    for (((g, &t), &w), &a) in g.iter_mut().zip(t).zip(w).zip(a) {
+                        let d = t - a;
+                        s += (w * d * d).to_f64();
+                        *g += two_scale * w * d;
+                    }
+                    s
+                })
+                .collect();
+            total += scale * partial.iter().sum::<f64>();
         }
         total
     }
@@ -393,18 +431,9 @@ impl DirectLearner {
         };
         let task_grad =
             matches!(self.consolidation, Consolidation::Si { .. }).then(|| grad.clone());
-        let mut penalty = 0.0;
-        {
-            let mut tape = Tape::new();
-            let w = tape.leaf_ref(&[n], &self.weights);
-            if let Some(p) = self.consolidation.penalty(&mut tape, w) {
-                penalty = tape.item(p).to_f64();
-                let grads = tape.backward(p);
-                if let Some(g) = grads.get(w) {
-                    crate::kernels::add_assign(&mut grad, g);
-                }
-            }
-        }
+        let penalty = self
+            .consolidation
+            .add_penalty_gradient(&self.weights, &mut grad);
         if !loss.is_finite() || !penalty.is_finite() {
             return Err(Error::NonFinite(format!(
                 "task loss {loss}, penalty {penalty} (try a smaller learning rate than {} or a smaller penalty strength)",
