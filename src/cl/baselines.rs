@@ -271,6 +271,8 @@ impl<F: Float> Consolidation<F> {
         assert_eq!(theta.len(), grad.len(), "penalty: gradient size");
         let mut total = 0.0;
         for (importance, anchor, scale) in self.terms() {
+            assert_eq!(importance.len(), theta.len(), "penalty: importance size");
+            assert_eq!(anchor.len(), theta.len(), "penalty: anchor size");
             let two_scale = F::from_f64(2.0 * scale);
             let partial: Vec<f64> = grad
                 .par_chunks_mut(PENALTY_BLOCK)
@@ -281,7 +283,7 @@ impl<F: Float> Consolidation<F> {
                     let mut s = 0.0f64;
                     for (((g, &t), &w), &a) in g.iter_mut().zip(t).zip(w).zip(a) {
                         let d = t - a;
-                        s += (w * d * d).to_f64();
+                        s += w.to_f64() * d.to_f64() * d.to_f64();
                         *g += two_scale * w * d;
                     }
                     s
