@@ -232,21 +232,7 @@ pub fn map<F: Float>(src: &[F], dst: &mut [F], f: impl Fn(F) -> F + Sync) {
 
 /// `dst[i] = f(a[i], b[i])`.
 pub fn zip_map<F: Float>(a: &[F], b: &[F], dst: &mut [F], f: impl Fn(F, F) -> F + Sync) {
-    assert_eq!(a.len(), dst.len());
-    assert_eq!(b.len(), dst.len());
-    if dst.len() >= PARALLEL_MIN_LEN {
-        dst.par_chunks_mut(BLOCK)
-            .zip(a.par_chunks(BLOCK).zip(b.par_chunks(BLOCK)))
-            .for_each(|(d, (a, b))| {
-                for ((d, &a), &b) in d.iter_mut().zip(a).zip(b) {
-                    *d = f(a, b);
-                }
-            });
-    } else {
-        for ((d, &a), &b) in dst.iter_mut().zip(a).zip(b) {
-            *d = f(a, b);
-        }
-    }
+    update2(dst, a, b, |_, a, b| f(a, b));
 }
 
 /// `dst[i] = f(dst[i], a[i])`: accumulation in place.
