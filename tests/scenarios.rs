@@ -3,6 +3,7 @@
 //! gradient checks, values by hand, the SI and online-EWC bookkeeping), and that EWC protects
 //! an earlier task better than fine-tuning.
 
+use hypertape::cl::baselines::{diagonal_fisher, mlp_diagonal_fisher};
 use hypertape::cl::inference::{entropy, entropy_at};
 use hypertape::cl::trainer::{argmax, train_task};
 use hypertape::cl::{
@@ -12,9 +13,10 @@ use hypertape::cl::{
 use hypertape::data::ClassificationTask;
 use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::Hnet;
+use hypertape::nn::{Hnet, TargetMlp};
 use hypertape::rng::Rng;
 use hypertape::{Tape, Tensor};
+use proptest::prelude::*;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -382,4 +384,77 @@ fn ewc_keeps_the_first_task_better_than_fine_tuning() {
         finals[1],
         finals[0]
     );
+}
+
+/// The batched Fisher of a target MLP against one tape per sample, in f64: random sizes,
+/// heads and labels (true or predicted), over more rows than one batched tape holds.
+fn fisher_agrees(hidden: &[usize], heads: (usize, usize), n: usize, true_labels: bool, seed: u64) {
+    let (input, head_dim, num_heads) = (7, 3, 4);
+    let (first, count) = heads;
+    let target = TargetMlp::new(input, hidden, head_dim, num_heads);
+    let mut rng = Rng::new(seed);
+    let weights: Vec<f64> = target.init_weights(&mut rng);
+    let x: Vec<f64> = (0..n * input).map(|_| rng.normal()).collect();
+    let classes = count * head_dim;
+    let labels: Vec<usize> = (0..n).map(|_| rng.below(classes)).collect();
+    let heads = first..first + count;
+    let pick = |s: usize, logits: &[f64]| {
+        if true_labels {
+            labels[s]
+        } else {
+            (0..logits.len())
+                .max_by(|&a, &b| logits[a].total_cmp(&logits[b]).then(b.cmp(&a)))
+                .unwrap()
+        }
+    };
+    let samples: Vec<usize> = (0..n).collect();
+    let want = diagonal_fisher(&weights, &samples, |tape, w, s| {
+        let xs = x[s * input..(s + 1) * input].to_vec();
+        let xv = tape.constant(Tensor::from_vec(&[1, input], xs));
+        let logits = target.forward_heads(tape, w, xv, heads.clone());
+        let y = pick(s, tape.value(logits));
+        tape.softmax_cross_entropy(logits, &[y])
+    });
+    let got = mlp_diagonal_fisher(&target, &weights, &x, heads.clone(), pick);
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert!(
+            (g - w).abs() <= 1e-12 * scale,
+            "weight {i}: batched {g} vs per sample {w} (hidden {hidden:?}, heads {heads:?})"
+        );
+    }
+    // Other heads' weights get nothing.
+    let out = target.layer_block(hidden.len(), 0..num_heads);
+    let ours = target.layer_block(hidden.len(), heads.clone());
+    let ours = ours.weight..ours.weight + ours.outputs * ours.inputs;
+    let all = out.weight..out.weight + out.outputs * out.inputs;
+    for (i, &g) in got.iter().enumerate().take(all.end).skip(all.start) {
+        if !ours.contains(&i) {
+            assert_eq!(g, 0.0, "weight {i} of another head");
+        }
+    }
+}
+
+#[test]
+fn batched_fisher_matches_per_sample_fisher_across_tapes() {
+    // 1100 samples: three batched tapes (500 rows each at most).
+    fisher_agrees(&[9, 5], (1, 2), 1100, false, 3);
+    fisher_agrees(&[6], (0, 4), 1100, true, 4);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn batched_fisher_matches_per_sample_fisher(
+        hidden in proptest::collection::vec(1usize..12, 0..3),
+        first in 0usize..4,
+        count in 1usize..4,
+        n in 1usize..40,
+        true_labels: bool,
+        seed in 0u64..1000,
+    ) {
+        let count = count.min(4 - first);
+        fisher_agrees(&hidden, (first, count), n, true_labels, seed);
+    }
 }

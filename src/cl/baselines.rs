@@ -4,7 +4,8 @@
 //! - EWC (Kirkpatrick et al., PNAS 2017): after each task, the diagonal Fisher F of the
 //!   log-likelihood, estimated from the squared gradients of individual samples (label: the
 //!   model's own prediction, as in van de Ven & Tolias's code, unless the true labels are
-//!   asked for), averaged over N samples; penalty (λ/2) Σ_tasks Σ_i F_i (θ_i − θ*_i)².
+//!   asked for), averaged over N samples and computed for all of them in batched passes
+//!   ([`mlp_diagonal_fisher`]); penalty (λ/2) Σ_tasks Σ_i F_i (θ_i − θ*_i)².
 //! - Online EWC (Schwarz et al., ICML 2018): one running Fisher F ← γF + F_new and one anchor
 //!   θ* (the weights after the last task); penalty (λ/2) Σ_i F_i (θ_i − θ*_i)².
 //! - SI (Zenke et al., ICML 2017): during a task, ω_i accumulates −g_i·Δθ_i after every step,
@@ -387,6 +388,69 @@ where
     fisher
 }
 
+/// Rows per tape of [`mlp_diagonal_fisher`] (bounds its memory at any sample count).
+const FISHER_ROWS: usize = 500;
+
+/// The diagonal Fisher of a target MLP's weights: [`diagonal_fisher`] with the per-sample loss
+/// −log softmax(logits_s)[label_s] over the heads `heads`, for the samples `x` [n × input],
+/// in batched passes. A layer with inputs h [n × in] and per-sample gradients δ [n × out] of
+/// its pre-activations has Σ_s (δ_s h_sᵀ)² = (δ²)ᵀ·(h²) and, for its bias, Σ_s δ_s²; the
+/// weights of other heads get 0. `label(s, logits_s)` is sample s's class among the columns.
+pub fn mlp_diagonal_fisher<F: Float>(
+    target: &TargetMlp,
+    weights: &[F],
+    x: &[F],
+    heads: std::ops::Range<usize>,
+    mut label: impl FnMut(usize, &[F]) -> usize,
+) -> Vec<F> {
+    let dim = target.input_dim();
+    assert_eq!(x.len() % dim, 0, "samples of {dim} inputs");
+    let n = x.len() / dim;
+    let mut fisher = vec![F::ZERO; weights.len()];
+    for start in (0..n).step_by(FISHER_ROWS) {
+        let rows = FISHER_ROWS.min(n - start);
+        let mut tape = Tape::new();
+        let w = tape.constant_ref(&[weights.len()], weights);
+        let xv = tape.constant_ref(&[rows, dim], &x[start * dim..(start + rows) * dim]);
+        // A zero leaf added to each pre-activation: its gradient is δ.
+        let mut probes = Vec::new();
+        let logits = target.forward_heads_with(&mut tape, w, xv, heads.clone(), |tape, _, h, z| {
+            let probe = tape.leaf(Tensor::zeros(tape.shape(z)));
+            probes.push((h, probe));
+            tape.add(z, probe)
+        });
+        let width = tape.shape(logits)[1];
+        let labels: Vec<usize> = tape
+            .value(logits)
+            .chunks(width)
+            .enumerate()
+            .map(|(i, row)| label(start + i, row))
+            .collect();
+        let loss = tape.softmax_cross_entropy(logits, &labels);
+        let grads = tape.backward(loss);
+        // The loss is the mean over rows: δ = rows · ∂loss/∂z.
+        let scale = F::from_f64(rows as f64);
+        for (layer, &(h, probe)) in probes.iter().enumerate() {
+            let block = target.layer_block(layer, heads.clone());
+            let Some(g) = grads.get(probe) else {
+                continue; // no gradient reached this layer (a dead ReLU layer)
+            };
+            let d2: Vec<F> = g.iter().map(|&d| (d * scale) * (d * scale)).collect();
+            let h2: Vec<F> = tape.value(h).iter().map(|&v| v * v).collect();
+            let (out, inp) = (block.outputs, block.inputs);
+            let fw = &mut fisher[block.weight..block.weight + out * inp];
+            crate::kernels::gemm(out, inp, rows, F::ONE, &d2, true, &h2, false, F::ONE, fw);
+            let fb = &mut fisher[block.bias..block.bias + out];
+            for row in d2.chunks(out) {
+                fb.iter_mut().zip(row).for_each(|(f, &d)| *f += d);
+            }
+        }
+    }
+    let n = F::from_f64(n.max(1) as f64);
+    fisher.iter_mut().for_each(|f| *f /= n);
+    fisher
+}
+
 /// A target network trained directly, with the state of its weight penalty.
 #[derive(Clone, Debug)]
 pub struct DirectLearner {
@@ -507,22 +571,23 @@ impl DirectLearner {
         let mut rng = Rng::derived(seed, "fisher-samples", task as u64);
         let n = self.config.fisher_samples.min(data.len());
         let samples = rng.choose_distinct(data.len(), n);
-        let dim = data.input_dim();
-        let mut x = vec![0.0f32; dim];
-        let mut label = [0usize];
+        let mut x = vec![0.0f32; n * data.input_dim()];
+        let mut labels = vec![0usize; n];
+        data.fill_batch(&samples, &mut x, &mut labels);
         let true_labels = self.config.fisher_true_labels;
-        diagonal_fisher(&self.weights, &samples, |tape, w, s| {
-            data.fill_batch(&[s], &mut x, &mut label);
-            let xv = tape.constant(Tensor::from_vec(&[1, dim], x.clone()));
-            let logits = self
-                .target
-                .forward_heads(tape, w, xv, readout.heads.clone());
-            let y = if true_labels {
-                label[0] + readout.label_offset
-            } else {
-                super::trainer::argmax(tape.value(logits))
-            };
-            tape.softmax_cross_entropy(logits, &[y])
-        })
+        let offset = readout.label_offset;
+        mlp_diagonal_fisher(
+            &self.target,
+            &self.weights,
+            &x,
+            readout.heads.clone(),
+            |s, logits| {
+                if true_labels {
+                    labels[s] + offset
+                } else {
+                    super::trainer::argmax(logits)
+                }
+            },
+        )
     }
 }

@@ -13,7 +13,7 @@ mod hnet;
 mod target;
 
 pub use hnet::{Hnet, HnetConfig, HnetInit};
-pub use target::TargetMlp;
+pub use target::{LayerBlock, TargetMlp};
 
 use crate::rng::Rng;
 use crate::tape::{Tape, Var};

@@ -139,11 +139,38 @@ impl TargetMlp {
     /// The last hidden layer's activations for the batch `x` (the input itself without hidden
     /// layers): what every head reads.
     pub fn hidden_features<F: Float>(&self, tape: &mut Tape<'_, F>, weights: Var, x: Var) -> Var {
+        self.hidden_with(tape, weights, x, &mut |_, _, _, z| z)
+    }
+
+    /// [`TargetMlp::forward_heads`] with `hook(tape, layer, input, z)` called on every layer's
+    /// input and pre-activation z (the last layer's z: the logits); the layer goes on with the
+    /// Var the hook returns. For reading per-layer quantities such as per-sample gradients.
+    pub fn forward_heads_with<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        weights: Var,
+        x: Var,
+        heads: std::ops::Range<usize>,
+        mut hook: impl FnMut(&mut Tape<'_, F>, usize, Var, Var) -> Var,
+    ) -> Var {
+        let h = self.hidden_with(tape, weights, x, &mut hook);
+        let z = self.head_outputs(tape, weights, h, heads);
+        hook(tape, self.hidden.len(), h, z)
+    }
+
+    fn hidden_with<F: Float>(
+        &self,
+        tape: &mut Tape<'_, F>,
+        weights: Var,
+        x: Var,
+        hook: &mut impl FnMut(&mut Tape<'_, F>, usize, Var, Var) -> Var,
+    ) -> Var {
         let mut h = x;
         for l in 0..self.hidden.len() {
             let w = self.layout.view(tape, weights, 2 * l);
             let b = self.layout.view(tape, weights, 2 * l + 1);
             let z = tape.linear(h, w, Some(b));
+            let z = hook(tape, l, h, z);
             h = self.activation.apply(tape, z);
         }
         h
@@ -158,18 +185,54 @@ impl TargetMlp {
         h: Var,
         heads: std::ops::Range<usize>,
     ) -> Var {
+        let block = self.layer_block(self.hidden.len(), heads);
+        let w = tape.view(weights, block.weight, &[block.outputs, block.inputs]);
+        let b = tape.view(weights, block.bias, &[block.outputs]);
+        tape.linear(h, w, Some(b))
+    }
+
+    /// Where layer `layer` (`hidden().len()`: the output layer, restricted to the consecutive
+    /// heads `heads`; ignored for hidden layers) sits in the flat weights.
+    ///
+    /// # Panics
+    /// If `layer` is past the output layer or `heads` is empty or out of range.
+    pub fn layer_block(&self, layer: usize, heads: std::ops::Range<usize>) -> LayerBlock {
+        let w = self.layout.entry(2 * layer);
+        let b = self.layout.entry(2 * layer + 1);
+        let (outputs, inputs) = (w.shape[0], w.shape[1]);
+        if layer < self.hidden.len() {
+            return LayerBlock {
+                weight: w.offset,
+                bias: b.offset,
+                outputs,
+                inputs,
+            };
+        }
         assert!(
             heads.start < heads.end && heads.end <= self.num_heads,
             "heads {heads:?} of {}",
             self.num_heads
         );
-        let out_w = self.layout.entry(2 * self.hidden.len());
-        let out_b = self.layout.entry(2 * self.hidden.len() + 1);
-        let fan_in = out_w.shape[1];
         let rows = heads.start * self.head_dim;
-        let outputs = heads.len() * self.head_dim;
-        let w = tape.view(weights, out_w.offset + rows * fan_in, &[outputs, fan_in]);
-        let b = tape.view(weights, out_b.offset + rows, &[outputs]);
-        tape.linear(h, w, Some(b))
+        LayerBlock {
+            weight: w.offset + rows * inputs,
+            bias: b.offset + rows,
+            outputs: heads.len() * self.head_dim,
+            inputs,
+        }
     }
+}
+
+/// A layer's place in the flat weights: its [outputs × inputs] matrix at `weight`, its bias
+/// at `bias`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerBlock {
+    /// Offset of the row-major weight matrix.
+    pub weight: usize,
+    /// Offset of the bias.
+    pub bias: usize,
+    /// Rows of the matrix (outputs of the layer).
+    pub outputs: usize,
+    /// Columns of the matrix (inputs of the layer).
+    pub inputs: usize,
 }
