@@ -887,6 +887,7 @@ pub fn run_full(
                     target.clone(),
                     ReplayTargets::Distill {
                         temperature: config.replay.temperature,
+                        unseen: config.replay.unseen_classes,
                     },
                     config.replay.replay_weight,
                     seed,

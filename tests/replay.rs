@@ -1,9 +1,10 @@
 //! HNET+R and HNET+TIR on tiny models: the f64 gradient audit of the VAE loss with fixed
 //! noise, that the VAE learns and that the output regularizer keeps an earlier task's decoder
-//! in place, the shape and determinism of replay runs, and clear errors for bad settings.
+//! in place, the distillation targets, the shape and determinism of replay runs, and clear
+//! errors for bad settings.
 
 use hypertape::cl::audit::vae_audit;
-use hypertape::cl::replay::{vae_loss, ReplayConfig, Vae};
+use hypertape::cl::replay::{distillation_targets, vae_loss, ReplayConfig, UnseenClasses, Vae};
 use hypertape::cl::trainer::TrainConfig;
 use hypertape::cl::{Lookahead, Method, Scenario};
 use hypertape::data::ClassificationTask;
@@ -31,6 +32,7 @@ fn tiny_replay() -> ReplayConfig {
         lr: 1e-3,
         replay_weight: 0.5,
         temperature: 2.0,
+        unseen_classes: UnseenClasses::ZeroLogit,
     }
 }
 
@@ -280,4 +282,55 @@ fn replay_defaults_follow_the_method() {
     p.set_method_and_scenario(Method::HnetR, Scenario::Cl1);
     assert_eq!(p.replay.decoder_hidden, vec![400, 400]);
     assert_eq!(p.replay.hnet.chunk_size, Some(85_000));
+}
+
+/// Distillation targets by hand: two rows of teacher logits over 2 of 4 outputs, T = 2.
+#[test]
+fn distillation_targets_give_unseen_outputs_logit_zero_or_probability_zero() {
+    let logits = [2.0f32, -2.0, 0.0, 4.0];
+    let (t, width) = (2.0f64, 4);
+    let softmax = |l: &[f64]| {
+        let e: Vec<f64> = l.iter().map(|v| (v / t).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / z).collect::<Vec<f64>>()
+    };
+    let zero_logit = distillation_targets(&logits, 2, width, t, UnseenClasses::ZeroLogit);
+    let want: Vec<f64> = [
+        softmax(&[2.0, -2.0, 0.0, 0.0]),
+        softmax(&[0.0, 4.0, 0.0, 0.0]),
+    ]
+    .concat();
+    let zero_prob = distillation_targets(&logits, 2, width, t, UnseenClasses::ZeroProbability);
+    let mut want_prob = softmax(&[2.0, -2.0]);
+    want_prob.extend([0.0, 0.0]);
+    want_prob.extend(softmax(&[0.0, 4.0]));
+    want_prob.extend([0.0, 0.0]);
+    for (got, want) in [(&zero_logit, &want), (&zero_prob, &want_prob)] {
+        assert_eq!(got.len(), 8);
+        for (g, w) in got.iter().zip(want.iter()) {
+            assert!((f64::from(*g) - w).abs() < 1e-6, "{got:?} vs {want:?}");
+        }
+    }
+    // Where the teacher reads every output, both rules agree.
+    assert_eq!(
+        distillation_targets(&logits, 2, 2, t, UnseenClasses::ZeroLogit),
+        distillation_targets(&logits, 2, 2, t, UnseenClasses::ZeroProbability)
+    );
+}
+
+/// The default is the official code's rule; configurations saved before the choice existed
+/// read as the rule they ran with.
+#[test]
+fn unseen_class_targets_default_to_zero_logit_and_old_configs_keep_theirs() {
+    assert_eq!(
+        ReplayConfig::split_mnist(false).unseen_classes,
+        UnseenClasses::ZeroLogit
+    );
+    let mut json = serde_json::to_value(ReplayConfig::split_mnist(false)).unwrap();
+    json.as_object_mut().unwrap().remove("unseen_classes");
+    let old: ReplayConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.unseen_classes, UnseenClasses::ZeroProbability);
+    assert_eq!("zero-logit".parse(), Ok(UnseenClasses::ZeroLogit));
+    let e = "zero".parse::<UnseenClasses>().unwrap_err();
+    assert!(e.contains("zero-logit, zero-probability"), "{e}");
 }

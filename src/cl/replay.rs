@@ -47,6 +47,52 @@ pub struct ReplayConfig {
     pub replay_weight: f64,
     /// Temperature of the distillation of soft targets (HNET+R).
     pub temperature: f64,
+    /// HNET+R: the distillation target of the classes the teacher does not read (CL3: the
+    /// new task's). Configurations saved before this field existed ran with
+    /// [`UnseenClasses::ZeroProbability`].
+    #[serde(default = "UnseenClasses::before_choice")]
+    pub unseen_classes: UnseenClasses,
+}
+
+/// The distillation target of a replayed sample for outputs the teacher (the classifier
+/// before the task) does not read: in CL3, the new task's classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnseenClasses {
+    /// The teacher's logits padded with logit 0 for them, then the softmax at the temperature
+    /// over all outputs (the official code's targets and the default): a small, bounded
+    /// probability.
+    ZeroLogit,
+    /// Probability 0: the softmax at the temperature over the teacher's outputs only, so the
+    /// student is pushed to drive those outputs' logits down without bound.
+    ZeroProbability,
+}
+
+impl UnseenClasses {
+    fn before_choice() -> Self {
+        UnseenClasses::ZeroProbability
+    }
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            UnseenClasses::ZeroLogit => "zero-logit",
+            UnseenClasses::ZeroProbability => "zero-probability",
+        }
+    }
+}
+
+impl std::str::FromStr for UnseenClasses {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "zero-logit" => Ok(UnseenClasses::ZeroLogit),
+            "zero-probability" => Ok(UnseenClasses::ZeroProbability),
+            _ => Err(format!(
+                "unknown target for unseen classes '{s}' (zero-logit, zero-probability)"
+            )),
+        }
+    }
 }
 
 impl Default for ReplayConfig {
@@ -79,6 +125,7 @@ impl ReplayConfig {
             lr: 1e-3,
             replay_weight: 0.5,
             temperature: 2.0,
+            unseen_classes: UnseenClasses::ZeroLogit,
         }
     }
 
@@ -105,6 +152,7 @@ impl ReplayConfig {
             lr: 1e-4,
             replay_weight: 0.5,
             temperature: 2.0,
+            unseen_classes: UnseenClasses::ZeroLogit,
         }
     }
 
@@ -390,10 +438,12 @@ impl Vae {
 pub enum ReplayTargets {
     /// Soft: the outputs of the classifier as it was before the task (the teacher), softmax
     /// at the temperature, distilled (HNET+R). Student outputs the teacher does not read (a
-    /// new task's classes in CL3) get target probability 0.
+    /// new task's classes in CL3) get the target `unseen` says.
     Distill {
         /// Softmax temperature.
         temperature: f64,
+        /// Target of the outputs the teacher does not read.
+        unseen: UnseenClasses,
     },
     /// Hard: a sample of task k has label k (HNET+TIR's task-inference network).
     TaskLabel,
@@ -482,13 +532,17 @@ impl ReplayClassifier {
                     let xs = vae.sample(dec, k, per_task, &mut noise);
                     let (student, teacher_readout) = (readouts.replayed)(k);
                     let soft = match targets {
-                        ReplayTargets::Distill { temperature } => Some(soft_targets(
+                        ReplayTargets::Distill {
+                            temperature,
+                            unseen,
+                        } => Some(soft_targets(
                             &target,
                             &teacher,
                             &xs,
                             &teacher_readout,
                             student.heads.len() * target.head_dim(),
                             temperature,
+                            unseen,
                         )),
                         ReplayTargets::TaskLabel => None,
                     };
@@ -540,8 +594,8 @@ struct ReplayGroup {
     soft: Option<Vec<f32>>,
 }
 
-/// softmax(teacher logits / T) over the teacher's readout, placed in the first columns of a
-/// [rows × width] buffer (0 elsewhere).
+/// The teacher's distillation targets for the inputs `x`, [rows × width]: see
+/// [`distillation_targets`].
 fn soft_targets(
     target: &TargetMlp,
     teacher: &[f32],
@@ -549,6 +603,7 @@ fn soft_targets(
     readout: &Readout,
     width: usize,
     temperature: f64,
+    unseen: UnseenClasses,
 ) -> Vec<f32> {
     let dim = target.input_dim();
     let rows = x.len() / dim;
@@ -557,18 +612,38 @@ fn soft_targets(
     let xv = tape.constant_ref(&[rows, dim], x);
     let logits = target.forward_heads(&mut tape, w, xv, readout.heads.clone());
     let k = readout.heads.len() * target.head_dim();
-    let mut out = vec![0.0f32; rows * width];
-    for (row, dst) in tape
-        .value(logits)
-        .chunks_exact(k)
-        .zip(out.chunks_exact_mut(width))
-    {
-        let m = row
-            .iter()
-            .fold(f64::NEG_INFINITY, |a, &v| a.max(f64::from(v)));
-        let e: Vec<f64> = row
-            .iter()
-            .map(|&v| ((f64::from(v) - m) / temperature).exp())
+    distillation_targets(tape.value(logits), k, width, temperature, unseen)
+}
+
+/// Distillation targets [rows × width] from the teacher's logits [rows × k]: softmax(logits /
+/// T) over the k columns, and for the other width − k columns what `unseen` says
+/// (ZeroLogit: a logit 0 each, inside the softmax; ZeroProbability: 0).
+///
+/// # Panics
+/// If k is 0 or above `width`, or `logits` is not a whole number of rows of k.
+pub fn distillation_targets(
+    logits: &[f32],
+    k: usize,
+    width: usize,
+    temperature: f64,
+    unseen: UnseenClasses,
+) -> Vec<f32> {
+    assert!(
+        k > 0 && k <= width && logits.len() % k == 0,
+        "logits of rows of {k} ≤ {width}"
+    );
+    let softmax_width = match unseen {
+        UnseenClasses::ZeroLogit => width,
+        UnseenClasses::ZeroProbability => k,
+    };
+    let mut out = vec![0.0f32; logits.len() / k * width];
+    for (row, dst) in logits.chunks_exact(k).zip(out.chunks_exact_mut(width)) {
+        let logit = |i: usize| row.get(i).map_or(0.0, |&v| f64::from(v));
+        let m = (0..softmax_width)
+            .map(logit)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = (0..softmax_width)
+            .map(|i| ((logit(i) - m) / temperature).exp())
             .collect();
         let z: f64 = e.iter().sum();
         for (d, v) in dst.iter_mut().zip(&e) {
@@ -596,7 +671,7 @@ fn replay_loss(
         let xv = tape.constant(Tensor::from_vec(&[rows, dim], g.x.clone()));
         let logits = target.forward_heads(tape, weights, xv, g.student.heads.clone());
         let term = match (targets, &g.soft) {
-            (ReplayTargets::Distill { temperature }, Some(p)) => {
+            (ReplayTargets::Distill { temperature, .. }, Some(p)) => {
                 let t = *temperature as f32;
                 let scaled = tape.scale(logits, 1.0 / t);
                 let log_p = tape.log_softmax(scaled);
