@@ -61,14 +61,16 @@ fn mean_of(v: &[Option<f64>]) -> Option<f64> {
 /// Runs every (method, scenario, seed) from `base` (the defaults that go with a method and
 /// a scenario set per cell, see [`ExperimentConfig::set_method_and_scenario`]). `earlier` may
 /// return the results of a run already made with exactly that configuration, which are then
-/// used instead of running it again; `on_run` sees each run's output (results, and replayed
-/// samples of a new run) as it finishes or is reused, with whether it was reused.
+/// used instead of running it again; `on_task_end(config, t, row)` sees, during a new run,
+/// the test accuracies of tasks 0..=t after task t; `on_run` sees each run's output (results,
+/// and replayed samples of a new run) as it finishes or is reused, with whether it was reused.
 pub fn run_grid(
     base: &ExperimentConfig,
     methods: &[Method],
     scenarios: &[Scenario],
     seeds: &[u64],
     earlier: &mut dyn FnMut(&ExperimentConfig) -> Option<RunResults>,
+    on_task_end: &mut dyn FnMut(&ExperimentConfig, usize, &[f64]),
     on_run: &mut dyn FnMut(&RunOutput, bool),
 ) -> Result<CompareResults> {
     let mut cells = Vec::new();
@@ -93,7 +95,9 @@ pub fn run_grid(
                     }
                     None => {
                         let tasks = c.load_tasks()?;
-                        let output = run_full(&c, &tasks, &mut |_| {}, &mut |_, _| {})?;
+                        let output = run_full(&c, &tasks, &mut |_| {}, &mut |t, row| {
+                            on_task_end(&c, t, row)
+                        })?;
                         (output, false)
                     }
                 };

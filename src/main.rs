@@ -792,6 +792,15 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
         &args.scenarios,
         &seeds,
         &mut earlier,
+        &mut |c, t, row| {
+            eprintln!(
+                "  {} {} seed {}: after task {t}, mean test accuracy {:.2} %",
+                c.method.name(),
+                c.scenario.name(),
+                c.train.seed,
+                row.iter().sum::<f64>() / row.len().max(1) as f64
+            );
+        },
         &mut |o, reused| {
             let r = &o.results;
             done += 1;

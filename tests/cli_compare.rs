@@ -44,6 +44,14 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(run).unwrap()).unwrap();
     assert_eq!(r["task_inference_matrix"].as_array().unwrap().len(), 2);
     assert!(r["backward_transfer"].is_number());
+    // Progress after every task of every new run.
+    let log = String::from_utf8_lossy(&o.stderr);
+    for cell in ["hnet cl1", "hnet cl3", "si cl1", "si cl3"] {
+        for t in 0..2 {
+            let line = format!("{cell} seed 42: after task {t}, mean test accuracy");
+            assert!(log.contains(&line), "{line} in {log}");
+        }
+    }
 
     // Again into the same directory: every cell is taken from the runs already there, except
     // one whose results were made with another configuration, which is run again.
@@ -56,6 +64,11 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     assert!(again.status.success());
     let log = String::from_utf8_lossy(&again.stderr);
     assert_eq!(log.matches("results of an earlier run").count(), 3, "{log}");
+    assert_eq!(
+        log.matches("after task").count(),
+        2,
+        "only the rerun reports: {log}"
+    );
     let rerun: serde_json::Value = serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
     assert_eq!(rerun["config"]["train"]["iterations"], 5);
 }
