@@ -1235,7 +1235,8 @@ pub fn results(state: &Checkpoint) -> RunResults {
     )
 }
 
-fn mean(v: &[f64]) -> f64 {
+/// The mean of `v` (0 when empty).
+pub fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len().max(1) as f64
 }
 

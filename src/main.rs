@@ -798,7 +798,7 @@ fn compare(args: &CompareArgs) -> Result<ExitCode> {
                 c.method.name(),
                 c.scenario.name(),
                 c.train.seed,
-                row.iter().sum::<f64>() / row.len().max(1) as f64
+                experiment::mean(row)
             );
         },
         &mut |o, reused| {

@@ -414,7 +414,7 @@ pub fn mlp_diagonal_fisher<F: Float>(
         let xv = tape.constant_ref(&[rows, dim], &x[start * dim..(start + rows) * dim]);
         // A zero leaf added to each pre-activation: its gradient is δ.
         let mut probes = Vec::new();
-        let logits = target.forward_heads_with(&mut tape, w, xv, heads.clone(), |tape, _, h, z| {
+        let logits = target.forward_heads_with(&mut tape, w, xv, heads.clone(), |tape, h, z| {
             let probe = tape.leaf(Tensor::zeros(tape.shape(z)));
             probes.push((h, probe));
             tape.add(z, probe)
@@ -433,7 +433,7 @@ pub fn mlp_diagonal_fisher<F: Float>(
         for (layer, &(h, probe)) in probes.iter().enumerate() {
             let block = target.layer_block(layer, heads.clone());
             let Some(g) = grads.get(probe) else {
-                continue; // no gradient reached this layer (a dead ReLU layer)
+                continue; // nothing flowed back to this layer: its Fisher stays 0
             };
             let d2: Vec<F> = g.iter().map(|&d| (d * scale) * (d * scale)).collect();
             let h2: Vec<F> = tape.value(h).iter().map(|&v| v * v).collect();

@@ -132,30 +132,29 @@ impl TargetMlp {
         x: Var,
         heads: std::ops::Range<usize>,
     ) -> Var {
-        let h = self.hidden_features(tape, weights, x);
-        self.head_outputs(tape, weights, h, heads)
+        self.forward_heads_with(tape, weights, x, heads, |_, _, z| z)
     }
 
     /// The last hidden layer's activations for the batch `x` (the input itself without hidden
     /// layers): what every head reads.
     pub fn hidden_features<F: Float>(&self, tape: &mut Tape<'_, F>, weights: Var, x: Var) -> Var {
-        self.hidden_with(tape, weights, x, &mut |_, _, _, z| z)
+        self.hidden_with(tape, weights, x, &mut |_, _, z| z)
     }
 
-    /// [`TargetMlp::forward_heads`] with `hook(tape, layer, input, z)` called on every layer's
-    /// input and pre-activation z (the last layer's z: the logits); the layer goes on with the
-    /// Var the hook returns. For reading per-layer quantities such as per-sample gradients.
+    /// [`TargetMlp::forward_heads`] with `hook(tape, input, z)` called on every layer's input
+    /// and pre-activation z, in layer order (the last z: the logits); the layer goes on with
+    /// the Var the hook returns. For reading per-layer quantities such as per-sample gradients.
     pub fn forward_heads_with<F: Float>(
         &self,
         tape: &mut Tape<'_, F>,
         weights: Var,
         x: Var,
         heads: std::ops::Range<usize>,
-        mut hook: impl FnMut(&mut Tape<'_, F>, usize, Var, Var) -> Var,
+        mut hook: impl FnMut(&mut Tape<'_, F>, Var, Var) -> Var,
     ) -> Var {
         let h = self.hidden_with(tape, weights, x, &mut hook);
         let z = self.head_outputs(tape, weights, h, heads);
-        hook(tape, self.hidden.len(), h, z)
+        hook(tape, h, z)
     }
 
     fn hidden_with<F: Float>(
@@ -163,14 +162,14 @@ impl TargetMlp {
         tape: &mut Tape<'_, F>,
         weights: Var,
         x: Var,
-        hook: &mut impl FnMut(&mut Tape<'_, F>, usize, Var, Var) -> Var,
+        hook: &mut impl FnMut(&mut Tape<'_, F>, Var, Var) -> Var,
     ) -> Var {
         let mut h = x;
         for l in 0..self.hidden.len() {
             let w = self.layout.view(tape, weights, 2 * l);
             let b = self.layout.view(tape, weights, 2 * l + 1);
             let z = tape.linear(h, w, Some(b));
-            let z = hook(tape, l, h, z);
+            let z = hook(tape, h, z);
             h = self.activation.apply(tape, z);
         }
         h
