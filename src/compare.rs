@@ -60,8 +60,8 @@ fn mean_of(v: &[Option<f64>]) -> Option<f64> {
 
 /// Runs every (method, scenario, seed) from `base` (the defaults that go with a method and
 /// a scenario set per cell, see [`ExperimentConfig::set_method_and_scenario`]). `earlier` may
-/// return the results of a run already made with exactly that configuration, which are then
-/// used instead of running it again; `on_task_end(config, t, row)` sees, during a new run,
+/// return the results of a run already made; when they are of the same run
+/// ([`ExperimentConfig::check_same`]) they are used instead of running it again; `on_task_end(config, t, row)` sees, during a new run,
 /// the test accuracies of tasks 0..=t after task t; `on_run` sees each run's output (results,
 /// and replayed samples of a new run) as it finishes or is reused, with whether it was reused.
 pub fn run_grid(
@@ -85,7 +85,8 @@ pub fn run_grid(
                 c.train.seed = seed;
                 c.data_seed = seed;
                 c.validate()?;
-                let (output, reused) = match earlier(&c).filter(|r| r.config == c) {
+                let (output, reused) = match earlier(&c).filter(|r| r.config.check_same(&c).is_ok())
+                {
                     Some(results) => {
                         let output = RunOutput {
                             results,

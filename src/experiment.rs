@@ -236,8 +236,9 @@ impl ExperimentConfig {
         }
     }
 
-    /// Checks that `other` describes the same run (the data directory may differ, and for the
-    /// hypernetwork the baselines' strengths, which it ignores); the error names the first
+    /// Checks that `other` describes the same run: equal in every field the method reads (the
+    /// data directory may differ; the baselines' strengths do not count for the hypernetwork,
+    /// nor the replay model for methods that do not replay); the error names the first
     /// differing field, e.g. `train.lr`, with both values.
     pub fn check_same(&self, other: &ExperimentConfig) -> Result<()> {
         let value = |c: &ExperimentConfig| {
@@ -245,9 +246,10 @@ impl ExperimentConfig {
             if let Some(m) = v.as_object_mut() {
                 m.remove("data_dir");
                 if c.method == Method::Hnet {
-                    // The baselines' strengths (which follow the scenario) and the replay
-                    // model play no part.
+                    // The baselines' strengths follow the scenario and play no part.
                     m.remove("baseline");
+                }
+                if !c.method.replays() {
                     m.remove("replay");
                 }
             }

@@ -271,7 +271,8 @@ struct CompareArgs {
     #[arg(long, default_value = "data/mnist")]
     data_dir: PathBuf,
     /// Directory for table.md, compare.json and every run's results [runs/compare-<benchmark>].
-    /// A run whose results.json is already there with the same configuration is not run again.
+    /// A run whose results.json is already there with the same settings (every one the method
+    /// reads; the data directory may differ) is not run again.
     #[arg(long)]
     out: Option<PathBuf>,
     /// Run every cell again, even where the output directory holds its results.
