@@ -21,6 +21,15 @@
 //! Adam states (as the official code does), so a resumed run or `learn` does not use them;
 //! they are stored so the checkpoint is a complete record of the run.
 //!
+//! The runs of the other methods (fine-tuning, EWC, online EWC, SI, HNET+R, HNET+TIR) are
+//! stored the same way ([`save_learner`], [`load_learner`]): `model.safetensors` holds the
+//! learner's state after the last task as flat F32 tensors by name (the
+//! [`crate::cl::LearnerState`] of the learner: e.g. `weights`, `ewc.0.fisher`, `si.omega`,
+//! `classifier.weights`, `vae.encoder`, `vae.decoder.theta`, `vae.decoder.task_embedding.0`),
+//! `state.json` the format version, the configuration, the tasks, the history and the
+//! learner's f64 values (`scalars`, e.g. `vae.losses`). Each kind of checkpoint refuses the
+//! other with an error that names the method stored.
+//!
 //! # Crash safety
 //!
 //! [`save`] never changes a generation that `CURRENT` names. It writes a new generation
@@ -36,10 +45,10 @@
 //! names the file and what was expected and found. Arbitrary bytes never panic.
 
 use crate::cl::trainer::OptimizerState;
-use crate::cl::{HnetModel, InferredEval, Method};
+use crate::cl::{HnetModel, InferredEval, LearnerState, Method};
 use crate::data::TaskSpec;
-use crate::experiment::{ExperimentConfig, History};
-use crate::nn::{Hnet, ParamLayout};
+use crate::experiment::{ExperimentConfig, History, LearnerCheckpoint};
+use crate::nn::{Hnet, HnetConfig, ParamLayout};
 use crate::optim::Adam;
 use crate::report::write_atomic;
 use crate::{Error, Result};
@@ -102,7 +111,8 @@ impl Checkpoint {
     }
 }
 
-/// Checkpoints hold a hypernetwork model: an error for any other method.
+/// A [`Checkpoint`] holds a hypernetwork run: an error for any other method (whose runs are
+/// stored by [`save_learner`]).
 pub fn check_method(config: &ExperimentConfig) -> Result<()> {
     if config.method == Method::Hnet {
         Ok(())
@@ -110,7 +120,7 @@ pub fn check_method(config: &ExperimentConfig) -> Result<()> {
         Err(Error::config(
             "method",
             format!(
-                "checkpoints are supported for --method hnet, not {}",
+                "a hypernetwork checkpoint holds --method hnet runs, not {}",
                 config.method.name()
             ),
         ))
@@ -177,13 +187,6 @@ pub fn exists(dir: &Path) -> bool {
 /// Writes `ckpt` to `dir` as a new generation and makes it current (see the module doc).
 pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
     check_consistent(ckpt)?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let existing = generations(dir)?;
-    let next = existing.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
-    let name = format!("{GEN_PREFIX}{next:06}");
-    let gen_dir = dir.join(&name);
-    std::fs::create_dir(&gen_dir).map_err(|e| Error::io(&gen_dir, e))?;
-
     let model = model_bytes(ckpt)?;
     let state = State {
         format_version: FORMAT_VERSION,
@@ -203,12 +206,23 @@ pub fn save(dir: &Path, ckpt: &Checkpoint) -> Result<()> {
         task_temperatures: ckpt.history.task_temperatures.clone(),
     };
     let state = serde_json::to_vec_pretty(&state).expect("the state serializes");
-    write_atomic(&gen_dir.join(MODEL_FILE), &model)?;
-    write_atomic(&gen_dir.join(STATE_FILE), &state)?;
+    write_generation(dir, &model, &state)
+}
+
+/// Writes `model` and `state` as a new generation of `dir` and makes it current.
+fn write_generation(dir: &Path, model: &[u8], state: &[u8]) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let existing = generations(dir)?;
+    let next = existing.iter().map(|(n, _)| n + 1).max().unwrap_or(1);
+    let name = format!("{GEN_PREFIX}{next:06}");
+    let gen_dir = dir.join(&name);
+    std::fs::create_dir(&gen_dir).map_err(|e| Error::io(&gen_dir, e))?;
+    write_atomic(&gen_dir.join(MODEL_FILE), model)?;
+    write_atomic(&gen_dir.join(STATE_FILE), state)?;
     let sums = format!(
         "{}  {MODEL_FILE}\n{}  {STATE_FILE}\n",
-        sha256_hex(&model),
-        sha256_hex(&state)
+        sha256_hex(model),
+        sha256_hex(state)
     );
     write_atomic(&gen_dir.join(SUMS_FILE), sums.as_bytes())?;
     write_atomic(&dir.join(CURRENT_FILE), format!("{name}\n").as_bytes())?;
@@ -364,6 +378,41 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 
 /// Reads the checkpoint of `dir`, verifying checksums, format, configuration and shapes.
 pub fn load(dir: &Path) -> Result<Checkpoint> {
+    let generation = read_generation(dir)?;
+    let state_path = generation.dir.join(STATE_FILE);
+    if let Some(method) = stored_method(&generation.state) {
+        if method != Method::Hnet {
+            return Err(Error::format(
+                &state_path,
+                format!(
+                    "holds a {} run; this needs a hypernetwork (--method hnet) checkpoint",
+                    method.name()
+                ),
+            ));
+        }
+    }
+    let state = parse_state(&state_path, &generation.state)?;
+    parse_model(&generation.dir.join(MODEL_FILE), &generation.model, state)
+}
+
+/// The method of a stored configuration, if the state file has one that parses.
+fn stored_method(state: &[u8]) -> Option<Method> {
+    let v: serde_json::Value = serde_json::from_slice(state).ok()?;
+    match v.get("config")?.get("method") {
+        None => Some(Method::Hnet),
+        Some(m) => serde_json::from_value(m.clone()).ok(),
+    }
+}
+
+/// The current generation of a checkpoint directory: its path and its two files, each
+/// verified against `SHA256SUMS`.
+struct Generation {
+    dir: PathBuf,
+    model: Vec<u8>,
+    state: Vec<u8>,
+}
+
+fn read_generation(dir: &Path) -> Result<Generation> {
     let current_path = dir.join(CURRENT_FILE);
     if !current_path.is_file() {
         return Err(Error::format(
@@ -403,8 +452,11 @@ pub fn load(dir: &Path) -> Result<Checkpoint> {
         }
         files.insert(file, bytes);
     }
-    let state = parse_state(&gen_dir.join(STATE_FILE), &files[STATE_FILE])?;
-    parse_model(&gen_dir.join(MODEL_FILE), &files[MODEL_FILE], state)
+    Ok(Generation {
+        model: files.remove(MODEL_FILE).unwrap_or_default(),
+        state: files.remove(STATE_FILE).unwrap_or_default(),
+        dir: gen_dir,
+    })
 }
 
 /// Parses a `SHA256SUMS` file that must list exactly the model and the state file.
@@ -471,14 +523,45 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<State> {
             ),
         ));
     }
-    if state.accuracy_matrix.len() != n {
+    check_method(&state.config).map_err(|e| bad("config", e.to_string()))?;
+    check_record(
+        path,
+        &state.config,
+        &state.tasks,
+        &state.accuracy_matrix,
+        &state.task_inference,
+        state.wall_seconds,
+    )?;
+    if state.optimizer.is_some() != (n > 0) {
         return Err(bad(
-            "accuracy_matrix",
-            format!("expected {n} rows, found {}", state.accuracy_matrix.len()),
+            "optimizer",
+            format!("expected Adam states exactly when a task was learned ({n} tasks)"),
         ));
     }
-    if let Some((i, row)) = state
-        .accuracy_matrix
+    Ok(state)
+}
+
+/// Checks a run's record against its configuration: one accuracy row per task (row i with
+/// i + 1 entries), task-inference rows exactly when the run records them
+/// ([`ExperimentConfig::records_task_inference`]), a head for every task, tasks of the
+/// benchmark, a time ≥ 0. Errors name `path` and the field.
+fn check_record(
+    path: &Path,
+    config: &ExperimentConfig,
+    tasks: &[TaskSpec],
+    accuracy_matrix: &[Vec<f64>],
+    task_inference: &[Vec<InferredEval>],
+    wall_seconds: f64,
+) -> Result<()> {
+    let bad = |field: &str, message: String| Error::format(path, format!("{field}: {message}"));
+    let n = tasks.len();
+    if accuracy_matrix.len() != n {
+        return Err(bad(
+            "accuracy_matrix",
+            format!("expected {n} rows, found {}", accuracy_matrix.len()),
+        ));
+    }
+    if let Some((i, row)) = accuracy_matrix
         .iter()
         .enumerate()
         .find(|(i, r)| r.len() != i + 1)
@@ -488,24 +571,22 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<State> {
             format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
         ));
     }
-    check_method(&state.config).map_err(|e| bad("config", e.to_string()))?;
-    let inference_rows = if state.config.scenario.infers_task() {
+    let inference_rows = if config.records_task_inference() {
         n
     } else {
         0
     };
-    if state.task_inference.len() != inference_rows {
+    if task_inference.len() != inference_rows {
         return Err(bad(
             "task_inference",
             format!(
                 "expected {inference_rows} rows in scenario {}, found {}",
-                state.config.scenario.name(),
-                state.task_inference.len()
+                config.scenario.name(),
+                task_inference.len()
             ),
         ));
     }
-    if let Some((i, row)) = state
-        .task_inference
+    if let Some((i, row)) = task_inference
         .iter()
         .enumerate()
         .find(|(i, r)| r.len() != i + 1 || r.iter().any(|e| e.picks.len() != i + 1))
@@ -515,37 +596,31 @@ fn parse_state(path: &Path, bytes: &[u8]) -> Result<State> {
             format!("expected {} entries in row {i}, found {}", i + 1, row.len()),
         ));
     }
-    if n > 0 && !state.config.has_head_for(n - 1) {
+    if n > 0 && !config.has_head_for(n - 1) {
         return Err(bad(
             "tasks",
             format!(
                 "{n} tasks but the target network has {} heads",
-                state.config.num_heads()
+                config.num_heads()
             ),
         ));
     }
-    for (k, spec) in state.tasks.iter().enumerate() {
-        state
-            .config
+    for (k, spec) in tasks.iter().enumerate() {
+        config
             .check_task(spec)
             .map_err(|e| bad(&format!("tasks[{k}]"), e.to_string()))?;
     }
-    if state.optimizer.is_some() != (n > 0) {
-        return Err(bad(
-            "optimizer",
-            format!("expected Adam states exactly when a task was learned ({n} tasks)"),
-        ));
-    }
-    if !(state.wall_seconds.is_finite() && state.wall_seconds >= 0.0) {
+    if !(wall_seconds.is_finite() && wall_seconds >= 0.0) {
         return Err(bad(
             "wall_seconds",
-            format!("expected a time >= 0, found {}", state.wall_seconds),
+            format!("expected a time >= 0, found {wall_seconds}"),
         ));
     }
-    Ok(state)
+    Ok(())
 }
 
-/// Whether the target and hypernetwork sizes of `c` stay below 2^40 elements (so a crafted
+/// Whether the target, hypernetwork and (HNET+R, HNET+TIR) replay model sizes of `c` stay
+/// below 2^40 elements (so a crafted
 /// configuration cannot overflow a size computation before the tensors are checked).
 fn sizes_fit(c: &ExperimentConfig) -> bool {
     const LIMIT: u64 = 1 << 40;
@@ -561,20 +636,49 @@ fn sizes_fit(c: &ExperimentConfig) -> bool {
         }
         Some(total)
     };
+    // A hypernetwork with `cfg` generating `weights` outputs.
+    let hnet = |cfg: &HnetConfig, weights: u64| -> Option<()> {
+        let (chunk, emb) = match cfg.chunk_size {
+            Some(s) => (s as u64, cfg.chunk_emb_dim as u64),
+            None => (weights, 0),
+        };
+        let hnet_in = fits((cfg.task_emb_dim as u64).checked_add(emb))?;
+        mlp(hnet_in, &cfg.hidden, chunk)?;
+        mul(weights.div_ceil(chunk.max(1)), emb)?;
+        Some(())
+    };
     let (input, head) = c.io_dims();
     let check = || -> Option<()> {
         let heads = mul(c.num_heads() as u64, head as u64)?;
         let weights = mlp(input as u64, &c.target_hidden, heads)?;
-        let (chunk, emb) = match c.hnet.chunk_size {
-            Some(s) => (s as u64, c.hnet.chunk_emb_dim as u64),
-            None => (weights, 0),
-        };
-        let hnet_in = fits((c.hnet.task_emb_dim as u64).checked_add(emb))?;
-        mlp(hnet_in, &c.hnet.hidden, chunk)?;
-        mul(weights.div_ceil(chunk.max(1)), emb)?;
+        hnet(&c.hnet, weights)?;
+        if c.method.replays() {
+            let r = &c.replay;
+            let latent = r.latent_dim as u64;
+            mlp(input as u64, &r.encoder_hidden, mul(latent, 2)?)?;
+            let z = fits(latent.checked_add(c.num_tasks as u64))?;
+            let decoder = mlp(z, &r.decoder_hidden, input as u64)?;
+            hnet(&r.hnet, decoder)?;
+        }
         Some(())
     };
     check().is_some()
+}
+
+/// The values of stored F32 tensor `name` (little-endian bytes `data`); a NaN or infinite one
+/// is an error naming `path` and the tensor.
+fn finite_f32(path: &Path, name: &str, data: &[u8]) -> Result<Vec<f32>> {
+    let v: Vec<f32> = data
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if v.iter().any(|x| !x.is_finite()) {
+        return Err(Error::format(
+            path,
+            format!("tensor {name} holds a NaN or infinite value"),
+        ));
+    }
+    Ok(v)
 }
 
 /// Reads the tensors of `model.safetensors` that `state` describes.
@@ -620,18 +724,7 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
                 ),
             ));
         }
-        let v: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        if v.iter().any(|x| !x.is_finite()) {
-            return Err(Error::format(
-                path,
-                format!("tensor {name} holds a NaN or infinite value"),
-            ));
-        }
-        values.insert(name.clone(), v);
+        values.insert(name.clone(), finite_f32(path, name, t.data())?);
     }
     // Every tensor is present with its shape: θ's entries tile θ in layout order.
     let theta: Vec<f32> = hnet
@@ -684,6 +777,147 @@ fn parse_model(path: &Path, bytes: &[u8], state: State) -> Result<Checkpoint> {
         validation_task_inference: state.validation_task_inference,
         task_temperatures: state.task_temperatures,
     };
+    Ok(ckpt)
+}
+
+/// The content of `state.json` of a run of another method than the hypernetwork's.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnerStateFile {
+    format_version: u32,
+    hypertape_version: String,
+    completed_tasks: usize,
+    config: ExperimentConfig,
+    tasks: Vec<TaskSpec>,
+    history: History,
+    /// The learner's f64 values ([`LearnerState::scalars`]).
+    scalars: BTreeMap<String, Vec<f64>>,
+}
+
+/// Writes the state of a run of another method than the hypernetwork's (a baseline, HNET+R,
+/// HNET+TIR) to `dir` as a new generation and makes it current: its tensors
+/// ([`LearnerState::tensors`], one flat F32 tensor each, by name) in `model.safetensors`; the
+/// configuration, tasks, history and scalars in `state.json`.
+pub fn save_learner(dir: &Path, ckpt: &LearnerCheckpoint) -> Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = ckpt
+        .state
+        .tensors
+        .iter()
+        .map(|(name, v)| (name.clone(), vec![v.len()], f32_bytes(v)))
+        .collect();
+    let metadata = BTreeMap::from([
+        ("format", "hypertape-learner-checkpoint".to_string()),
+        ("format_version", FORMAT_VERSION.to_string()),
+        ("hypertape_version", env!("CARGO_PKG_VERSION").to_string()),
+    ]);
+    let model = safetensors_bytes(&tensors, metadata)?;
+    let state = LearnerStateFile {
+        format_version: FORMAT_VERSION,
+        hypertape_version: env!("CARGO_PKG_VERSION").to_string(),
+        completed_tasks: ckpt.completed(),
+        config: ckpt.config.clone(),
+        tasks: ckpt.tasks.clone(),
+        history: ckpt.history.clone(),
+        scalars: ckpt.state.scalars.clone(),
+    };
+    let state = serde_json::to_vec_pretty(&state).expect("the state serializes");
+    write_generation(dir, &model, &state)
+}
+
+/// Reads what [`save_learner`] wrote, verifying checksums, format, configuration, the record,
+/// and every stored value against what the configuration's learner holds after the stored
+/// number of tasks; an error names the file and what was expected and found.
+pub fn load_learner(dir: &Path) -> Result<LearnerCheckpoint> {
+    let generation = read_generation(dir)?;
+    let state_path = generation.dir.join(STATE_FILE);
+    let model_path = generation.dir.join(MODEL_FILE);
+    if stored_method(&generation.state) == Some(Method::Hnet) {
+        return Err(Error::format(
+            &state_path,
+            "holds a hypernetwork (--method hnet) checkpoint, not a run of another method",
+        ));
+    }
+    let state: LearnerStateFile = serde_json::from_slice(&generation.state)
+        .map_err(|e| Error::format(&state_path, format!("invalid state: {e}")))?;
+    let bad =
+        |field: &str, message: String| Error::format(&state_path, format!("{field}: {message}"));
+    if state.format_version != FORMAT_VERSION {
+        return Err(bad(
+            "format_version",
+            format!("expected {FORMAT_VERSION}, found {}", state.format_version),
+        ));
+    }
+    let config = &state.config;
+    config
+        .validate()
+        .map_err(|e| bad("config", e.to_string()))?;
+    if !sizes_fit(config) {
+        return Err(bad(
+            "config",
+            "the network sizes are implausibly large".to_string(),
+        ));
+    }
+    if state.completed_tasks != state.tasks.len() {
+        return Err(bad(
+            "completed_tasks",
+            format!(
+                "expected {} (the number of tasks), found {}",
+                state.tasks.len(),
+                state.completed_tasks
+            ),
+        ));
+    }
+    let h = &state.history;
+    check_record(
+        &state_path,
+        config,
+        &state.tasks,
+        &h.accuracy_matrix,
+        &h.task_inference,
+        h.wall_seconds,
+    )?;
+    let st = SafeTensors::deserialize(&generation.model)
+        .map_err(|e| Error::format(&model_path, format!("not a safetensors file: {e}")))?;
+    let mut tensors = BTreeMap::new();
+    for name in st.names() {
+        let t = st
+            .tensor(name)
+            .map_err(|e| Error::format(&model_path, format!("tensor {name}: {e}")))?;
+        if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
+            return Err(Error::format(
+                &model_path,
+                format!(
+                    "tensor {name}: expected a flat F32 tensor, found {:?} of shape {:?}",
+                    t.dtype(),
+                    t.shape()
+                ),
+            ));
+        }
+        tensors.insert(name.to_string(), finite_f32(&model_path, name, t.data())?);
+    }
+    // Restoring builds the configuration's networks before it compares sizes: they must fit
+    // in what the file holds, so a crafted configuration cannot ask for more memory.
+    let stored: usize = tensors.values().map(Vec::len).sum();
+    let networks = LearnerCheckpoint::network_sizes(config);
+    if networks > stored {
+        return Err(Error::format(
+            &model_path,
+            format!(
+                "the configuration in {STATE_FILE} has networks of {networks} weights, the file holds {stored} values"
+            ),
+        ));
+    }
+    let ckpt = LearnerCheckpoint {
+        config: state.config,
+        tasks: state.tasks,
+        history: state.history,
+        state: LearnerState {
+            tensors,
+            scalars: state.scalars,
+        },
+    };
+    ckpt.check_state()
+        .map_err(|e| Error::format(&model_path, e))?;
     Ok(ckpt)
 }
 

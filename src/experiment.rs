@@ -3,9 +3,11 @@
 //! accuracy matrix.
 //!
 //! [`run`] drives every method through one loop (learn a task, evaluate every task so far in
-//! the scenario). The hypernetwork's run state is a [`Checkpoint`]: [`continue_run`] trains the configuration's tasks it has
-//! not learned yet and calls a hook after each (which writes the checkpoint), [`learn`] adds
-//! one more task to a stored model, [`evaluate`] measures every stored task.
+//! the scenario). The hypernetwork's run state is a [`Checkpoint`]: [`continue_run`] trains
+//! the configuration's tasks it has not learned yet and calls a hook after each (which writes
+//! the checkpoint), [`learn`] adds one more task to a stored model, [`evaluate`] measures
+//! every stored task. The other methods' run state is a [`LearnerCheckpoint`] (the learner's
+//! named tensors), continued the same way by [`continue_learner_run`].
 
 use crate::checkpoint::Checkpoint;
 use crate::cl::replay::{ReplayClassifier, ReplayConfig, ReplayReadouts, ReplayTargets, Vae};
@@ -14,7 +16,8 @@ use crate::cl::trainer::{
 };
 use crate::cl::{
     entropy_inference, infer_tasks, logit_gap_temperature, BaselineConfig, DirectLearner,
-    EntropyCalibration, HnetModel, InferredEval, Lookahead, Method, Readout, Scenario,
+    EntropyCalibration, HnetModel, InferredEval, LearnerState, Lookahead, Method, Readout,
+    Scenario, StateResult,
 };
 use crate::data::{load_mnist, ClassificationTask, Mnist, TaskSpec, TaskView};
 use crate::nn::{Activation, HnetConfig, HnetInit, TargetMlp};
@@ -169,6 +172,16 @@ impl ExperimentConfig {
         } else {
             EntropyCalibration::None
         };
+    }
+
+    /// Whether the run records task inference after every task: the hypernetwork and HNET+TIR
+    /// when the scenario infers the task (CL2, CL3); a directly trained network (the
+    /// baselines, HNET+R's classifier) in CL3, where its argmax over every class names a task.
+    pub fn records_task_inference(&self) -> bool {
+        match self.method {
+            Method::Hnet | Method::HnetTir => self.scenario.infers_task(),
+            _ => self.scenario == Scenario::Cl3,
+        }
     }
 
     /// Inputs and outputs per head of the benchmark.
@@ -519,6 +532,25 @@ trait Learner {
     ) -> Result<()>;
     /// Evaluates the first `tests.len()` tasks (all learned).
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow;
+    /// The state carried from one task to the next ([`LearnerState`]).
+    fn save_state(&self) -> LearnerState;
+    /// Takes the state [`Learner::save_state`] gave after `completed` tasks; the error names
+    /// the value that is missing, left over or of the wrong size.
+    fn restore_state(&mut self, completed: usize, state: LearnerState) -> StateResult<()>;
+    /// The replay model, for learners that have one.
+    fn vae(&self) -> Option<&Vae> {
+        None
+    }
+}
+
+/// The VAE's mean reconstruction loss and KL per task as flat scalars (and back).
+fn flat_losses(losses: &[(f64, f64)]) -> Vec<f64> {
+    losses.iter().flat_map(|&(r, k)| [r, k]).collect()
+}
+
+fn take_losses(state: &mut LearnerState, tasks: usize) -> StateResult<Vec<(f64, f64)>> {
+    let v = state.take_scalars("vae.losses", 2 * tasks)?;
+    Ok(v.chunks_exact(2).map(|p| (p[0], p[1])).collect())
 }
 
 struct HnetLearner {
@@ -533,6 +565,31 @@ struct HnetLearner {
 }
 
 impl HnetLearner {
+    /// Stores θ and the embeddings (`{prefix}theta`, `{prefix}task_embedding.{k}`) and the
+    /// temperatures (scalars `{prefix}temperatures`); not the Adam states, which every task
+    /// starts afresh.
+    fn save_into(&self, prefix: &str, state: &mut LearnerState) {
+        self.model.save_state(prefix, state);
+        state.put_scalars(format!("{prefix}temperatures"), &self.temperatures);
+    }
+
+    /// Takes what [`HnetLearner::save_into`] stored after `completed` tasks.
+    fn restore_from(
+        &mut self,
+        prefix: &str,
+        completed: usize,
+        state: &mut LearnerState,
+    ) -> StateResult<()> {
+        self.model.restore_state(prefix, completed, state)?;
+        let n = if self.scenario.infers_task() {
+            completed
+        } else {
+            0
+        };
+        self.temperatures = state.take_scalars(&format!("{prefix}temperatures"), n)?;
+        Ok(())
+    }
+
     /// The temperatures HNET+ENT divides the logits by (none: 1 for every task).
     fn entropy_temperatures(&self) -> &[f64] {
         match self.calibration {
@@ -589,6 +646,17 @@ impl Learner for HnetLearner {
                 inferred: None,
             }
         }
+    }
+
+    fn save_state(&self) -> LearnerState {
+        let mut state = LearnerState::default();
+        self.save_into("", &mut state);
+        state
+    }
+
+    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+        self.restore_from("", completed, &mut state)?;
+        state.check_all_taken()
     }
 }
 
@@ -674,6 +742,17 @@ impl Learner for BaselineLearner {
             tests,
         )
     }
+
+    fn save_state(&self) -> LearnerState {
+        let mut state = LearnerState::default();
+        self.learner.save_state("", &mut state);
+        state
+    }
+
+    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+        self.learner.restore_state("", completed, &mut state)?;
+        state.check_all_taken()
+    }
 }
 
 /// HNET+R: a classifier trained directly on current and replayed data (soft targets from its
@@ -740,6 +819,32 @@ impl Learner for ReplayLearner {
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow {
         let c = &self.classifier.learner;
         evaluate_direct(&c.target, &c.weights, self.scenario, tests)
+    }
+
+    /// The classifier (`classifier.weights`), the VAE (`vae.`) and its losses.
+    fn save_state(&self) -> LearnerState {
+        let mut state = LearnerState::default();
+        self.classifier
+            .learner
+            .save_state("classifier.", &mut state);
+        self.vae.save_state("vae.", &mut state);
+        state.put_scalars("vae.losses", &flat_losses(&self.vae_losses));
+        state
+    }
+
+    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+        // The VAE learns every task but the last.
+        let vae_tasks = completed.min(self.num_tasks.saturating_sub(1));
+        self.classifier
+            .learner
+            .restore_state("classifier.", completed, &mut state)?;
+        self.vae.restore_state("vae.", vae_tasks, &mut state)?;
+        self.vae_losses = take_losses(&mut state, vae_tasks)?;
+        state.check_all_taken()
+    }
+
+    fn vae(&self) -> Option<&Vae> {
+        Some(&self.vae)
     }
 }
 
@@ -827,13 +932,47 @@ impl Learner for TirLearner {
             inferred: Some(inferred),
         }
     }
+
+    /// The hypernetwork classifier (`classifier.`), the task-inference network
+    /// (`task_net.weights`), the VAE (`vae.`) and its losses.
+    fn save_state(&self) -> LearnerState {
+        let mut state = LearnerState::default();
+        self.classifier.save_into("classifier.", &mut state);
+        self.task_net.learner.save_state("task_net.", &mut state);
+        self.vae.save_state("vae.", &mut state);
+        state.put_scalars("vae.losses", &flat_losses(&self.vae_losses));
+        state
+    }
+
+    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+        self.classifier
+            .restore_from("classifier.", completed, &mut state)?;
+        // Without task inference (CL1) the VAE is never trained; otherwise it learns every
+        // task but the last.
+        let vae_tasks = if self.classifier.scenario.infers_task() {
+            completed.min(self.num_tasks.saturating_sub(1))
+        } else {
+            0
+        };
+        self.task_net
+            .learner
+            .restore_state("task_net.", completed, &mut state)?;
+        self.vae.restore_state("vae.", vae_tasks, &mut state)?;
+        self.vae_losses = take_losses(&mut state, vae_tasks)?;
+        state.check_all_taken()
+    }
+
+    /// Without task inference (CL1) the VAE is never trained: none.
+    fn vae(&self) -> Option<&Vae> {
+        self.classifier.scenario.infers_task().then_some(&self.vae)
+    }
 }
 
 /// Trains the tasks in order with `config.method`, evaluating every task seen so far after
 /// each one in `config.scenario`. `on_task_end` gets the task index and its row of the
 /// accuracy matrix. The hypernetwork runs through [`continue_run`] from a fresh
-/// [`Checkpoint`] (so its results equal a checkpointed run's); the baselines keep no
-/// checkpoint.
+/// [`Checkpoint`], the other methods through [`continue_learner_run`] from a fresh
+/// [`LearnerCheckpoint`] (so the results equal a checkpointed run's); nothing is written.
 pub fn run(
     config: &ExperimentConfig,
     tasks: &[ClassificationTask],
@@ -865,59 +1004,57 @@ pub fn run_full(
     on_task_end: &mut dyn FnMut(usize, &[f64]),
 ) -> Result<RunOutput> {
     config.validate()?;
+    if config.method == Method::Hnet {
+        let mut state = Checkpoint::new(config)?;
+        continue_run(&mut state, tasks, on_progress, &mut |s| {
+            let t = s.completed() - 1;
+            on_task_end(t, &s.history.accuracy_matrix[t]);
+            Ok(())
+        })?;
+        return Ok(RunOutput {
+            results: results(&state),
+            replay_samples: Vec::new(),
+        });
+    }
+    let mut state = LearnerCheckpoint::new(config)?;
+    continue_learner_run(&mut state, tasks, on_progress, &mut |s| {
+        let t = s.completed() - 1;
+        on_task_end(t, &s.history.accuracy_matrix[t]);
+        Ok(())
+    })
+}
+
+/// The learner of `config.method` (not the hypernetwork's) before its first task: every
+/// initialisation from the run's seed.
+fn new_learner(config: &ExperimentConfig) -> Box<dyn Learner> {
     let seed = config.train.seed;
     let (input_dim, _) = config.io_dims();
     let target = config.target();
-    let specs = config.task_specs();
-    let output = |results| RunOutput {
-        results,
-        replay_samples: Vec::new(),
-    };
     match config.method {
-        Method::Hnet => {
-            let mut state = Checkpoint::new(config)?;
-            continue_run(&mut state, tasks, on_progress, &mut |s| {
-                let t = s.completed() - 1;
-                on_task_end(t, &s.history.accuracy_matrix[t]);
-                Ok(())
-            })?;
-            Ok(output(results(&state)))
-        }
-        Method::HnetR => {
-            let mut learner = ReplayLearner {
-                classifier: ReplayClassifier::new(
-                    target.clone(),
-                    ReplayTargets::Distill {
-                        temperature: config.replay.temperature,
-                        unseen: config.replay.unseen_classes,
-                    },
-                    config.replay.replay_weight,
-                    seed,
-                ),
-                vae: Vae::new(&config.replay, input_dim, config.num_tasks, seed),
-                scenario: config.scenario,
-                train: config.train.clone(),
-                num_tasks: config.num_tasks,
-                vae_losses: Vec::new(),
-            };
-            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
-            let mut results = summarize(config, target.num_weights(), 0, &history, specs);
-            results.vae_losses = Some(learner.vae_losses.clone());
-            let replay_samples = replay_samples(&learner.vae, tasks, seed);
-            Ok(RunOutput {
-                results,
-                replay_samples,
-            })
-        }
+        Method::HnetR => Box::new(ReplayLearner {
+            classifier: ReplayClassifier::new(
+                target,
+                ReplayTargets::Distill {
+                    temperature: config.replay.temperature,
+                    unseen: config.replay.unseen_classes,
+                },
+                config.replay.replay_weight,
+                seed,
+            ),
+            vae: Vae::new(&config.replay, input_dim, config.num_tasks, seed),
+            scenario: config.scenario,
+            train: config.train.clone(),
+            num_tasks: config.num_tasks,
+            vae_losses: Vec::new(),
+        }),
         Method::HnetTir => {
             let hnet = crate::nn::Hnet::new(&config.hnet, target.num_weights());
-            let model = HnetModel::with_init(target.clone(), hnet, seed, config.hnet_init);
-            let num_params = model.hnet.num_params();
+            let model = HnetModel::with_init(target, hnet, seed, config.hnet_init);
             let task_seed = crate::rng::Rng::derived(seed, "task-inference-seed", 0).next_u64();
             let mut task_net_train = config.train.clone();
             task_net_train.seed = task_seed;
             let task_net = TargetMlp::new(input_dim, &config.target_hidden, 1, config.num_tasks);
-            let mut learner = TirLearner {
+            Box::new(TirLearner {
                 classifier: HnetLearner {
                     model,
                     scenario: config.scenario,
@@ -936,55 +1073,157 @@ pub fn run_full(
                 vae: Vae::new(&config.replay, input_dim, config.num_tasks, seed),
                 num_tasks: config.num_tasks,
                 vae_losses: Vec::new(),
-            };
-            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
-            let mut results = summarize(config, target.num_weights(), num_params, &history, specs);
-            let replay_samples = if config.scenario.infers_task() {
-                results.vae_losses = Some(learner.vae_losses.clone());
-                replay_samples(&learner.vae, tasks, seed)
-            } else {
-                Vec::new()
-            };
-            Ok(RunOutput {
-                results,
-                replay_samples,
             })
         }
-        method => {
-            let mut learner = BaselineLearner {
-                learner: DirectLearner::new(target.clone(), method, &config.baseline, seed),
-                scenario: config.scenario,
-                train: config.train.clone(),
-            };
-            let history = learn_all(&mut learner, tasks, on_progress, on_task_end)?;
-            Ok(output(summarize(
-                config,
-                target.num_weights(),
-                0,
-                &history,
-                specs,
-            )))
-        }
+        method => Box::new(BaselineLearner {
+            learner: DirectLearner::new(target, method, &config.baseline, seed),
+            scenario: config.scenario,
+            train: config.train.clone(),
+        }),
     }
 }
 
-/// Learns every task in order, evaluating all tasks so far after each; the history of a
-/// learner that keeps no checkpoint.
-fn learn_all(
-    learner: &mut dyn Learner,
+/// A run of a method other than the hypernetwork's (a baseline, HNET+R or HNET+TIR) after its
+/// last completed task: what [`crate::checkpoint::save_learner`] writes after every task and
+/// `--resume` continues. (The hypernetwork's runs are a [`Checkpoint`].)
+#[derive(Clone, Debug, PartialEq)]
+pub struct LearnerCheckpoint {
+    /// The run's configuration.
+    pub config: ExperimentConfig,
+    /// Every task learned so far.
+    pub tasks: Vec<TaskSpec>,
+    /// The accuracy matrix, the task inference (CL2/CL3) and the time spent.
+    pub history: History,
+    /// The learner's state after the last task (its weights, penalties, replay model).
+    pub state: LearnerState,
+}
+
+impl LearnerCheckpoint {
+    /// The state before the first task. Fails for the hypernetwork (see [`Checkpoint`]).
+    pub fn new(config: &ExperimentConfig) -> Result<Self> {
+        config.validate()?;
+        if config.method == Method::Hnet {
+            return Err(Error::config(
+                "method",
+                "a hypernetwork run's state is a Checkpoint",
+            ));
+        }
+        Ok(Self {
+            config: config.clone(),
+            tasks: Vec::new(),
+            history: History::default(),
+            state: new_learner(config).save_state(),
+        })
+    }
+
+    /// Number of tasks learned.
+    pub fn completed(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Number of weights in the networks of `config`'s learner (the target network trained
+    /// directly, or for HNET+TIR the hypernetwork's θ that generates it and the task-inference
+    /// network; for HNET+R and HNET+TIR also the VAE's encoder and decoder hypernetwork θ),
+    /// each of which its state stores. Computed from the layouts, without building the
+    /// networks.
+    pub fn network_sizes(config: &ExperimentConfig) -> usize {
+        let (input, _) = config.io_dims();
+        let target = config.target().num_weights();
+        let mut n = if config.method == Method::HnetTir {
+            crate::nn::Hnet::new(&config.hnet, target).num_params()
+                + TargetMlp::new(input, &config.target_hidden, 1, config.num_tasks).num_weights()
+        } else {
+            target
+        };
+        if config.method.replays() {
+            let r = &config.replay;
+            n += TargetMlp::new(input, &r.encoder_hidden, r.latent_dim, 2).num_weights();
+            let decoder =
+                TargetMlp::new(r.latent_dim + config.num_tasks, &r.decoder_hidden, input, 1);
+            n += crate::nn::Hnet::new(&r.hnet, decoder.num_weights()).num_params();
+        }
+        n
+    }
+
+    /// The configuration's learner with the stored state; the error names a stored value
+    /// that is missing, left over or of another size than the configuration gives.
+    fn learner(&self) -> StateResult<Box<dyn Learner>> {
+        let mut learner = new_learner(&self.config);
+        learner.restore_state(self.completed(), self.state.clone())?;
+        Ok(learner)
+    }
+
+    /// Checks that the stored state is the one of this configuration after
+    /// [`LearnerCheckpoint::completed`] tasks (every value present, none extra, sizes equal).
+    pub fn check_state(&self) -> StateResult<()> {
+        self.learner().map(|_| ())
+    }
+}
+
+/// Trains the tasks of `state.config` that `state` has not learned yet, in order, each followed
+/// by the evaluation of every task learned so far; after each task `on_task_end` gets the new
+/// state (to write a checkpoint) and an error from it stops the run. Every random stream of a
+/// task depends only on the seed and the task, and every optimizer starts afresh with a task,
+/// so a run continued from a checkpoint ends exactly as an uninterrupted one. Returns the
+/// results and, for HNET+R and HNET+TIR, pictures of what the replay model remembers.
+pub fn continue_learner_run(
+    state: &mut LearnerCheckpoint,
     tasks: &[ClassificationTask],
     on_progress: &mut dyn FnMut(&Progress),
-    on_task_end: &mut dyn FnMut(usize, &[f64]),
-) -> Result<History> {
-    let start = Instant::now();
-    let mut history = History::default();
-    for t in 0..tasks.len() {
-        let row = learn_and_evaluate(learner, t, &tasks[..=t], on_progress)?;
-        on_task_end(t, &row.0.accuracy);
-        history.push(row);
+    on_task_end: &mut dyn FnMut(&LearnerCheckpoint) -> Result<()>,
+) -> Result<RunOutput> {
+    let specs = check_continued_tasks(&state.config, &state.tasks, tasks)?;
+    let mut learner = state
+        .learner()
+        .map_err(|e| Error::config("checkpoint", e))?;
+    for t in state.completed()..specs.len() {
+        let start = Instant::now();
+        let row = learn_and_evaluate(learner.as_mut(), t, &tasks[..=t], on_progress)?;
+        state.tasks.push(specs[t]);
+        state.history.push(row);
+        state.history.wall_seconds += start.elapsed().as_secs_f64();
+        state.state = learner.save_state();
+        on_task_end(state)?;
     }
-    history.wall_seconds = start.elapsed().as_secs_f64();
-    Ok(history)
+    let replay_samples = learner
+        .vae()
+        .map(|vae| replay_samples(vae, tasks, state.config.train.seed))
+        .unwrap_or_default();
+    Ok(RunOutput {
+        results: learner_results(state),
+        replay_samples,
+    })
+}
+
+/// The results of a run of a method other than the hypernetwork's.
+pub fn learner_results(state: &LearnerCheckpoint) -> RunResults {
+    let config = &state.config;
+    let target_weights = config.target().num_weights();
+    let hnet_params = match config.method {
+        Method::HnetTir => crate::nn::Hnet::new(&config.hnet, target_weights).num_params(),
+        _ => 0,
+    };
+    let mut results = summarize(
+        config,
+        target_weights,
+        hnet_params,
+        &state.history,
+        state.tasks.clone(),
+    );
+    let replays = match config.method {
+        Method::HnetR => true,
+        Method::HnetTir => config.scenario.infers_task(),
+        _ => false,
+    };
+    if replays {
+        let losses = state.state.scalars.get("vae.losses");
+        results.vae_losses = Some(
+            losses
+                .map(|v| v.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+                .unwrap_or_default(),
+        );
+    }
+    results
 }
 
 /// [`REPLAY_PICTURE_SAMPLES`] samples of every task `vae` learned, mapped back to the digits'
@@ -1074,7 +1313,22 @@ pub fn continue_run(
     on_progress: &mut dyn FnMut(&Progress),
     on_task_end: &mut dyn FnMut(&Checkpoint) -> Result<()>,
 ) -> Result<()> {
-    let specs = state.config.task_specs();
+    let specs = check_continued_tasks(&state.config, &state.tasks, tasks)?;
+    for t in state.completed()..specs.len() {
+        learn_next(state, specs[t], &tasks[..=t], on_progress)?;
+        on_task_end(state)?;
+    }
+    Ok(())
+}
+
+/// The configuration's task specs, after checking that `tasks` holds their data and that the
+/// tasks a checkpoint learned (`learned`) are their first ones.
+fn check_continued_tasks(
+    config: &ExperimentConfig,
+    learned: &[TaskSpec],
+    tasks: &[ClassificationTask],
+) -> Result<Vec<TaskSpec>> {
+    let specs = config.task_specs();
     if tasks.len() != specs.len() {
         return Err(Error::config(
             "tasks",
@@ -1085,20 +1339,26 @@ pub fn continue_run(
             ),
         ));
     }
-    if let Some(k) = (0..state.completed().min(specs.len())).find(|&k| state.tasks[k] != specs[k]) {
+    if learned.len() > specs.len() {
+        return Err(Error::config(
+            "tasks",
+            format!(
+                "the checkpoint learned {} tasks, the configuration has {}",
+                learned.len(),
+                specs.len()
+            ),
+        ));
+    }
+    if let Some(k) = (0..learned.len()).find(|&k| learned[k] != specs[k]) {
         return Err(Error::config(
             "tasks",
             format!(
                 "task {k} of the checkpoint is {}, the configuration's is {}",
-                state.tasks[k], specs[k]
+                learned[k], specs[k]
             ),
         ));
     }
-    for t in state.completed()..specs.len() {
-        learn_next(state, specs[t], &tasks[..=t], on_progress)?;
-        on_task_end(state)?;
-    }
-    Ok(())
+    Ok(specs)
 }
 
 /// Learns one more task `spec` on a stored model, with the regularizer protecting every

@@ -7,7 +7,7 @@ use hypertape::cl::replay::UnseenClasses;
 use hypertape::cl::trainer::Progress;
 use hypertape::cl::{EntropyCalibration, Lookahead, Method, Scenario};
 use hypertape::data::TaskSpec;
-use hypertape::experiment::{self, Benchmark, ExperimentConfig};
+use hypertape::experiment::{self, Benchmark, ExperimentConfig, LearnerCheckpoint};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
 use hypertape::nn::{Activation, HnetInit};
 use hypertape::{report, Error, Result};
@@ -496,38 +496,16 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     let config = experiment_config(args);
     config.validate()?;
     if config.method != Method::Hnet {
-        if args.resume.is_some() {
-            checkpoint::check_method(&config)?;
-        }
-        return run_baseline(args, &config);
+        return run_learner(args, &config);
     }
-    let (out, mut state) = match &args.resume {
-        Some(dir) => {
-            let mut state = checkpoint::load(dir)?;
-            state.config.check_same(&config)?;
-            state.config.data_dir = config.data_dir.clone();
-            eprintln!(
-                "resuming {} after {} of {} tasks",
-                dir.display(),
-                state.completed(),
-                config.num_tasks
-            );
-            (dir.clone(), state)
-        }
-        None => {
-            let out = out_dir(args, &config);
-            if checkpoint::exists(&out) {
-                return Err(Error::config(
-                    "out",
-                    format!(
-                        "{} already holds a checkpoint: continue it with --resume {0} or choose another --out",
-                        out.display()
-                    ),
-                ));
-            }
-            (out, Checkpoint::new(&config)?)
-        }
-    };
+    let (out, mut state) = resume_or_new(
+        args,
+        &config,
+        checkpoint::load,
+        |s| &mut s.config,
+        Checkpoint::completed,
+        Checkpoint::new,
+    )?;
     let tasks = config.load_tasks()?;
     let (target, hnet) = (&state.model.target, &state.model.hnet);
     eprintln!(
@@ -564,6 +542,48 @@ fn run(args: &RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The run directory and its state: with `--resume DIR`, the checkpoint in DIR (`load`),
+/// whose configuration must be the one given (the data directory is the one given now);
+/// otherwise `--out` and a fresh state (`fresh`), refused if `--out` already holds a
+/// checkpoint.
+fn resume_or_new<S>(
+    args: &RunArgs,
+    config: &ExperimentConfig,
+    load: fn(&Path) -> Result<S>,
+    config_of: fn(&mut S) -> &mut ExperimentConfig,
+    completed: fn(&S) -> usize,
+    fresh: fn(&ExperimentConfig) -> Result<S>,
+) -> Result<(PathBuf, S)> {
+    match &args.resume {
+        Some(dir) => {
+            let mut state = load(dir)?;
+            let stored = config_of(&mut state);
+            stored.check_same(config)?;
+            stored.data_dir = config.data_dir.clone();
+            eprintln!(
+                "resuming {} after {} of {} tasks",
+                dir.display(),
+                completed(&state),
+                config.num_tasks
+            );
+            Ok((dir.clone(), state))
+        }
+        None => {
+            let out = out_dir(args, config);
+            if checkpoint::exists(&out) {
+                return Err(Error::config(
+                    "out",
+                    format!(
+                        "{} already holds a checkpoint: continue it with --resume {0} or choose another --out",
+                        out.display()
+                    ),
+                ));
+            }
+            Ok((out, fresh(config)?))
+        }
+    }
+}
+
 /// `--out`, or `runs/<benchmark>-seed<seed>`.
 fn out_dir(args: &RunArgs, config: &ExperimentConfig) -> PathBuf {
     args.out.clone().unwrap_or_else(|| {
@@ -575,21 +595,19 @@ fn out_dir(args: &RunArgs, config: &ExperimentConfig) -> PathBuf {
     })
 }
 
-/// A run without checkpoints (they hold the hypernetwork method's model): a baseline, HNET+R or
-/// HNET+TIR; writes results.json, accuracy_matrix.csv and accuracy.svg, and for HNET+R and
-/// HNET+TIR the replay model's samples per task (replay-task<k>.png, replay.png).
-fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
-    let out = out_dir(args, config);
-    if checkpoint::exists(&out) {
-        return Err(Error::config(
-            "out",
-            format!(
-                "{} holds a hypernetwork checkpoint; choose another --out for a {} run",
-                out.display(),
-                config.method.name()
-            ),
-        ));
-    }
+/// A run of a baseline, HNET+R or HNET+TIR: after every task its checkpoint
+/// ([`checkpoint::save_learner`]) and results.json, accuracy_matrix.csv and accuracy.svg; at
+/// the end, for HNET+R and HNET+TIR, the replay model's samples per task (replay-task<k>.png,
+/// replay.png). `--resume DIR` continues a stopped run after its last completed task.
+fn run_learner(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
+    let (out, mut state) = resume_or_new(
+        args,
+        config,
+        checkpoint::load_learner,
+        |s| &mut s.config,
+        LearnerCheckpoint::completed,
+        LearnerCheckpoint::new,
+    )?;
     let tasks = config.load_tasks()?;
     let target = config.target();
     eprintln!(
@@ -616,10 +634,21 @@ fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
             );
         }
     }
-    let mut on_task_end = |t: usize, row: &[f64]| {
-        eprintln!("after task {t}: test accuracy % [{}]", format_row(row));
+    let mut on_task_end = |s: &LearnerCheckpoint| {
+        let t = s.completed() - 1;
+        eprintln!(
+            "after task {t}: test accuracy % [{}]",
+            format_row(&s.history.accuracy_matrix[t])
+        );
+        checkpoint::save_learner(&out, s)?;
+        report::write_results(&out, &experiment::learner_results(s))
     };
-    let output = experiment::run_full(config, &tasks, &mut progress_bar(), &mut on_task_end)?;
+    let output = experiment::continue_learner_run(
+        &mut state,
+        &tasks,
+        &mut progress_bar(),
+        &mut on_task_end,
+    )?;
     let results = &output.results;
     report::write_results(&out, results)?;
     let pictures = report::write_replay_pictures(&out, &output.replay_samples)?;
@@ -636,7 +665,7 @@ fn run_baseline(args: &RunArgs, config: &ExperimentConfig) -> Result<ExitCode> {
         println!("replayed samples: {}", p.display());
     }
     println!(
-        "wall clock {:.1} s; results in {}",
+        "wall clock {:.1} s; checkpoint and results in {}",
         results.wall_seconds,
         out.display()
     );

@@ -516,7 +516,7 @@ fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
     ewc.method = Method::Ewc;
     let err = Checkpoint::new(&ewc).unwrap_err().to_string();
     assert!(
-        err.contains("checkpoints are supported for --method hnet"),
+        err.contains("a hypernetwork checkpoint holds --method hnet runs"),
         "{err}"
     );
 }

@@ -21,6 +21,7 @@
 //! choice of this crate. Online EWC uses the EWC λ of the scenario.
 
 use super::inference::{Readout, Scenario};
+use super::state::{LearnerState, StateResult};
 use super::trainer::{task_loop, Progress, TrainConfig};
 use crate::data::TaskView;
 use crate::nn::TargetMlp;
@@ -475,6 +476,76 @@ impl DirectLearner {
             consolidation,
             config: config.clone(),
         }
+    }
+
+    /// Stores the weights as `{prefix}weights` and the penalty's state after the last task:
+    /// EWC `{prefix}ewc.{k}.fisher` / `.anchor` per task, online EWC `{prefix}online_ewc.fisher`
+    /// / `.anchor`, SI `{prefix}si.omega` and `{prefix}si.anchor` (SI's path integral and start
+    /// are the task in training's, reset when a task begins).
+    pub fn save_state(&self, prefix: &str, state: &mut LearnerState) {
+        state.put(format!("{prefix}weights"), &self.weights);
+        match &self.consolidation {
+            Consolidation::None => {}
+            Consolidation::Ewc { tasks, .. } => {
+                for (k, (f, a)) in tasks.iter().enumerate() {
+                    state.put(format!("{prefix}ewc.{k}.fisher"), f);
+                    state.put(format!("{prefix}ewc.{k}.anchor"), a);
+                }
+            }
+            Consolidation::OnlineEwc { state: s, .. } => {
+                if let Some((f, a)) = s {
+                    state.put(format!("{prefix}online_ewc.fisher"), f);
+                    state.put(format!("{prefix}online_ewc.anchor"), a);
+                }
+            }
+            Consolidation::Si { omega, anchor, .. } => {
+                state.put(format!("{prefix}si.omega"), omega);
+                if let Some(a) = anchor {
+                    state.put(format!("{prefix}si.anchor"), a);
+                }
+            }
+        }
+    }
+
+    /// Takes what [`DirectLearner::save_state`] stored after `completed` tasks.
+    pub fn restore_state(
+        &mut self,
+        prefix: &str,
+        completed: usize,
+        state: &mut LearnerState,
+    ) -> StateResult<()> {
+        let n = self.weights.len();
+        self.weights = state.take(&format!("{prefix}weights"), n)?;
+        let mut pair = |name: &str| -> StateResult<(Vec<f32>, Vec<f32>)> {
+            Ok((
+                state.take(&format!("{prefix}{name}.fisher"), n)?,
+                state.take(&format!("{prefix}{name}.anchor"), n)?,
+            ))
+        };
+        match &mut self.consolidation {
+            Consolidation::None => {}
+            Consolidation::Ewc { tasks, .. } => {
+                *tasks = (0..completed)
+                    .map(|k| pair(&format!("ewc.{k}")))
+                    .collect::<StateResult<_>>()?;
+            }
+            Consolidation::OnlineEwc { state: s, .. } => {
+                *s = if completed > 0 {
+                    Some(pair("online_ewc")?)
+                } else {
+                    None
+                };
+            }
+            Consolidation::Si { omega, anchor, .. } => {
+                *omega = state.take(&format!("{prefix}si.omega"), n)?;
+                *anchor = if completed > 0 {
+                    Some(state.take(&format!("{prefix}si.anchor"), n)?)
+                } else {
+                    None
+                };
+            }
+        }
+        Ok(())
     }
 
     /// One step: the gradient of the task loss (from `task_loss` on a tape over the weights)

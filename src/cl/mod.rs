@@ -10,6 +10,8 @@
 //! - [`baselines`]: fine-tuning, EWC, online EWC and SI on the target network trained directly.
 //! - [`replay`]: the hypernetwork-protected VAE and training on replayed data (HNET+R,
 //!   HNET+TIR).
+//! - [`state`]: a learner's state between tasks as named values (what a run's checkpoint
+//!   stores).
 
 pub mod audit;
 pub mod baselines;
@@ -17,6 +19,7 @@ pub mod inference;
 mod model;
 mod regularizer;
 pub mod replay;
+pub mod state;
 mod step;
 pub mod trainer;
 
@@ -27,6 +30,7 @@ pub use inference::{
 };
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
+pub use state::{LearnerState, StateResult};
 pub use step::{
     step_gradients, step_gradients_extra, step_gradients_with, task_loss, Lookahead, StepGradients,
     StepInput, StepWorkspace,

@@ -1,5 +1,6 @@
 //! The state of a hypernetwork continual learner: everything a checkpoint must hold.
 
+use super::state::{LearnerState, StateResult};
 use crate::nn::{Hnet, HnetInit, TargetMlp};
 use crate::rng::Rng;
 use crate::tensor::Float;
@@ -62,5 +63,30 @@ impl<F: Float> HnetModel<F> {
             .iter()
             .flat_map(|&t| self.task_embs[t].iter().copied())
             .collect()
+    }
+}
+
+impl HnetModel<f32> {
+    /// Stores θ as `{prefix}theta` and embedding k as `{prefix}task_embedding.{k}`.
+    pub fn save_state(&self, prefix: &str, state: &mut LearnerState) {
+        state.put(format!("{prefix}theta"), &self.theta);
+        for (k, e) in self.task_embs.iter().enumerate() {
+            state.put(format!("{prefix}task_embedding.{k}"), e);
+        }
+    }
+
+    /// Takes what [`HnetModel::save_state`] stored for a model with `tasks` embeddings.
+    pub fn restore_state(
+        &mut self,
+        prefix: &str,
+        tasks: usize,
+        state: &mut LearnerState,
+    ) -> StateResult<()> {
+        self.theta = state.take(&format!("{prefix}theta"), self.hnet.num_params())?;
+        let d = self.hnet.config().task_emb_dim;
+        self.task_embs = (0..tasks)
+            .map(|k| state.take(&format!("{prefix}task_embedding.{k}"), d))
+            .collect::<StateResult<_>>()?;
+        Ok(())
     }
 }

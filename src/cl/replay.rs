@@ -17,6 +17,7 @@
 
 use super::baselines::{DirectLearner, Method};
 use super::inference::Readout;
+use super::state::{LearnerState, StateResult};
 use super::trainer::{task_loop, Progress, TaskSession, TrainConfig};
 use super::HnetModel;
 use crate::data::TaskView;
@@ -404,6 +405,32 @@ impl Vae {
         }
         let n = tail.2.max(1) as f64;
         Ok((tail.0 / n, tail.1 / n))
+    }
+
+    /// Stores the encoder's weights as `{prefix}encoder` and the decoder's hypernetwork as
+    /// `{prefix}decoder.` ([`HnetModel::save_state`]).
+    pub fn save_state(&self, prefix: &str, state: &mut LearnerState) {
+        state.put(format!("{prefix}encoder"), &self.encoder_weights);
+        self.decoder.save_state(&format!("{prefix}decoder."), state);
+    }
+
+    /// Takes what [`Vae::save_state`] stored after the VAE learned `tasks` tasks.
+    pub fn restore_state(
+        &mut self,
+        prefix: &str,
+        tasks: usize,
+        state: &mut LearnerState,
+    ) -> StateResult<()> {
+        if tasks > self.conditions {
+            return Err(format!(
+                "the VAE has task codes for {} tasks, {tasks} stored",
+                self.conditions
+            ));
+        }
+        let n = self.encoder_weights.len();
+        self.encoder_weights = state.take(&format!("{prefix}encoder"), n)?;
+        self.decoder
+            .restore_state(&format!("{prefix}decoder."), tasks, state)
     }
 
     /// The decoder weights the hypernetwork generates for task `task`.
