@@ -3,7 +3,8 @@
 //! with an entropy below 1e-6 nats and the median top-2 logit gap; then HNET+ENT on those sets
 //! without calibration and with the logit-gap temperatures (measured here on each task's
 //! training inputs with the stored model). Last, other rules that score each task's top-2
-//! logit gap against the gaps of its own training inputs (see [`score_rules`]).
+//! logit gap against the gaps of its own training inputs, and one that also uses its gaps on
+//! the later tasks' training inputs (see [`score_rules`]).
 //!
 //! The evaluation sets are the validation sets if the run held some out (`--validation N`),
 //! else the test sets.
@@ -142,7 +143,11 @@ fn main() -> hypertape::Result<()> {
 /// lowest-entropy rule), `median` (gap / T_k, T_k the median gap on task k's training inputs:
 /// `--entropy-calibration logit-gap`), `cdf` (the empirical CDF of task k's training gaps at
 /// the gap), `logz` (the log gap's z-score against them) and `logmean` (log gap minus their
-/// mean log). Every rule uses task k's own training inputs only.
+/// mean log); these use task k's own training inputs only. `oodmid` also uses what a run could
+/// measure online: head k's gaps on the training inputs of the tasks learned after k (inputs
+/// it should not claim); the log gap is scaled so that the median of those maps to 0 and the
+/// median of its own to 1 (the last head, which meets no later task, takes the other heads'
+/// mean distance between the two medians).
 fn score_rules(
     ckpt: &Checkpoint,
     tasks: &[ClassificationTask],
@@ -181,6 +186,38 @@ fn score_rules(
             );
         }
     }
+    // later[k]: head k's log gaps on the training inputs of the tasks after k (what a run
+    // sees online: task t's data meets every earlier head when t is learned); pooled.
+    let later: Vec<Vec<f64>> = (0..n)
+        .map(|k| {
+            let w = ckpt.model.generated_weights(k);
+            let mut g = vec![];
+            for t in tasks.iter().take(n).skip(k + 1) {
+                for_each_logits(
+                    &ckpt.model.target,
+                    &w,
+                    head(k)..head(k) + 1,
+                    &t.train,
+                    &mut |_, r| g.push(gap(r).max(1e-6).ln()),
+                );
+            }
+            g.sort_by(f64::total_cmp);
+            g
+        })
+        .collect();
+    let lmed: Vec<f64> = own.iter().map(|g| g[g.len() / 2].max(1e-6).ln()).collect();
+    let out_med: Vec<Option<f64>> = later
+        .iter()
+        .map(|g| (!g.is_empty()).then(|| g[g.len() / 2]))
+        .collect();
+    let spreads: Vec<f64> = (0..n)
+        .filter_map(|k| out_med[k].map(|o| lmed[k] - o))
+        .collect();
+    let mean_spread = spreads.iter().sum::<f64>() / spreads.len().max(1) as f64;
+    let out_mid: Vec<f64> = (0..n)
+        .map(|k| out_med[k].unwrap_or(lmed[k] - mean_spread))
+        .collect();
+    println!("log median gap own {lmed:.2?} later tasks {out_med:.2?}");
     let labels: Vec<Vec<usize>> = sets.iter().map(|s| s.labels().to_vec()).collect();
     let cdf = |k: usize, v: f64| own[k].partition_point(|&x| x <= v) as f64 / own[k].len() as f64;
     let med: Vec<f64> = own.iter().map(|g| g[g.len() / 2]).collect();
@@ -209,6 +246,10 @@ fn score_rules(
             Box::new(|k, v| (v.max(1e-6).ln() - lmean[k]) / lstd[k]),
         ),
         ("logmean", Box::new(|k, v| v.max(1e-6).ln() - lmean[k])),
+        (
+            "oodmid",
+            Box::new(|k, v| (v.max(1e-6).ln() - out_mid[k]) / (lmed[k] - out_mid[k]).max(0.1)),
+        ),
     ];
     for (name, score) in &rules {
         let mut acc = vec![];
