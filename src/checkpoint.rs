@@ -652,6 +652,10 @@ fn sizes_fit(c: &ExperimentConfig) -> bool {
         let heads = mul(c.num_heads() as u64, head as u64)?;
         let weights = mlp(input as u64, &c.target_hidden, heads)?;
         hnet(&c.hnet, weights)?;
+        if c.method == Method::HnetTir {
+            // The task-inference network: one output per task.
+            mlp(input as u64, &c.target_hidden, c.num_tasks as u64)?;
+        }
         if c.method.replays() {
             let r = &c.replay;
             let latent = r.latent_dim as u64;

@@ -2,8 +2,8 @@
 //! online EWC, SI, HNET+R, HNET+TIR) on tiny SplitMNIST runs: a run stopped after a task and
 //! resumed from its checkpoint on disk ends bit for bit like an uninterrupted one; a bad
 //! checkpoint (a value missing, extra or of another size, another method's checkpoint, a
-//! crafted configuration, a flipped byte) gives an error naming the file; `run --resume`
-//! continues a stored run from the command line.
+//! crafted configuration, a flipped byte) gives an error naming the file, and no change to
+//! a file panics; `run --resume` continues a stored run from the command line.
 
 use assert_cmd::Command;
 use hypertape::checkpoint::{self, MODEL_FILE, STATE_FILE};
@@ -307,4 +307,51 @@ fn cli_resumes_a_baseline_run() {
         "{}",
         String::from_utf8_lossy(&other.stderr)
     );
+}
+
+/// The saved HNET+R checkpoint, shared (tests copy its directory before changing files).
+fn shared_hnet_r() -> &'static (tempfile::TempDir, LearnerCheckpoint) {
+    static SAVED: OnceLock<(tempfile::TempDir, LearnerCheckpoint)> = OnceLock::new();
+    SAVED.get_or_init(saved_hnet_r)
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// A byte changed anywhere in the model or state file, or the file cut short, and the
+    /// checksums rewritten to match: an error or the same checkpoint, never a panic.
+    #[test]
+    fn changed_or_cut_learner_files_are_an_error_or_the_same_checkpoint(
+        model in proptest::prelude::any::<bool>(),
+        at in proptest::prelude::any::<proptest::sample::Index>(),
+        xor in 1u8..,
+        cut in proptest::prelude::any::<bool>(),
+    ) {
+        let (src, good) = shared_hnet_r();
+        let dir = tempfile::tempdir().unwrap();
+        let gen = std::fs::read_to_string(src.path().join("CURRENT")).unwrap();
+        let gen = gen.trim();
+        std::fs::copy(src.path().join("CURRENT"), dir.path().join("CURRENT")).unwrap();
+        std::fs::create_dir(dir.path().join(gen)).unwrap();
+        for f in [MODEL_FILE, STATE_FILE] {
+            std::fs::copy(src.path().join(gen).join(f), dir.path().join(gen).join(f)).unwrap();
+        }
+        let gen_dir = dir.path().join(gen);
+        let path = gen_dir.join(if model { MODEL_FILE } else { STATE_FILE });
+        let mut bytes = std::fs::read(&path).unwrap();
+        let i = at.index(bytes.len());
+        if cut {
+            bytes.truncate(i);
+        } else {
+            bytes[i] ^= xor;
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let sum = |f: &str| checkpoint::sha256_hex(&std::fs::read(gen_dir.join(f)).unwrap());
+        let sums = format!("{}  {MODEL_FILE}\n{}  {STATE_FILE}\n", sum(MODEL_FILE), sum(STATE_FILE));
+        std::fs::write(gen_dir.join(checkpoint::SUMS_FILE), sums).unwrap();
+        // A change in JSON whitespace or a float's last bits may still load; nothing panics.
+        if let Ok(loaded) = checkpoint::load_learner(dir.path()) {
+            proptest::prop_assert_eq!(loaded.completed(), good.completed());
+        }
+    }
 }
