@@ -184,6 +184,26 @@ impl ExperimentConfig {
         }
     }
 
+    /// Whether the run trains a replay model (VAE): HNET+R always, HNET+TIR when it infers
+    /// the task (CL2, CL3).
+    pub fn trains_vae(&self) -> bool {
+        match self.method {
+            Method::HnetR => true,
+            Method::HnetTir => self.scenario.infers_task(),
+            _ => false,
+        }
+    }
+
+    /// How many tasks the VAE has learned after `completed` tasks: every task but the last
+    /// (nothing replays it), none if the run trains no VAE.
+    pub fn vae_tasks(&self, completed: usize) -> usize {
+        if self.trains_vae() {
+            completed.min(self.num_tasks.saturating_sub(1))
+        } else {
+            0
+        }
+    }
+
     /// Inputs and outputs per head of the benchmark.
     pub fn io_dims(&self) -> (usize, usize) {
         match self.benchmark {
@@ -534,9 +554,15 @@ trait Learner {
     fn evaluate(&self, tests: &[&TaskView]) -> EvalRow;
     /// The state carried from one task to the next ([`LearnerState`]).
     fn save_state(&self) -> LearnerState;
-    /// Takes the state [`Learner::save_state`] gave after `completed` tasks; the error names
+    /// Takes the state [`Learner::save_state`] gave after `completed` tasks, the replay model
+    /// (if any) having learned `vae_tasks` ([`ExperimentConfig::vae_tasks`]); the error names
     /// the value that is missing, left over or of the wrong size.
-    fn restore_state(&mut self, completed: usize, state: LearnerState) -> StateResult<()>;
+    fn restore_state(
+        &mut self,
+        completed: usize,
+        vae_tasks: usize,
+        state: LearnerState,
+    ) -> StateResult<()>;
     /// The replay model, for learners that have one.
     fn vae(&self) -> Option<&Vae> {
         None
@@ -654,7 +680,12 @@ impl Learner for HnetLearner {
         state
     }
 
-    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+    fn restore_state(
+        &mut self,
+        completed: usize,
+        _vae_tasks: usize,
+        mut state: LearnerState,
+    ) -> StateResult<()> {
         self.restore_from("", completed, &mut state)?;
         state.check_all_taken()
     }
@@ -749,7 +780,12 @@ impl Learner for BaselineLearner {
         state
     }
 
-    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+    fn restore_state(
+        &mut self,
+        completed: usize,
+        _vae_tasks: usize,
+        mut state: LearnerState,
+    ) -> StateResult<()> {
         self.learner.restore_state("", completed, &mut state)?;
         state.check_all_taken()
     }
@@ -832,9 +868,12 @@ impl Learner for ReplayLearner {
         state
     }
 
-    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
-        // The VAE learns every task but the last.
-        let vae_tasks = completed.min(self.num_tasks.saturating_sub(1));
+    fn restore_state(
+        &mut self,
+        completed: usize,
+        vae_tasks: usize,
+        mut state: LearnerState,
+    ) -> StateResult<()> {
         self.classifier
             .learner
             .restore_state("classifier.", completed, &mut state)?;
@@ -944,16 +983,14 @@ impl Learner for TirLearner {
         state
     }
 
-    fn restore_state(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+    fn restore_state(
+        &mut self,
+        completed: usize,
+        vae_tasks: usize,
+        mut state: LearnerState,
+    ) -> StateResult<()> {
         self.classifier
             .restore_from("classifier.", completed, &mut state)?;
-        // Without task inference (CL1) the VAE is never trained; otherwise it learns every
-        // task but the last.
-        let vae_tasks = if self.classifier.scenario.infers_task() {
-            completed.min(self.num_tasks.saturating_sub(1))
-        } else {
-            0
-        };
         self.task_net
             .learner
             .restore_state("task_net.", completed, &mut state)?;
@@ -1149,7 +1186,12 @@ impl LearnerCheckpoint {
     /// that is missing, left over or of another size than the configuration gives.
     fn learner(&self) -> StateResult<Box<dyn Learner>> {
         let mut learner = new_learner(&self.config);
-        learner.restore_state(self.completed(), self.state.clone())?;
+        let completed = self.completed();
+        learner.restore_state(
+            completed,
+            self.config.vae_tasks(completed),
+            self.state.clone(),
+        )?;
         Ok(learner)
     }
 
@@ -1210,12 +1252,7 @@ pub fn learner_results(state: &LearnerCheckpoint) -> RunResults {
         &state.history,
         state.tasks.clone(),
     );
-    let replays = match config.method {
-        Method::HnetR => true,
-        Method::HnetTir => config.scenario.infers_task(),
-        _ => false,
-    };
-    if replays {
+    if config.trains_vae() {
         let losses = state.state.scalars.get("vae.losses");
         results.vae_losses = Some(
             losses
@@ -1322,7 +1359,7 @@ pub fn continue_run(
 }
 
 /// The configuration's task specs, after checking that `tasks` holds their data and that the
-/// tasks a checkpoint learned (`learned`) are their first ones.
+/// tasks a checkpoint learned (`learned`) begin with them (`learn` may have added more).
 fn check_continued_tasks(
     config: &ExperimentConfig,
     learned: &[TaskSpec],
@@ -1339,17 +1376,7 @@ fn check_continued_tasks(
             ),
         ));
     }
-    if learned.len() > specs.len() {
-        return Err(Error::config(
-            "tasks",
-            format!(
-                "the checkpoint learned {} tasks, the configuration has {}",
-                learned.len(),
-                specs.len()
-            ),
-        ));
-    }
-    if let Some(k) = (0..learned.len()).find(|&k| learned[k] != specs[k]) {
+    if let Some(k) = (0..learned.len().min(specs.len())).find(|&k| learned[k] != specs[k]) {
         return Err(Error::config(
             "tasks",
             format!(

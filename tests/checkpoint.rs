@@ -520,3 +520,22 @@ fn scenarios_and_hyperfan_survive_a_checkpoint_and_baselines_are_refused() {
         "{err}"
     );
 }
+
+/// A checkpoint that `learn` grew past its configuration's tasks resumes as finished (nothing
+/// left to train), not as an error.
+#[test]
+fn a_checkpoint_grown_by_learn_resumes_as_finished() {
+    let mut state = saved().1.clone();
+    let mut specs = state.config.task_specs();
+    let extra = TaskSpec::Split { classes: [4, 5] };
+    specs.push(extra);
+    experiment::learn(&mut state, extra, &tasks(&specs), &mut |_| {}).unwrap();
+    let before = state.clone();
+    let own = tasks(&state.config.task_specs());
+    experiment::continue_run(&mut state, &own, &mut |_| {}, &mut |_| {
+        panic!("no task is left to train")
+    })
+    .unwrap();
+    assert_eq!(state, before);
+    assert_eq!(state.completed(), 3);
+}

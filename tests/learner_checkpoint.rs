@@ -122,20 +122,6 @@ fn replay_methods_resume_bit_for_bit() {
     check_resume(&config(Method::HnetTir, Scenario::Cl1), 1);
 }
 
-/// The same results as a run that keeps no checkpoint ([`experiment::run`]).
-#[test]
-fn a_checkpointed_run_is_the_plain_run() {
-    let c = config(Method::Si, Scenario::Cl3);
-    let data = tasks(&c);
-    let mut rows = Vec::new();
-    let plain = experiment::run(&c, &data, &mut |_| {}, &mut |_, r| rows.push(r.to_vec())).unwrap();
-    let mut state = LearnerCheckpoint::new(&c).unwrap();
-    let out =
-        experiment::continue_learner_run(&mut state, &data, &mut |_| {}, &mut |_| Ok(())).unwrap();
-    assert_eq!(plain.accuracy_matrix, out.results.accuracy_matrix);
-    assert_eq!(rows, state.history.accuracy_matrix);
-}
-
 /// A saved HNET+R checkpoint after one task (the richest state: classifier, encoder, decoder
 /// hypernetwork and one task embedding, VAE losses).
 fn saved_hnet_r() -> (tempfile::TempDir, LearnerCheckpoint) {
