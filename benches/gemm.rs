@@ -2,7 +2,7 @@
 //! as elements, so its elements/s is FLOP/s.
 //!
 //! - `square/{sgemm,kernels,engine}/n`: n×n by n×n through bare `matrixmultiply::sgemm`,
-//!   `hypertape::kernels::gemm`, and `Tape::matmul` (no-grad tape, output allocated per call);
+//!   `hypertape::engine::kernels::gemm`, and `Tape::matmul` (no-grad tape, output allocated per call);
 //! - `method/…`: the products of one training step of the PermutedMNIST configuration — the
 //!   hypernetwork's output layer (28 chunk rows, or 252 rows for 9 regularized tasks, by
 //!   25 → 78 000) and the target's input layer (batch 128, 1024 → 1000), forward as
@@ -14,7 +14,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode, Throughput,
 };
-use hypertape::kernels::gemm;
+use hypertape::engine::kernels::gemm;
 use hypertape::rng::Rng;
 use hypertape::Tape;
 use std::hint::black_box;

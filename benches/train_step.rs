@@ -1,9 +1,9 @@
-//! One training step of the PermutedMNIST-10 configuration (`hypertape::bench::step_fixture`,
+//! One training step of the PermutedMNIST-10 configuration (`hypertape::run::bench::step_fixture`,
 //! the setting of the PyTorch reference) at 0, 1 and 9 previous tasks. Criterion's
 //! elements/s is the step's matmul FLOP/s (`step_matmul_flops`).
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use hypertape::bench::{step_fixture, step_matmul_flops, BenchSetup};
+use hypertape::run::bench::{step_fixture, step_matmul_flops, BenchSetup};
 use std::time::Duration;
 
 fn train_step(c: &mut Criterion) {

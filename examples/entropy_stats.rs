@@ -11,11 +11,14 @@
 //!
 //!     cargo run --release --example entropy_stats -- runs/split-mnist-seed42
 
-use hypertape::checkpoint::Checkpoint;
-use hypertape::cl::inference::entropy;
-use hypertape::cl::trainer::for_each_logits;
-use hypertape::cl::{entropy_inference, logit_gap_temperature, Scenario};
+use hypertape::cl::eval::for_each_logits;
+use hypertape::cl::hnet::entropy::entropy;
+use hypertape::cl::hnet::{entropy_inference, logit_gap_temperature, HnetLearner};
+use hypertape::cl::Scenario;
+use hypertape::cl::{Learner, Method};
 use hypertape::data::{ClassificationTask, TaskView};
+use hypertape::run::store;
+use hypertape::Error;
 use std::path::Path;
 
 fn median(v: &mut [f64]) -> f64 {
@@ -37,12 +40,34 @@ fn argmax(row: &[f32]) -> usize {
 
 fn main() -> hypertape::Result<()> {
     let dir = std::env::args().nth(1).expect("usage: entropy_stats DIR");
-    let ckpt = hypertape::checkpoint::load(Path::new(&dir))?;
-    let mut config = ckpt.config.clone();
-    config.num_tasks = ckpt.completed();
+    let (snapshot, model_path) = store::load(Path::new(&dir))?;
+    let c = &snapshot.config;
+    if c.method != Method::Hnet {
+        return Err(Error::config(
+            "DIR",
+            format!(
+                "{dir} holds a {} run; this reads a hypernetwork's",
+                c.method.name()
+            ),
+        ));
+    }
+    let n = snapshot.tasks.len();
+    let mut learner = HnetLearner::new(
+        c.target(),
+        &c.hnet,
+        c.hnet_init,
+        c.scenario,
+        &c.train,
+        c.entropy_calibration,
+    );
+    learner
+        .restore(n, snapshot.state.clone())
+        .map_err(|e| Error::format(&model_path, e))?;
+    let ckpt = &learner;
+    let mut config = c.clone();
+    config.num_tasks = n;
     let tasks = config.load_tasks()?;
-    let n = ckpt.completed();
-    let scenario = ckpt.config.scenario;
+    let scenario = c.scenario;
     let on_validation = tasks.iter().all(|t| t.validation.is_some());
     let sets: Vec<&TaskView> = tasks
         .iter()
@@ -135,7 +160,7 @@ fn main() -> hypertape::Result<()> {
             }
         }
     }
-    score_rules(&ckpt, &tasks, &sets, scenario);
+    score_rules(ckpt, &tasks, &sets, scenario);
     Ok(())
 }
 
@@ -149,7 +174,7 @@ fn main() -> hypertape::Result<()> {
 /// median of its own to 1 (the last head, which meets no later task, takes the other heads'
 /// mean distance between the two medians).
 fn score_rules(
-    ckpt: &Checkpoint,
+    ckpt: &HnetLearner,
     tasks: &[ClassificationTask],
     sets: &[&TaskView],
     scenario: Scenario,

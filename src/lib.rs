@@ -1,37 +1,44 @@
 //! hypertape: reverse-mode automatic differentiation from scratch, and continual learning with
 //! task-conditioned hypernetworks (von Oswald et al., ICLR 2020) on the CPU.
 //!
-//! The map, bottom up:
-//! - [`tensor`]: dense row-major [`Tensor`]s and the [`Float`] trait (f32 for training, f64 for
-//!   audits); [`kernels`]: the matrix product on `matrixmultiply` and elementwise loops.
-//! - [`tape`]: the define-by-run [`Tape`]; every op's forward and backward rule side by side.
-//! - [`gradcheck`]: finite-difference audits in f64, per op and for whole pipelines.
-//! - [`nn`]: parameter layouts, the target MLP (weights passed in) and the (chunked)
+//! The layers, bottom up (each imports only the ones above it in this list):
+//! - [`engine`]: tensors, the matrix-product kernels, the define-by-run [`Tape`] and the
+//!   finite-difference audits ([`gradcheck`]), generic over f32 (training) and f64 (audits).
+//! - [`nn`]: parameter layouts, the [`nn::Mlp`] (weights passed in) and the (chunked)
 //!   hypernetwork; [`optim`]: Adam and the look-ahead Δθ.
-//! - [`cl`]: the model state, the output regularizer, one training step, the task loop, the
-//!   end-to-end audit, task inference and generative replay (HNET+R, HNET+TIR);
-//!   [`experiment`]: the paper's benchmarks from data to accuracies.
-//! - [`data`]: IDX files, MNIST, PermutedMNIST, SplitMNIST, the toy regression;
-//!   [`report`]: atomic writes and result files; [`bench`]: step and matmul timing;
-//!   [`rng`]: seeded random streams that are the same everywhere.
+//! - [`data`]: IDX files, MNIST, PermutedMNIST, SplitMNIST, the toy regression.
+//! - [`cl`]: the continual-learning methods behind one [`cl::Learner`] trait: the
+//!   hypernetwork (with the output regularizer and HNET+ENT), the baselines, generative
+//!   replay.
+//! - [`report`]: figures and files from plain results (SVG, CSV, PNG).
+//! - [`run`]: experiments: configuration, the run loop and its state, checkpoints, results,
+//!   export, grids of runs, the toy regression, the step benchmark.
+//!
+//! Leaves used everywhere: [`error`], [`rng`] (seeded streams that are the same on every
+//! machine), [`fsio`] (atomic writes, checksums).
+//!
+//! ```
+//! use hypertape::{Tape, Tensor};
+//!
+//! // d/dx Σ (x ⊙ x) = 2x
+//! let mut tape = Tape::<f64>::new();
+//! let x = tape.leaf(Tensor::from_vec(&[3], vec![1.0, -2.0, 0.5]));
+//! let y = tape.mul(x, x);
+//! let loss = tape.sum(y);
+//! let mut grads = tape.backward(loss);
+//! assert_eq!(grads.take(x).unwrap(), vec![2.0, -4.0, 1.0]);
+//! ```
 
-pub mod bench;
-pub mod checkpoint;
 pub mod cl;
-pub mod compare;
 pub mod data;
+pub mod engine;
 pub mod error;
-pub mod experiment;
-pub mod gradcheck;
-pub mod kernels;
+pub mod fsio;
 pub mod nn;
 pub mod optim;
 pub mod report;
 pub mod rng;
-pub mod tape;
-pub mod tensor;
-pub mod toy;
+pub mod run;
 
+pub use engine::{gradcheck, Float, Gradients, Tape, Tensor, Var};
 pub use error::{Error, Result};
-pub use tape::{Gradients, Tape, Var};
-pub use tensor::{Float, Tensor};

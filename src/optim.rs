@@ -2,7 +2,7 @@
 //! look-ahead Δθ of the hypernetwork regularizer: the change a step would make now, computed
 //! without touching the optimizer's state.
 
-use crate::tensor::Float;
+use crate::engine::tensor::Float;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -179,7 +179,7 @@ fn adam_change<F: Float>(s: &AdamScalars<F>, m: F, v: F) -> F {
 /// The look-ahead of plain gradient descent: Δθ = −lr·g.
 pub fn sgd_delta<F: Float>(lr: f64, grad: &[F], delta: &mut [F]) {
     let lr = F::from_f64(lr);
-    crate::kernels::map(grad, delta, |g| -lr * g);
+    crate::engine::kernels::map(grad, delta, |g| -lr * g);
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! writes and prints, and a bad method named.
 
 use assert_cmd::Command;
+use hypertape::cl::{Method, Scenario};
+use hypertape::run::{Benchmark, ExperimentConfig, RunState};
 use std::path::PathBuf;
 
 fn mnist_dir() -> PathBuf {
@@ -53,32 +55,123 @@ fn compare_writes_a_table_and_json_for_every_cell() {
         }
     }
 
-    // Again into the same directory: every cell is taken from the runs already there, except
-    // one whose results were made with another configuration, which is run again. A setting
-    // the method does not read does not count: a hypernetwork run stored before the replay
-    // model had `unseen_classes` (so it reads back as another value) is the same run.
-    let hnet = out.path().join("hnet-cl3-seed42/results.json");
+    let first_si: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.path().join("si-cl1-seed42/results.json")).unwrap(),
+    )
+    .unwrap();
+
+    // Again into the same directory: every finished cell is taken from its checkpoint.
+    let again = tiny_compare(out.path());
+    assert!(again.status.success());
+    let log = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(log.matches("results of an earlier run").count(), 4, "{log}");
+    assert_eq!(
+        log.matches("after task").count(),
+        0,
+        "nothing runs again: {log}"
+    );
+
+    // A cell stopped after its first task resumes there, and ends as the uninterrupted run.
+    let si_dir = out.path().join("si-cl1-seed42");
+    std::fs::remove_dir_all(&si_dir).unwrap();
+    let config = cell_config(Method::Si, Scenario::Cl1, 5);
+    let mut state = RunState::new(&config).unwrap();
+    let data = state.load_data().unwrap();
+    state
+        .learn_task(config.task_specs()[0], &data[..1], &mut |_| {})
+        .unwrap();
+    state.save(&si_dir).unwrap();
+    let resumed = tiny_compare(out.path());
+    assert!(resumed.status.success());
+    let log = String::from_utf8_lossy(&resumed.stderr);
+    assert!(log.contains("si cl1 seed 42: final mean accuracy"), "{log}");
+    assert!(log.contains("resumed after task 0"), "{log}");
+    assert_eq!(
+        log.matches("after task 1,").count(),
+        1,
+        "only task 1 runs: {log}"
+    );
+    assert_eq!(log.matches("results of an earlier run").count(), 3, "{log}");
+    let si: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(si_dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(si["accuracy_matrix"], first_si["accuracy_matrix"]);
+
+    // A cell directory holding a run of other settings is refused, naming it; --fresh runs
+    // the grid again.
+    std::fs::remove_dir_all(&si_dir).unwrap();
+    let mut other = RunState::new(&cell_config(Method::Si, Scenario::Cl1, 6)).unwrap();
+    other
+        .continue_run(&data, Some(&si_dir), &mut |_| {}, &mut |_| {})
+        .unwrap();
+    let refused = tiny_compare(out.path());
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("si-cl1-seed42") && err.contains("--fresh"),
+        "{err}"
+    );
+    assert!(err.contains("train.iterations"), "{err}");
+    let fresh = Command::cargo_bin("hypertape")
+        .unwrap()
+        .args([
+            "compare",
+            "split-mnist",
+            "--methods",
+            "si",
+            "--scenarios",
+            "cl1",
+        ])
+        .args(["--tasks", "2", "--iterations", "5", "--fresh"])
+        .arg("--data-dir")
+        .arg(mnist_dir())
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        fresh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fresh.stderr)
+    );
+    let si: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(si_dir.join("results.json")).unwrap()).unwrap();
+    assert_eq!(si["config"]["train"]["iterations"], 5);
+    assert_eq!(si["accuracy_matrix"], first_si["accuracy_matrix"]);
+
+    // A grid written before cells kept checkpoints has only results.json: a cell's is reused
+    // when it is the same run. A setting the method does not read does not count: a
+    // hypernetwork run stored before the replay model had `unseen_classes` (so it reads back
+    // as another value) is the same run.
+    let hnet_dir = out.path().join("hnet-cl3-seed42");
+    for entry in std::fs::read_dir(&hnet_dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name == "CURRENT" {
+            std::fs::remove_file(&path).unwrap();
+        } else if name.starts_with("gen-") {
+            std::fs::remove_dir_all(&path).unwrap();
+        }
+    }
+    let hnet = hnet_dir.join("results.json");
     let mut old: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&hnet).unwrap()).unwrap();
     let replay = old["config"]["replay"].as_object_mut().unwrap();
     assert!(replay.remove("unseen_classes").is_some());
     std::fs::write(&hnet, serde_json::to_vec(&old).unwrap()).unwrap();
-    let si = out.path().join("si-cl1-seed42/results.json");
-    let mut changed: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
-    changed["config"]["train"]["iterations"] = serde_json::json!(6);
-    std::fs::write(&si, serde_json::to_vec(&changed).unwrap()).unwrap();
-    let again = tiny_compare(out.path());
-    assert!(again.status.success());
-    let log = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(log.matches("results of an earlier run").count(), 3, "{log}");
-    assert_eq!(
-        log.matches("after task").count(),
-        2,
-        "only the rerun reports: {log}"
-    );
-    let rerun: serde_json::Value = serde_json::from_slice(&std::fs::read(&si).unwrap()).unwrap();
-    assert_eq!(rerun["config"]["train"]["iterations"], 5);
+    let legacy = tiny_compare(out.path());
+    assert!(legacy.status.success());
+    let log = String::from_utf8_lossy(&legacy.stderr);
+    assert_eq!(log.matches("results of an earlier run").count(), 4, "{log}");
+}
+
+/// The configuration of one cell of [`tiny_compare`]'s grid, with `iterations` steps.
+fn cell_config(method: Method, scenario: Scenario, iterations: usize) -> ExperimentConfig {
+    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+    c.num_tasks = 2;
+    c.train.iterations = iterations;
+    c.data_dir = mnist_dir();
+    c.set_method_and_scenario(method, scenario);
+    c
 }
 
 #[test]

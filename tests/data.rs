@@ -489,7 +489,7 @@ fn image_set_accessors() {
 
 #[test]
 fn task_specs_load_the_benchmark_tasks() {
-    use hypertape::experiment::{Benchmark, ExperimentConfig};
+    use hypertape::run::{Benchmark, ExperimentConfig};
     let mnist = load_mnist(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")).unwrap();
     let mut c = ExperimentConfig::paper_defaults(Benchmark::PermutedMnist);
     c.num_tasks = 3;

@@ -1,7 +1,7 @@
 //! The matrix product against a naive triple loop, for every transpose combination, odd sizes,
 //! k = 0, and accumulation with β.
 
-use hypertape::kernels::gemm;
+use hypertape::engine::kernels::gemm;
 use proptest::prelude::*;
 
 /// C = α·op(A)·op(B) + β·C by the definition.

@@ -3,10 +3,10 @@
 //! per batch), the batched hypernetwork against separate forwards, and the parameter counts of
 //! the paper's configurations.
 
-use hypertape::experiment::{Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::{Activation, Hnet, HnetConfig, TargetMlp};
+use hypertape::nn::{Activation, Hnet, HnetConfig, Mlp};
 use hypertape::rng::Rng;
+use hypertape::run::{Benchmark, ExperimentConfig};
 use hypertape::{Tape, Tensor, Var};
 use proptest::prelude::*;
 
@@ -41,7 +41,7 @@ fn hnet_theta(hnet: &Hnet, seed: u64) -> Tensor<f64> {
 
 #[test]
 fn target_mlp_gradient_check_every_head() {
-    let target = TargetMlp::new(5, &[4], 3, 2);
+    let target = Mlp::new(5, &[4], 3, 2);
     assert_eq!(target.num_weights(), 4 * 5 + 4 + 6 * 4 + 6);
     let mut rng = Rng::new(7);
     let weights = normal_tensor(&[target.num_weights()], 0.7, &mut rng);
@@ -63,7 +63,7 @@ fn target_mlp_gradient_check_every_head() {
 #[test]
 fn target_mlp_heads_read_only_their_own_rows() {
     // The gradient of head h's logits must be zero on the other head's output rows and bias.
-    let target = TargetMlp::new(5, &[6, 5], 3, 2);
+    let target = Mlp::new(5, &[6, 5], 3, 2);
     let mut rng = Rng::new(8);
     let weights = normal_tensor(&[target.num_weights()], 0.7, &mut rng);
     let x = normal_tensor(&[8, 5], 1.0, &mut rng);
@@ -256,7 +256,7 @@ fn paper_parameter_counts() {
 
     // The same counts from explicit configurations, independent of paper_defaults.
     let explicit = |input, hidden: &[usize], head, heads, emb, cemb, hh: &[usize], chunk| {
-        let t = TargetMlp::new(input, hidden, head, heads);
+        let t = Mlp::new(input, hidden, head, heads);
         let c = HnetConfig {
             task_emb_dim: emb,
             hidden: hh.to_vec(),
@@ -315,9 +315,9 @@ fn hnet_layout_covers_theta_without_gaps() {
 fn hyperfan_init_gives_generated_weights_the_fan_in_variance() {
     // Without hidden layers the hypernetwork's input is the N(0, 1) embedding itself, so the
     // generated weights of a target layer with fan-in f have variance 1/f, its biases 1.
-    use hypertape::cl::HnetModel;
+    use hypertape::cl::hnet::HnetModel;
     use hypertape::nn::HnetInit;
-    let target = TargetMlp::new(40, &[10], 3, 2);
+    let target = Mlp::new(40, &[10], 3, 2);
     let config = HnetConfig {
         task_emb_dim: 64,
         hidden: vec![],

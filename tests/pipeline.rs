@@ -3,8 +3,8 @@
 //! can fail: a gradient off by 1 %, one without the regularizer term, or one whose Δθ differs
 //! from the objective's are all rejected.
 
-use hypertape::cl::audit::AuditSetup;
-use hypertape::cl::{Lookahead, StepWorkspace};
+use hypertape::cl::hnet::audit::AuditSetup;
+use hypertape::cl::hnet::{step_gradients, Lookahead, StepInput, StepWorkspace};
 use hypertape::gradcheck::{compare_with_differences, directional_compare, GradCheckOptions};
 use hypertape::Tensor;
 
@@ -94,13 +94,13 @@ fn audit_rejects_a_gradient_without_the_regularizer() {
     let (gt_full, ge, delta) = setup.step_gradients(Lookahead::Adam);
     // The task gradient alone (empty subset): with β in [0.25, 2] the regularizer's part shows.
     let empty: Vec<usize> = Vec::new();
-    let input = hypertape::cl::StepInput {
+    let input = StepInput {
         x: &setup.x,
         labels: &setup.labels,
         task: setup.task,
         head: setup.task,
     };
-    let g = hypertape::cl::step_gradients(
+    let g = step_gradients(
         &setup.model,
         input,
         Some((&setup.reg, &empty)),
@@ -143,7 +143,7 @@ fn audit_rejects_a_gradient_taken_at_the_wrong_lookahead() {
 
 #[test]
 fn full_size_split_mnist_step_passes_the_directional_audit() {
-    use hypertape::experiment::{Benchmark, ExperimentConfig};
+    use hypertape::run::{Benchmark, ExperimentConfig};
     let c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
     let setup = AuditSetup::new(c.target(), &c.hnet, 2, 8, 5);
     let options = GradCheckOptions {

@@ -4,12 +4,12 @@
 //! f64 gradient with Δθ held fixed; and the gradient of a whole step against its two parts
 //! computed separately.
 
-use hypertape::cl::{
+use hypertape::cl::hnet::{
     step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, RegTargets, StepInput,
     StepWorkspace,
 };
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::{Activation, Hnet, HnetConfig, TargetMlp};
+use hypertape::nn::{Activation, Hnet, HnetConfig, Mlp};
 use hypertape::optim::{sgd_delta, Adam};
 use hypertape::rng::Rng;
 use hypertape::{Tape, Tensor};
@@ -17,7 +17,7 @@ use hypertape::{Tape, Tensor};
 const SEED: u64 = 17;
 
 fn model(chunk_size: Option<usize>, hidden: Vec<usize>, tasks: usize) -> HnetModel<f64> {
-    let target = TargetMlp::new(3, &[2], 2, 3);
+    let target = Mlp::new(3, &[2], 2, 3);
     let config = HnetConfig {
         task_emb_dim: 2,
         hidden,

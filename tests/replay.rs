@@ -3,15 +3,15 @@
 //! in place, the distillation targets, the shape and determinism of replay runs, and clear
 //! errors for bad settings.
 
-use hypertape::cl::audit::vae_audit;
+use hypertape::cl::hnet::Lookahead;
+use hypertape::cl::replay::audit::vae_audit;
 use hypertape::cl::replay::{distillation_targets, vae_loss, ReplayConfig, UnseenClasses, Vae};
-use hypertape::cl::trainer::TrainConfig;
-use hypertape::cl::{Lookahead, Method, Scenario};
+use hypertape::cl::{Method, Scenario, TrainConfig};
 use hypertape::data::ClassificationTask;
-use hypertape::experiment::{self, Benchmark, ExperimentConfig, REPLAY_PICTURE_SAMPLES};
 use hypertape::gradcheck::GradCheckOptions;
-use hypertape::nn::{Activation, HnetConfig, TargetMlp};
+use hypertape::nn::{Activation, HnetConfig, Mlp};
 use hypertape::rng::Rng;
+use hypertape::run::{self, runner::REPLAY_PICTURE_SAMPLES, Benchmark, ExperimentConfig};
 use hypertape::Tape;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -72,8 +72,8 @@ fn vae_loss_passes_the_f64_gradient_check_with_fixed_noise() {
 #[test]
 fn vae_loss_value_matches_its_definition() {
     let (dim, latent, conds, rows) = (5, 2, 1, 3);
-    let encoder = TargetMlp::new(dim, &[], latent, 2);
-    let decoder = TargetMlp::new(latent + conds, &[], dim, 1);
+    let encoder = Mlp::new(dim, &[], latent, 2);
+    let decoder = Mlp::new(latent + conds, &[], dim, 1);
     let mut rng = Rng::new(3);
     let enc_w: Vec<f64> = encoder.init_weights(&mut rng);
     let dec_w: Vec<f64> = decoder.init_weights(&mut rng);
@@ -189,7 +189,7 @@ fn vae_learns_and_the_regularizer_keeps_the_earlier_decoder() {
 
 /// HNET+TIR infers the task in CL2 and CL3; HNET+R's classifier only in CL3, where the head
 /// its argmax falls in names a task (CL2's shared head names none).
-fn check_shape(r: &experiment::RunResults, method: Method, scenario: Scenario) {
+fn check_shape(r: &run::RunResults, method: Method, scenario: Scenario) {
     assert_eq!(r.accuracy_matrix.len(), 3);
     for (i, row) in r.accuracy_matrix.iter().enumerate() {
         assert_eq!(row.len(), i + 1);
@@ -215,7 +215,7 @@ fn replay_runs_have_the_shape_of_their_scenario_and_are_deterministic() {
         (Method::HnetTir, Scenario::Cl3),
     ] {
         let c = small_config(scenario, method);
-        let out = experiment::run_full(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap();
+        let out = run::run(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap();
         let r = &out.results;
         check_shape(r, method, scenario);
         assert!(
@@ -229,7 +229,9 @@ fn replay_runs_have_the_shape_of_their_scenario_and_are_deterministic() {
         }
         assert_eq!(r.vae_losses.as_ref().map(Vec::len), Some(2));
         if method == Method::HnetR && scenario == Scenario::Cl2 {
-            let again = experiment::run(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap();
+            let again = run::run(&c, tasks(), &mut |_| {}, &mut |_, _| {})
+                .unwrap()
+                .results;
             assert_eq!(again.accuracy_matrix, r.accuracy_matrix);
         }
     }
@@ -239,7 +241,7 @@ fn replay_runs_have_the_shape_of_their_scenario_and_are_deterministic() {
 #[test]
 fn tir_in_cl1_trains_no_replay_model() {
     let c = small_config(Scenario::Cl1, Method::HnetTir);
-    let out = experiment::run_full(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap();
+    let out = run::run(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap();
     assert!(out.replay_samples.is_empty());
     assert!(out.results.vae_losses.is_none());
     assert!(out.results.final_task_inference_accuracy.is_none());

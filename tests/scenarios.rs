@@ -4,17 +4,18 @@
 //! an earlier task better than fine-tuning.
 
 use hypertape::cl::baselines::{diagonal_fisher, mlp_diagonal_fisher};
-use hypertape::cl::inference::{entropy, entropy_at};
-use hypertape::cl::trainer::{argmax, train_task};
-use hypertape::cl::{
-    entropy_inference, logit_gap_temperature, BaselineConfig, Consolidation, EntropyCalibration,
-    HnetModel, Method, Scenario,
+use hypertape::cl::baselines::{BaselineConfig, Consolidation};
+use hypertape::cl::eval::argmax;
+use hypertape::cl::hnet::entropy::{entropy, entropy_at};
+use hypertape::cl::hnet::{
+    entropy_inference, logit_gap_temperature, train_task, EntropyCalibration, HnetModel,
 };
+use hypertape::cl::{Method, Scenario};
 use hypertape::data::ClassificationTask;
-use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::{Hnet, TargetMlp};
+use hypertape::nn::{Hnet, Mlp};
 use hypertape::rng::Rng;
+use hypertape::run::{self, Benchmark, ExperimentConfig};
 use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
 use std::path::PathBuf;
@@ -177,7 +178,9 @@ fn a_validation_run_holds_out_samples_and_reports_on_them() {
         assert_eq!(t.train.len() + 300, full.train.len());
         assert_eq!(t.validation.as_ref().unwrap().len(), 300);
     }
-    let r = experiment::run(&c, &tasks, &mut |_| {}, &mut |_, _| {}).unwrap();
+    let r = run::run(&c, &tasks, &mut |_| {}, &mut |_, _| {})
+        .unwrap()
+        .results;
     assert_eq!(r.validation_accuracy.as_ref().unwrap().len(), 2);
     assert_eq!(r.validation_task_picks.as_ref().unwrap()[1].len(), 2);
     assert_eq!(r.task_temperatures.as_ref().unwrap().len(), 2);
@@ -186,7 +189,9 @@ fn a_validation_run_holds_out_samples_and_reports_on_them() {
     assert!(mean <= (inf[0] + inf[1]) / 2.0 + 1e-9);
     // Without validation sets the fields stay empty.
     c.validation = 0;
-    let r = experiment::run(&c, &self::tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+    let r = run::run(&c, &self::tasks()[..2], &mut |_| {}, &mut |_, _| {})
+        .unwrap()
+        .results;
     assert!(r.validation_accuracy.is_none() && r.validation_task_picks.is_none());
     // Label smoothing is the hypernetwork's; ε must be in [0, 1).
     c.train.label_smoothing = 1.0;
@@ -212,7 +217,9 @@ fn runs_report_task_inference_only_without_task_identity() {
         let mut c = small_config(scenario, Method::Hnet);
         c.num_tasks = 2;
         c.train.iterations = 20;
-        let r = experiment::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+        let r = run::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {})
+            .unwrap()
+            .results;
         assert_eq!(r.accuracy_matrix.len(), 2);
         assert!(r.backward_transfer.is_some() && r.forgetting.unwrap() >= 0.0);
         match scenario {
@@ -370,7 +377,9 @@ fn ewc_keeps_the_first_task_better_than_fine_tuning() {
         c.train.iterations = 150;
         // Strong enough to hold task 0 in 150 steps, weak enough to learn task 1.
         c.baseline.ewc_lambda = 1e6;
-        let r = experiment::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {}).unwrap();
+        let r = run::run(&c, &tasks()[..2], &mut |_| {}, &mut |_, _| {})
+            .unwrap()
+            .results;
         assert!(
             r.during_accuracy.iter().all(|&a| a > 80.0),
             "{method:?} {r:?}"
@@ -391,7 +400,7 @@ fn ewc_keeps_the_first_task_better_than_fine_tuning() {
 fn fisher_agrees(hidden: &[usize], heads: (usize, usize), n: usize, true_labels: bool, seed: u64) {
     let (input, head_dim, num_heads) = (7, 3, 4);
     let (first, count) = heads;
-    let target = TargetMlp::new(input, hidden, head_dim, num_heads);
+    let target = Mlp::new(input, hidden, head_dim, num_heads);
     let mut rng = Rng::new(seed);
     let weights: Vec<f64> = target.init_weights(&mut rng);
     let x: Vec<f64> = (0..n * input).map(|_| rng.normal()).collect();

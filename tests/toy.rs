@@ -4,9 +4,9 @@
 
 use hypertape::cl::Method;
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
-use hypertape::nn::{Activation, TargetMlp};
+use hypertape::nn::{Activation, Mlp};
 use hypertape::rng::Rng;
-use hypertape::toy::{run_toy, svg, ToyConfig};
+use hypertape::run::toy::{run_toy, svg, ToyConfig};
 use hypertape::Tensor;
 
 #[test]
@@ -25,7 +25,7 @@ fn hnet_keeps_the_first_task_where_fine_tuning_forgets_it() {
 
 #[test]
 fn sigmoid_target_mlp_gradient_check_and_relu_default() {
-    let t = TargetMlp::new(1, &[10, 10], 1, 1);
+    let t = Mlp::new(1, &[10, 10], 1, 1);
     assert_eq!(t.activation(), Activation::Relu);
     let t = t.with_activation(Activation::Sigmoid);
     let mut rng = Rng::new(1);

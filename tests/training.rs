@@ -3,11 +3,11 @@
 //! (several times closer than without it). Also: determinism, divergence reported as an error
 //! rather than a panic, and configuration validation naming the field.
 
-use hypertape::cl::trainer::{accuracy, train_task};
-use hypertape::cl::{HnetModel, OutputRegularizer};
+use hypertape::cl::hnet::trainer::{accuracy, train_task};
+use hypertape::cl::hnet::{HnetModel, OutputRegularizer};
 use hypertape::data::ClassificationTask;
-use hypertape::experiment::{self, Benchmark, ExperimentConfig};
 use hypertape::nn::Hnet;
+use hypertape::run::{self, Benchmark, ExperimentConfig};
 use hypertape::Error;
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -150,7 +150,7 @@ fn nan_learning_rate_is_an_error_not_a_panic() {
     let err = train_task(&mut model, 0, 0, &tasks()[0].train, &c.train, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::NonFinite(_)), "{err}");
     // Through the experiment, the configuration is rejected before any step.
-    let err = experiment::run(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap_err();
+    let err = run::run(&c, tasks(), &mut |_| {}, &mut |_, _| {}).unwrap_err();
     assert!(
         matches!(&err, Error::Config { field, .. } if field == "lr"),
         "{err}"

@@ -12,8 +12,8 @@ fn wide_ops_pass_the_f64_gradient_check() {
     }
 }
 
+use hypertape::engine::tape::DistanceTarget;
 use hypertape::gradcheck::WIDE;
-use hypertape::tape::DistanceTarget;
 use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
 

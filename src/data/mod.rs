@@ -17,3 +17,17 @@ pub use regression::{toy_regression, RegressionTask};
 pub use spec::TaskSpec;
 pub use split::{split_mnist, split_task};
 pub use task::{ClassificationTask, TaskView, PAD};
+
+use crate::Result;
+use std::path::Path;
+
+/// The tasks `specs`, read from the MNIST files in `data_dir`, each with `validation` training
+/// samples held out (0: no validation sets).
+pub fn load_tasks(
+    data_dir: &Path,
+    specs: &[TaskSpec],
+    validation: usize,
+) -> Result<Vec<ClassificationTask>> {
+    let mnist: Mnist = load_mnist(data_dir)?;
+    specs.iter().map(|s| s.load(&mnist, validation)).collect()
+}

@@ -9,10 +9,10 @@
 //! Several tasks are one batch too: [`Hnet::forward`] takes n embeddings and returns n rows of
 //! weights, which is how the output regularizer protects all previous tasks in a single pass.
 
-use super::{normal, uniform_with_variance, xavier_uniform, Activation, ParamLayout, TargetMlp};
+use super::{normal, uniform_with_variance, xavier_uniform, Activation, Mlp, ParamLayout};
+use crate::engine::tape::{DistanceTarget, Tape, Var};
+use crate::engine::tensor::Float;
 use crate::rng::Rng;
-use crate::tape::{DistanceTarget, Tape, Var};
-use crate::tensor::Float;
 use serde::{Deserialize, Serialize};
 
 /// How θ is initialised.
@@ -146,7 +146,7 @@ impl Hnet {
     /// weights get about the variance a fan-in init of the target would give. With chunking,
     /// one output row serves the same position in every chunk, so its variance is the mean of
     /// those positions' variances.
-    pub fn init_params_hyperfan<F: Float>(&self, target: &TargetMlp, rng: &mut Rng) -> Vec<F> {
+    pub fn init_params_hyperfan<F: Float>(&self, target: &Mlp, rng: &mut Rng) -> Vec<F> {
         let mut theta = vec![F::ZERO; self.layout.len()];
         let gain = match self.config.activation {
             Activation::Relu | Activation::Elu => 2.0,

@@ -1,0 +1,112 @@
+//! `hypertape gradcheck`: every op of the tape, or the whole training step, against f64 central
+//! finite differences; exits non-zero on a failure.
+
+use crate::args::GradcheckArgs;
+use hypertape::cl::hnet::audit::AuditSetup;
+use hypertape::cl::hnet::Lookahead;
+use hypertape::gradcheck::{audit_ops, GradCheckOptions};
+use hypertape::run::{Benchmark, ExperimentConfig};
+use hypertape::{Error, Result};
+use std::process::ExitCode;
+
+/// Runs the command.
+pub fn exec(args: &GradcheckArgs) -> Result<ExitCode> {
+    if args.pipeline {
+        gradcheck_pipeline(args)
+    } else {
+        gradcheck_ops(args)
+    }
+}
+
+/// The finite-difference settings.
+fn options(args: &GradcheckArgs) -> GradCheckOptions {
+    let default_eps = if args.full_size { 1e-4 } else { 1e-6 };
+    GradCheckOptions {
+        eps: args.eps.unwrap_or(default_eps),
+        tolerance: args.tolerance,
+    }
+}
+
+/// Every op of the tape.
+fn gradcheck_ops(args: &GradcheckArgs) -> Result<ExitCode> {
+    let dims = (args.dims[0], args.dims[1], args.dims[2]);
+    if dims.0 == 0 || dims.1 == 0 || dims.2 == 0 {
+        return Err(Error::config(
+            "--dims",
+            "every dimension must be at least 1",
+        ));
+    }
+    let options = options(args);
+    let audits = audit_ops(dims, args.seed, &options);
+    println!(
+        "{:<40} {:<28} {:>14}  result",
+        "op", "input shapes", "max rel error"
+    );
+    let mut failed = 0;
+    for a in &audits {
+        let shapes: Vec<String> = a.shapes.iter().map(|s| format!("{s:?}")).collect();
+        let ok = a.report.passed();
+        failed += usize::from(!ok);
+        println!(
+            "{:<40} {:<28} {:>14.3e}  {}",
+            a.name,
+            shapes.join(" "),
+            a.report.max_rel_error(),
+            if ok { "pass" } else { "FAIL" }
+        );
+    }
+    println!(
+        "{} ops audited (eps {:e}, tolerance {:e}): {} passed, {} failed",
+        audits.len(),
+        options.eps,
+        options.tolerance,
+        audits.len() - failed,
+        failed
+    );
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The whole training step and the VAE loss.
+fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
+    let options = options(args);
+    let mut all_passed = true;
+    let lookaheads = [Lookahead::Adam, Lookahead::Sgd, Lookahead::Off];
+    if args.full_size {
+        for benchmark in [Benchmark::SplitMnist, Benchmark::PermutedMnist] {
+            let c = ExperimentConfig::paper_defaults(benchmark);
+            let setup = AuditSetup::new(c.target(), &c.hnet, 2, 8, args.seed);
+            let report = setup.directional_audit(Lookahead::Adam, args.seed, &options);
+            println!(
+                "{} (θ: {} parameters, target {} weights, 2 previous tasks, Adam look-ahead): {report}",
+                benchmark.name(),
+                setup.model.theta.len(),
+                setup.model.target.num_weights()
+            );
+            all_passed &= report.passed;
+        }
+    } else {
+        let setup = AuditSetup::tiny(args.seed);
+        for lookahead in lookaheads {
+            let report = setup.audit(lookahead, &options);
+            println!(
+                "pipeline, look-ahead {lookahead:?} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}"
+            );
+            all_passed &= report.passed();
+        }
+        let report = hypertape::cl::replay::audit::vae_audit(args.seed, &options);
+        println!(
+            "VAE loss of hnet-r/hnet-tir, fixed noise (input 0: encoder weights, input 1: θ of the decoder's hypernetwork, input 2: e(T)):\n{report}"
+        );
+        all_passed &= report.passed();
+    }
+    println!("{}", if all_passed { "all passed" } else { "FAILED" });
+    Ok(if all_passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

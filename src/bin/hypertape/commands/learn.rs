@@ -1,0 +1,36 @@
+//! `hypertape learn DIR --task SPEC`: one more task on a stored run.
+
+use super::{format_row, progress_bar};
+use crate::args::LearnArgs;
+use hypertape::run::RunState;
+use hypertape::Result;
+use std::process::ExitCode;
+
+/// Runs the command.
+pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
+    let mut state = RunState::load(&args.dir)?;
+    if let Some(d) = &args.data_dir {
+        state.config.data_dir = d.clone();
+    }
+    // Refuse before loading data or training when there is no room.
+    state.check_room_for_task()?;
+    let data = state.load_learned_data(Some(args.task))?;
+    let t = state.completed();
+    eprintln!(
+        "learning task {t} ({}) on the {} model in {} ({} heads, {} used), {} steps",
+        args.task,
+        state.config.method.name(),
+        args.dir.display(),
+        state.config.num_heads(),
+        t,
+        state.config.train.iterations
+    );
+    state.learn_task(args.task, &data, &mut progress_bar())?;
+    state.save(&args.dir)?;
+    println!(
+        "after task {t} ({}): test accuracy % [{}]",
+        args.task,
+        format_row(&state.history.accuracy_matrix[t])
+    );
+    Ok(ExitCode::SUCCESS)
+}

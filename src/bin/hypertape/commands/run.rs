@@ -1,0 +1,199 @@
+//! `hypertape run`: learn a benchmark's tasks in sequence, or continue a stored run
+//! (`--resume DIR`), or the toy regression.
+
+use super::{format_row, print_results, progress_bar};
+use crate::args::{RunArgs, RunTarget};
+use hypertape::cl::Method;
+use hypertape::fsio::write_atomic;
+use hypertape::report::write_replay_pictures;
+use hypertape::run::{store, toy, ExperimentConfig, RunState};
+use hypertape::{Error, Result};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Runs the command.
+pub fn exec(args: &RunArgs) -> Result<ExitCode> {
+    if args.benchmark == Some(RunTarget::ToyRegression) {
+        if args.resume.is_some() {
+            return Err(Error::config(
+                "--resume",
+                "the toy regression keeps no checkpoint; --resume continues split-mnist and permuted-mnist runs",
+            ));
+        }
+        return run_toy(args);
+    }
+    let (out, mut state) = match &args.resume {
+        Some(dir) => (dir.clone(), resume(args, dir)?),
+        None => {
+            let benchmark = args
+                .benchmark()
+                .expect("clap requires a benchmark without --resume");
+            let config = args.new_config(benchmark);
+            config.validate()?;
+            let out = out_dir(args, &config);
+            if store::exists(&out) {
+                return Err(Error::config(
+                    "--out",
+                    format!(
+                        "{} already holds a checkpoint: continue it with --resume {0} or choose another --out",
+                        out.display()
+                    ),
+                ));
+            }
+            (out, RunState::new(&config)?)
+        }
+    };
+    let data = state.load_data()?;
+    print_setup(&state.config, &state);
+    let mut on_task_end = |s: &RunState| {
+        let t = s.completed() - 1;
+        eprintln!(
+            "after task {t}: test accuracy % [{}]",
+            format_row(&s.history.accuracy_matrix[t])
+        );
+    };
+    state.continue_run(&data, Some(&out), &mut progress_bar(), &mut on_task_end)?;
+    let results = state.results();
+    let pictures = write_replay_pictures(&out, &state.replay_samples(&data))?;
+    print_results(&results);
+    if let Some(p) = pictures.last() {
+        println!("replayed samples: {}", p.display());
+    }
+    println!(
+        "wall clock {:.1} s; checkpoint and results in {}",
+        results.wall_seconds,
+        out.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The run stored in `dir`, every option given checked against its configuration: one that
+/// differs is refused, named as typed.
+fn resume(args: &RunArgs, dir: &Path) -> Result<RunState> {
+    let mut state = RunState::load(dir)?;
+    for setting in args.settings() {
+        let mut changed = state.config.clone();
+        setting.apply(&mut changed);
+        let mut stored = state.config.clone();
+        // The data may have moved: --data-dir is where it is now.
+        stored.data_dir = changed.data_dir.clone();
+        if let Some((field, was, _)) = stored.difference(&changed) {
+            return Err(Error::config(
+                setting.flag.clone(),
+                format!(
+                    "the run in {} has {field} = {was}; --resume continues a run with its stored settings (leave the option out, or start a new run with --out)",
+                    dir.display()
+                ),
+            ));
+        }
+        state.config.data_dir = changed.data_dir;
+    }
+    eprintln!(
+        "resuming {} after {} of {} tasks",
+        dir.display(),
+        state.completed(),
+        state.config.num_tasks
+    );
+    Ok(state)
+}
+
+/// `--out`, or `runs/<benchmark>-seed<seed>`.
+fn out_dir(args: &RunArgs, config: &ExperimentConfig) -> PathBuf {
+    args.out.clone().unwrap_or_else(|| {
+        PathBuf::from(format!(
+            "runs/{}-seed{}",
+            config.benchmark.name(),
+            config.train.seed
+        ))
+    })
+}
+
+/// What is about to be trained, on stderr.
+fn print_setup(config: &ExperimentConfig, state: &RunState) {
+    let report = state.learner.report();
+    let sizes = if report.hnet_params > 0 {
+        format!(
+            "target {} weights ({} heads), hypernetwork {} parameters (ratio {:.3})",
+            report.target_weights,
+            config.num_heads(),
+            report.hnet_params,
+            report.hnet_params as f64 / report.target_weights as f64
+        )
+    } else {
+        format!(
+            "target network trained directly ({} weights, {} heads)",
+            report.target_weights,
+            config.num_heads()
+        )
+    };
+    eprintln!(
+        "{} {} {}: {} tasks, {sizes}, {} steps of {} per task",
+        config.benchmark.name(),
+        config.scenario.name(),
+        config.method.name(),
+        config.num_tasks,
+        config.train.iterations,
+        config.train.batch_size
+    );
+    if config.method.replays() {
+        let r = &config.replay;
+        eprintln!(
+            "replay: VAE encoder {:?}, latent {}, decoder {:?} generated by a hypernetwork {:?} ({}), β {}",
+            r.encoder_hidden,
+            r.latent_dim,
+            r.decoder_hidden,
+            r.hnet.hidden,
+            match r.hnet.chunk_size {
+                Some(c) => format!("chunks of {c}"),
+                None => "unchunked".to_string(),
+            },
+            r.beta
+        );
+        if config.method == Method::HnetR {
+            eprintln!(
+                "replay targets: distilled at T = {}, unseen classes {}",
+                r.temperature,
+                r.unseen_classes.name()
+            );
+        }
+    }
+}
+
+/// The toy regression: hnet vs fine-tuning vs EWC.
+fn run_toy(args: &RunArgs) -> Result<ExitCode> {
+    let mut c = toy::ToyConfig::default();
+    let set = |field: &mut usize, v: Option<usize>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(&mut c.iterations, args.iterations);
+    set(&mut c.batch_size, args.batch_size);
+    c.lr = args.lr.unwrap_or(c.lr);
+    c.beta = args.beta.unwrap_or(c.beta);
+    c.ewc_lambda = args.ewc_lambda.unwrap_or(c.ewc_lambda);
+    c.seed = args.seed.unwrap_or(c.seed);
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/toy-regression-seed{}", c.seed)));
+    eprintln!(
+        "toy regression: 3 tasks, {} steps of {} per task, hnet vs finetune vs ewc (λ {})",
+        c.iterations, c.batch_size, c.ewc_lambda
+    );
+    let (results, tasks) = toy::run_toy(&c, &[Method::Hnet, Method::Finetune, Method::Ewc])?;
+    let json = serde_json::to_vec_pretty(&results).expect("results serialize");
+    write_atomic(&out.join("results.json"), &json)?;
+    write_atomic(
+        &out.join("curves.svg"),
+        toy::svg(&results, &tasks).as_bytes(),
+    )?;
+    print!("{}", toy::mse_table(&results));
+    println!(
+        "wall clock {:.1} s; results in {}, curves in {}",
+        results.wall_seconds,
+        out.join("results.json").display(),
+        out.join("curves.svg").display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,132 @@
+//! The training loop every learner shares: `iterations` steps per task on shuffled batches,
+//! each batch's indices drawn from a stream derived from the run's seed and the task index (so
+//! a run resumed after task t continues exactly as an uninterrupted one).
+
+use super::hnet::Lookahead;
+use crate::data::TaskView;
+use crate::rng::Rng;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Settings of the training loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Steps per task.
+    pub iterations: usize,
+    /// Batch size.
+    pub batch_size: usize,
+    /// Adam learning rate of θ.
+    pub lr: f64,
+    /// Adam learning rate of the current task embedding.
+    pub emb_lr: f64,
+    /// β of the output regularizer.
+    pub beta: f64,
+    /// The look-ahead of the regularizer.
+    pub lookahead: Lookahead,
+    /// Regularize a random subset of this many previous tasks per step (all if `None`).
+    pub reg_batch: Option<usize>,
+    /// Recompute the regularizer's targets from a frozen θ* instead of storing them.
+    pub online_targets: bool,
+    /// Label smoothing ε of the task loss (hypernetwork only): the soft target puts 1 − ε on
+    /// the label and ε/(n − 1) on each other class of the head (0: one-hot targets).
+    #[serde(default)]
+    pub label_smoothing: f64,
+    /// The run's seed.
+    pub seed: u64,
+}
+
+/// What the loop reports while it trains.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Task index.
+    pub task: usize,
+    /// Steps done in this task.
+    pub iteration: usize,
+    /// Steps per task.
+    pub iterations: usize,
+    /// L_task of the last step.
+    pub task_loss: f64,
+    /// Regularizer of the last step.
+    pub reg_loss: f64,
+}
+/// Shuffled passes over a training set, `batch` rows at a time.
+pub struct BatchSampler {
+    order: Vec<usize>,
+    next: usize,
+    rng: Rng,
+}
+
+impl BatchSampler {
+    /// Batches over `len` samples from `rng`.
+    pub fn new(len: usize, rng: Rng) -> Self {
+        Self {
+            order: (0..len).collect(),
+            next: len,
+            rng,
+        }
+    }
+
+    /// The indices of the next batch; a new shuffled pass starts when one runs out.
+    pub fn next_batch(&mut self, batch: usize, out: &mut Vec<usize>) {
+        out.clear();
+        while out.len() < batch {
+            if self.next == self.order.len() {
+                self.rng.shuffle(&mut self.order);
+                self.next = 0;
+            }
+            let take = (batch - out.len()).min(self.order.len() - self.next);
+            out.extend_from_slice(&self.order[self.next..self.next + take]);
+            self.next += take;
+        }
+    }
+}
+pub(crate) fn check_not_empty(task: usize, data: &TaskView) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::config(
+            "task",
+            format!("task {task} has no training samples"),
+        ));
+    }
+    Ok(())
+}
+
+/// One step on a batch (inputs, labels), returning (task loss, regularizer).
+pub type BatchStep<'s> = dyn FnMut(&[f32], &[usize]) -> Result<(f64, f64)> + 's;
+
+/// The loop every learner shares: `config.iterations` steps, each on the next shuffled batch of
+/// `config.batch_size` rows of `data` (stream derived from the seed and the task), given to
+/// `step`, which returns (task loss, regularizer). A step's error is returned with the
+/// iteration named; progress is reported after every step.
+pub fn task_loop(
+    task: usize,
+    data: &TaskView,
+    config: &TrainConfig,
+    on_progress: &mut dyn FnMut(&Progress),
+    step: &mut BatchStep<'_>,
+) -> Result<()> {
+    check_not_empty(task, data)?;
+    let mut sampler = BatchSampler::new(
+        data.len(),
+        Rng::derived(config.seed, "batches", task as u64),
+    );
+    let b = config.batch_size;
+    let mut x = vec![0.0f32; b * data.input_dim()];
+    let mut labels = vec![0usize; b];
+    let mut indices = Vec::with_capacity(b);
+    for it in 0..config.iterations {
+        sampler.next_batch(b, &mut indices);
+        data.fill_batch(&indices, &mut x, &mut labels);
+        let (task_loss, reg_loss) = step(&x, &labels).map_err(|e| match e {
+            Error::NonFinite(m) => Error::NonFinite(format!("iteration {it}, {m}")),
+            other => other,
+        })?;
+        on_progress(&Progress {
+            task,
+            iteration: it + 1,
+            iterations: config.iterations,
+            task_loss,
+            reg_loss,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,1521 @@
+//! Every op of the tape: its record ([`Op`]), its forward method and, right beside it, its
+//! backward rule. The dispatch in [`Tape::backward_op`] is one line per op.
+//!
+//! Conventions: matrices are row-major; a rank-1 tensor `[n]` is one row; `g` is the gradient
+//! of the op's output, and a backward rule *adds* into its inputs' gradients (a node may feed
+//! several consumers). Inputs that need no gradient are skipped.
+
+use super::{GradBuffers, Tape, Var};
+use crate::engine::kernels::{self, gemm};
+use crate::engine::tensor::Float;
+use rayon::prelude::*;
+use std::fmt;
+
+/// An elementwise function of one input, with its derivative beside it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// max(x, 0); d/dx = 1 if x > 0 else 0.
+    Relu,
+    /// x if x > 0 else α(eˣ − 1); d/dx = 1 if x > 0 else y + α.
+    Elu(f64),
+    /// tanh x; d/dx = 1 − y².
+    Tanh,
+    /// 1 / (1 + e⁻ˣ); d/dx = y(1 − y).
+    Sigmoid,
+    /// eˣ; d/dx = y.
+    Exp,
+    /// ln x; d/dx = 1/x.
+    Log,
+    /// x²; d/dx = 2x.
+    Square,
+}
+
+impl Unary {
+    /// y = f(x).
+    #[inline]
+    pub fn apply<F: Float>(self, x: F) -> F {
+        match self {
+            Unary::Relu => x.max(F::ZERO),
+            Unary::Elu(a) => {
+                if x > F::ZERO {
+                    x
+                } else {
+                    F::from_f64(a) * x.exp_m1()
+                }
+            }
+            Unary::Tanh => x.tanh(),
+            Unary::Sigmoid => {
+                // Two branches keep e^(±x) from overflowing.
+                if x >= F::ZERO {
+                    F::ONE / (F::ONE + (-x).exp())
+                } else {
+                    let e = x.exp();
+                    e / (F::ONE + e)
+                }
+            }
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Square => x * x,
+        }
+    }
+
+    /// dy/dx from the input x and the output y.
+    #[inline]
+    pub fn derivative<F: Float>(self, x: F, y: F) -> F {
+        match self {
+            Unary::Relu => {
+                if x > F::ZERO {
+                    F::ONE
+                } else {
+                    F::ZERO
+                }
+            }
+            Unary::Elu(a) => {
+                if x > F::ZERO {
+                    F::ONE
+                } else {
+                    y + F::from_f64(a)
+                }
+            }
+            Unary::Tanh => F::ONE - y * y,
+            Unary::Sigmoid => y * (F::ONE - y),
+            Unary::Exp => y,
+            Unary::Log => F::ONE / x,
+            Unary::Square => (F::ONE + F::ONE) * x,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Unary::Relu => "relu",
+            Unary::Elu(_) => "elu",
+            Unary::Tanh => "tanh",
+            Unary::Sigmoid => "sigmoid",
+            Unary::Exp => "exp",
+            Unary::Log => "log",
+            Unary::Square => "square",
+        }
+    }
+}
+
+/// What a reduction sums over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Axis {
+    /// Every element: a scalar.
+    All,
+    /// Within each row: one value per row, shape `[rows]`.
+    Row,
+    /// Within each column: one value per column, shape `[cols]`.
+    Col,
+}
+
+/// The record of one node: which op made it from which inputs, and what its backward rule
+/// needs beyond the input and output values (which stay on the tape).
+pub enum Op<F> {
+    /// An input: a parameter (gradient returned) or a constant.
+    Leaf,
+    /// op(A)·op(B), with transposes by strides.
+    MatMul {
+        a: Var,
+        b: Var,
+        trans_a: bool,
+        trans_b: bool,
+    },
+    /// x·Wᵀ + b (a dense layer, W stored out×in).
+    Linear { x: Var, w: Var, b: Option<Var> },
+    /// a + b.
+    Add(Var, Var),
+    /// a − b.
+    Sub(Var, Var),
+    /// a ⊙ b.
+    Mul(Var, Var),
+    /// a ⊘ b.
+    Div(Var, Var),
+    /// x + r with the row r added to every row of x.
+    AddRow { x: Var, row: Var },
+    /// s·x.
+    Scale(Var, F),
+    /// Sum (or mean, with `mean`) over an axis.
+    Reduce { x: Var, axis: Axis, mean: bool },
+    /// An elementwise function.
+    Unary(Var, Unary),
+    /// Inputs stacked vertically.
+    ConcatRows(Vec<Var>),
+    /// Inputs side by side.
+    ConcatCols(Vec<Var>),
+    /// A contiguous range of x's buffer under a new shape (narrow, reshape): no copy.
+    View(Var),
+    /// Rows of x picked by index (an embedding lookup).
+    GatherRows { x: Var, indices: Vec<usize> },
+    /// x stacked `times` times vertically.
+    RepeatRows { x: Var, times: usize },
+    /// Row-wise log-softmax.
+    LogSoftmax(Var),
+    /// Mean over rows of −Σ_c q_c log softmax(logits)_c with q = 1 − ε on the label and
+    /// ε/(n − 1) on every other class (ε = `smoothing`, 0: the one-hot target); keeps the
+    /// softmax for backward.
+    SoftmaxCrossEntropy {
+        logits: Var,
+        labels: Vec<usize>,
+        smoothing: f64,
+        probs: Vec<F>,
+    },
+    /// Σ (a − b)².
+    SquaredDistance(Var, Var),
+    /// Mean over all elements of softplus(x) − x·y (binary cross-entropy on logits x).
+    BceWithLogits { logits: Var, targets: Var },
+    /// Σ over groups of ‖first len elements of the group of rows of x·Wᵀ + b − target‖².
+    LinearSquaredDistance {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+        saved: DistanceSaved<F>,
+    },
+}
+
+/// The target of [`Tape::linear_squared_distance_to`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistanceTarget {
+    /// Given values [groups × len]: the first len elements of each group are compared.
+    Values(Var),
+    /// The output of another dense layer, x_t·W_tᵀ + b_t (x_t [m×k_t], W_t [n×k_t], b_t \[n\]),
+    /// read in the same groups, the first `len` elements of each compared. On the panel path
+    /// it is made panel by panel beside y and never stored.
+    Dense {
+        /// x_t.
+        x: Var,
+        /// W_t.
+        w: Var,
+        /// b_t.
+        b: Option<Var>,
+        /// Elements of each group compared.
+        len: usize,
+    },
+}
+
+impl DistanceTarget {
+    /// The nodes the target reads.
+    fn vars(self) -> Vec<Var> {
+        match self {
+            DistanceTarget::Values(t) => vec![t],
+            DistanceTarget::Dense { x, w, b, .. } => {
+                [Some(x), Some(w), b].into_iter().flatten().collect()
+            }
+        }
+    }
+}
+
+/// What [`Op::LinearSquaredDistance`] keeps for its backward.
+#[derive(Debug)]
+pub enum DistanceSaved<F> {
+    /// The masked difference y − t [m×n].
+    Diff(Vec<F>),
+    /// The gradients of x, W and b for an output gradient of 1, computed in the forward pass
+    /// panel by panel (empty where no gradient flows); y − t is never stored.
+    Grads {
+        /// ∂/∂x.
+        x: Vec<F>,
+        /// ∂/∂W.
+        w: Vec<F>,
+        /// ∂/∂b.
+        b: Vec<F>,
+    },
+}
+
+impl<F> DistanceSaved<F> {
+    /// The buffers it holds.
+    pub(crate) fn into_buffers(self) -> Vec<Vec<F>> {
+        match self {
+            DistanceSaved::Diff(d) => vec![d],
+            DistanceSaved::Grads { x, w, b } => vec![x, w, b],
+        }
+    }
+}
+
+impl<F> Op<F> {
+    /// The op's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Leaf => "leaf",
+            Op::MatMul { .. } => "matmul",
+            Op::Linear { .. } => "linear",
+            Op::Add(..) => "add",
+            Op::Sub(..) => "sub",
+            Op::Mul(..) => "mul",
+            Op::Div(..) => "div",
+            Op::AddRow { .. } => "add_row",
+            Op::Scale(..) => "scale",
+            Op::Reduce { .. } => "reduce",
+            Op::Unary(_, u) => u.name(),
+            Op::ConcatRows(_) => "concat_rows",
+            Op::ConcatCols(_) => "concat_cols",
+            Op::View(_) => "view",
+            Op::GatherRows { .. } => "gather_rows",
+            Op::RepeatRows { .. } => "repeat_rows",
+            Op::LogSoftmax(_) => "log_softmax",
+            Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
+            Op::SquaredDistance(..) => "squared_distance",
+            Op::BceWithLogits { .. } => "bce_with_logits",
+            Op::LinearSquaredDistance { .. } => "linear_squared_distance",
+        }
+    }
+
+    /// The nodes this op reads.
+    pub fn inputs(&self) -> Vec<Var> {
+        match self {
+            Op::Leaf => vec![],
+            Op::MatMul { a, b, .. } => vec![*a, *b],
+            Op::Linear { x, w, b } => [Some(*x), Some(*w), *b].into_iter().flatten().collect(),
+            Op::Add(a, b) | Op::Sub(a, b) | Op::Mul(a, b) | Op::Div(a, b) => vec![*a, *b],
+            Op::SquaredDistance(a, b) => vec![*a, *b],
+            Op::BceWithLogits { logits, targets } => vec![*logits, *targets],
+            Op::LinearSquaredDistance {
+                x, w, b, target, ..
+            } => [Some(*x), Some(*w), *b]
+                .into_iter()
+                .flatten()
+                .chain(target.vars())
+                .collect(),
+            Op::AddRow { x, row } => vec![*x, *row],
+            Op::Scale(x, _) | Op::Unary(x, _) | Op::View(x) | Op::LogSoftmax(x) => vec![*x],
+            Op::Reduce { x, .. } | Op::GatherRows { x, .. } | Op::RepeatRows { x, .. } => {
+                vec![*x]
+            }
+            Op::ConcatRows(v) | Op::ConcatCols(v) => v.clone(),
+            Op::SoftmaxCrossEntropy { logits, .. } => vec![*logits],
+        }
+    }
+}
+
+impl<F> fmt::Debug for Op<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ins: Vec<String> = self.inputs().iter().map(|v| format!("%{}", v.0)).collect();
+        write!(f, "{}({})", self.name(), ins.join(", "))
+    }
+}
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// Runs the backward rule of node `v` with output gradient `g`.
+    pub(super) fn backward_op(&self, v: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        match &self.nodes[v.0].op {
+            Op::Leaf | Op::View(_) => {}
+            Op::MatMul {
+                a,
+                b,
+                trans_a,
+                trans_b,
+            } => self.matmul_backward(*a, *b, *trans_a, *trans_b, g, grads),
+            Op::Linear { x, w, b } => self.linear_backward(*x, *w, *b, g, grads),
+            Op::Add(a, b) => self.add_backward(*a, *b, g, grads),
+            Op::Sub(a, b) => self.sub_backward(*a, *b, g, grads),
+            Op::Mul(a, b) => self.mul_backward(*a, *b, g, grads),
+            Op::Div(a, b) => self.div_backward(*a, *b, g, grads),
+            Op::AddRow { x, row } => self.add_row_backward(*x, *row, g, grads),
+            Op::Scale(x, s) => self.scale_backward(*x, *s, g, grads),
+            Op::Reduce { x, axis, mean } => self.reduce_backward(*x, *axis, *mean, g, grads),
+            Op::Unary(x, u) => self.unary_backward(*x, v, *u, g, grads),
+            Op::ConcatRows(xs) => self.concat_rows_backward(xs, g, grads),
+            Op::ConcatCols(xs) => self.concat_cols_backward(xs, g, grads),
+            Op::GatherRows { x, indices } => self.gather_rows_backward(*x, indices, g, grads),
+            Op::RepeatRows { x, times } => self.repeat_rows_backward(*x, *times, g, grads),
+            Op::LogSoftmax(x) => self.log_softmax_backward(*x, v, g, grads),
+            Op::SoftmaxCrossEntropy {
+                logits,
+                labels,
+                smoothing,
+                probs,
+            } => self.softmax_cross_entropy_backward(*logits, labels, *smoothing, probs, g, grads),
+            Op::SquaredDistance(a, b) => self.squared_distance_backward(*a, *b, g, grads),
+            Op::BceWithLogits { logits, targets } => {
+                self.bce_with_logits_backward(*logits, *targets, g, grads)
+            }
+            Op::LinearSquaredDistance {
+                x,
+                w,
+                b,
+                target,
+                groups,
+                saved,
+            } => {
+                self.linear_squared_distance_backward(*x, *w, *b, *target, *groups, saved, g, grads)
+            }
+        }
+    }
+
+    /// The gradient slot of `v` if a gradient must flow to it.
+    fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
+        self.requires_grad(v).then(|| grads.slot(self, v))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Matrix products
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// C = A·B.
+    pub fn matmul(&mut self, a: Var, b: Var) -> Var {
+        self.matmul_t(a, b, false, false)
+    }
+
+    /// C = op(A)·op(B) where op transposes when asked (by strides, never by copying).
+    pub fn matmul_t(&mut self, a: Var, b: Var, trans_a: bool, trans_b: bool) -> Var {
+        let (ar, ac) = self.dims(a);
+        let (br, bc) = self.dims(b);
+        let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+        let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
+        assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
+        let mut out = self.pool.take(m * n);
+        gemm(
+            m,
+            n,
+            k,
+            F::ONE,
+            self.value(a),
+            trans_a,
+            self.value(b),
+            trans_b,
+            F::ZERO,
+            &mut out,
+        );
+        let op = Op::MatMul {
+            a,
+            b,
+            trans_a,
+            trans_b,
+        };
+        self.push(op, &[a, b], vec![m, n], out)
+    }
+
+    /// dA = g·op(B)ᵀ (stored transposed if A is), dB = op(A)ᵀ·g (likewise); both with β = 1.
+    fn matmul_backward(
+        &self,
+        a: Var,
+        b: Var,
+        trans_a: bool,
+        trans_b: bool,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (ar, ac) = self.dims(a);
+        let (br, bc) = self.dims(b);
+        let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
+        let n = if trans_b { br } else { bc };
+        let (av, bv) = (self.value(a), self.value(b));
+        if let Some(ga) = self.grad_of(a, grads) {
+            if trans_a {
+                gemm(k, m, n, F::ONE, bv, trans_b, g, true, F::ONE, ga);
+            } else {
+                gemm(m, k, n, F::ONE, g, false, bv, !trans_b, F::ONE, ga);
+            }
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            if trans_b {
+                gemm(n, k, m, F::ONE, g, true, av, trans_a, F::ONE, gb);
+            } else {
+                gemm(k, n, m, F::ONE, av, !trans_a, g, false, F::ONE, gb);
+            }
+        }
+    }
+
+    /// y = x·Wᵀ + b for x [m×in], W [out×in], b \[out\]: a dense layer in one node.
+    pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Var {
+        let (m, n, out) = self.dense_forward(x, w, b, "linear");
+        let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
+        self.push(Op::Linear { x, w, b }, &inputs, vec![m, n], out)
+    }
+
+    /// dx = g·W, dW = gᵀ·x, db = column sums of g.
+    fn linear_backward(&self, x: Var, w: Var, b: Option<Var>, g: &[F], grads: &mut GradBuffers<F>) {
+        self.dense_backward(x, w, b, F::ONE, g, grads);
+    }
+
+    /// (m, n, x·Wᵀ + b) in a pooled buffer: the forward of [`Tape::linear`] and of the fused
+    /// ops built on it.
+    fn dense_forward(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        what: &str,
+    ) -> (usize, usize, Vec<F>) {
+        let (m, k) = self.dims(x);
+        let (n, k2) = self.dims(w);
+        assert_eq!(k, k2, "{what}: input width {k} but weight is {n}×{k2}");
+        let mut out = self.pool.take(m * n);
+        let beta = if let Some(b) = b {
+            let bv = self.value(b);
+            assert_eq!(
+                bv.len(),
+                n,
+                "{what}: bias has {} elements, {n} needed",
+                bv.len()
+            );
+            out.chunks_exact_mut(n.max(1))
+                .for_each(|row| row.copy_from_slice(bv));
+            F::ONE
+        } else {
+            F::ZERO
+        };
+        gemm(
+            m,
+            n,
+            k,
+            F::ONE,
+            self.value(x),
+            false,
+            self.value(w),
+            true,
+            beta,
+            &mut out,
+        );
+        (m, n, out)
+    }
+
+    /// The backward of a dense layer whose output gradient is α·g: dx += α·g·W,
+    /// dW += α·gᵀ·x, db += α·column sums of g.
+    fn dense_backward(
+        &self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        alpha: F,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (m, k) = self.dims(x);
+        let (n, _) = self.dims(w);
+        if kernels::panels_pay_off(m, n, k) {
+            let wants = |v: Var| self.requires_grad(v).then_some(v);
+            let vars = [wants(x), wants(w), b.and_then(wants)];
+            let mut scratch =
+                grads
+                    .pool
+                    .take(kernels::panel_scratch_len(m, n, k, vars[0].is_some()));
+            if let Some([gx, gw, gb]) = grads.disjoint_slots(self, vars) {
+                let copy_panel = |j0: usize, panel: &mut [F]| {
+                    kernels::copy_panel(g, n, alpha, j0, panel);
+                    0.0
+                };
+                let (xv, wv) = (self.value(x), self.value(w));
+                let sinks = kernels::DenseGrads {
+                    x: gx,
+                    w: gw,
+                    b: gb,
+                };
+                kernels::dense_backward_panels(m, n, k, xv, wv, copy_panel, sinks, &mut scratch);
+                grads.pool.give(scratch);
+                return;
+            }
+            grads.pool.give(scratch);
+        }
+        if let Some(gx) = self.grad_of(x, grads) {
+            gemm(m, k, n, alpha, g, false, self.value(w), false, F::ONE, gx);
+        }
+        if let Some(gw) = self.grad_of(w, grads) {
+            gemm(n, k, m, alpha, g, true, self.value(x), false, F::ONE, gw);
+        }
+        if let Some(b) = b.filter(|&b| self.requires_grad(b)) {
+            if alpha == F::ONE {
+                add_col_sums(g, n, grads.slot(self, b));
+            } else {
+                let mut sums = grads.pool.take_zeroed(n);
+                add_col_sums(g, n, &mut sums);
+                kernels::update(grads.slot(self, b), &sums, |d, c| d + alpha * c);
+                grads.pool.give(sums);
+            }
+        }
+    }
+}
+
+/// acc[j] += Σᵢ g[i, j] for g with `cols` columns, split over column blocks (deterministic).
+fn add_col_sums<F: Float>(g: &[F], cols: usize, acc: &mut [F]) {
+    if cols == 0 {
+        return;
+    }
+    let rows = g.len() / cols;
+    let col_block = |(j0, acc): (usize, &mut [F])| {
+        for r in 0..rows {
+            let row = &g[r * cols + j0..r * cols + j0 + acc.len()];
+            acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+        }
+    };
+    const COLS_PER_TASK: usize = 4096;
+    if g.len() >= kernels::PARALLEL_MIN_LEN && cols > COLS_PER_TASK {
+        acc.par_chunks_mut(COLS_PER_TASK)
+            .enumerate()
+            .map(|(i, a)| (i * COLS_PER_TASK, a))
+            .for_each(col_block);
+    } else {
+        col_block((0, acc));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Elementwise arithmetic
+
+impl<'a, F: Float> Tape<'a, F> {
+    fn binary_shape(&self, a: Var, b: Var, what: &str) -> Vec<usize> {
+        assert_eq!(
+            self.value(a).len(),
+            self.value(b).len(),
+            "{what}: shapes {:?} and {:?} differ",
+            self.shape(a),
+            self.shape(b)
+        );
+        self.shape(a).to_vec()
+    }
+
+    fn binary(&mut self, a: Var, b: Var, op: Op<F>, f: impl Fn(F, F) -> F + Sync) -> Var {
+        let shape = self.binary_shape(a, b, op.name());
+        let mut out = self.pool.take(self.value(a).len());
+        kernels::zip_map(self.value(a), self.value(b), &mut out, f);
+        self.push(op, &[a, b], shape, out)
+    }
+
+    /// a + b (same shape).
+    pub fn add(&mut self, a: Var, b: Var) -> Var {
+        self.binary(a, b, Op::Add(a, b), |x, y| x + y)
+    }
+
+    /// da = g, db = g.
+    fn add_backward(&self, a: Var, b: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        if let Some(ga) = self.grad_of(a, grads) {
+            kernels::add_assign(ga, g);
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            kernels::add_assign(gb, g);
+        }
+    }
+
+    /// a − b (same shape).
+    pub fn sub(&mut self, a: Var, b: Var) -> Var {
+        self.binary(a, b, Op::Sub(a, b), |x, y| x - y)
+    }
+
+    /// da = g, db = −g.
+    fn sub_backward(&self, a: Var, b: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        if let Some(ga) = self.grad_of(a, grads) {
+            kernels::add_assign(ga, g);
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            kernels::update(gb, g, |d, g| d - g);
+        }
+    }
+
+    /// a ⊙ b (same shape).
+    pub fn mul(&mut self, a: Var, b: Var) -> Var {
+        self.binary(a, b, Op::Mul(a, b), |x, y| x * y)
+    }
+
+    /// da = g ⊙ b, db = g ⊙ a.
+    fn mul_backward(&self, a: Var, b: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        if let Some(ga) = self.grad_of(a, grads) {
+            kernels::update2(ga, g, self.value(b), |d, g, y| d + g * y);
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            kernels::update2(gb, g, self.value(a), |d, g, x| d + g * x);
+        }
+    }
+
+    /// a ⊘ b (same shape).
+    pub fn div(&mut self, a: Var, b: Var) -> Var {
+        self.binary(a, b, Op::Div(a, b), |x, y| x / y)
+    }
+
+    /// da = g ⊘ b, db = −g ⊙ a ⊘ b².
+    fn div_backward(&self, a: Var, b: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        let (av, bv) = (self.value(a), self.value(b));
+        if let Some(ga) = self.grad_of(a, grads) {
+            kernels::update2(ga, g, bv, |d, g, y| d + g / y);
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            for ((d, &g), (&x, &y)) in gb.iter_mut().zip(g).zip(av.iter().zip(bv)) {
+                *d -= g * x / (y * y);
+            }
+        }
+    }
+
+    /// x + r, the row vector r (`[n]` or `[1×n]`) added to every row of x [m×n] (a bias).
+    pub fn add_row(&mut self, x: Var, row: Var) -> Var {
+        let (_, n) = self.dims(x);
+        let rv = self.value(row);
+        assert_eq!(
+            rv.len(),
+            n,
+            "add_row: row has {} elements, x has {n} columns",
+            rv.len()
+        );
+        let mut out = self.pool.take(self.value(x).len());
+        out.copy_from_slice(self.value(x));
+        let rv = self.value(row);
+        if n > 0 {
+            out.chunks_exact_mut(n)
+                .for_each(|r| kernels::add_assign(r, rv));
+        }
+        let shape = self.shape(x).to_vec();
+        self.push(Op::AddRow { x, row }, &[x, row], shape, out)
+    }
+
+    /// dx = g, dr = column sums of g.
+    fn add_row_backward(&self, x: Var, row: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        if let Some(gx) = self.grad_of(x, grads) {
+            kernels::add_assign(gx, g);
+        }
+        let (_, n) = self.dims(x);
+        if let Some(gr) = self.grad_of(row, grads) {
+            add_col_sums(g, n, gr);
+        }
+    }
+
+    /// s·x.
+    pub fn scale(&mut self, x: Var, s: F) -> Var {
+        let mut out = self.pool.take(self.value(x).len());
+        kernels::map(self.value(x), &mut out, |v| s * v);
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Scale(x, s), &[x], shape, out)
+    }
+
+    /// −x.
+    pub fn neg(&mut self, x: Var) -> Var {
+        self.scale(x, -F::ONE)
+    }
+
+    /// dx = s·g.
+    fn scale_backward(&self, x: Var, s: F, g: &[F], grads: &mut GradBuffers<F>) {
+        if let Some(gx) = self.grad_of(x, grads) {
+            kernels::update(gx, g, |d, g| d + s * g);
+        }
+    }
+
+    /// f(x) elementwise (see [`Unary`] for each f and its derivative).
+    pub fn unary(&mut self, x: Var, f: Unary) -> Var {
+        let mut out = self.pool.take(self.value(x).len());
+        kernels::map(self.value(x), &mut out, |v| f.apply(v));
+        let shape = self.shape(x).to_vec();
+        self.push(Op::Unary(x, f), &[x], shape, out)
+    }
+
+    /// dx = g ⊙ f′(x, y).
+    fn unary_backward(&self, x: Var, y: Var, f: Unary, g: &[F], grads: &mut GradBuffers<F>) {
+        let (xv, yv) = (self.value(x), self.value(y));
+        if let Some(gx) = self.grad_of(x, grads) {
+            if gx.len() >= kernels::PARALLEL_MIN_LEN {
+                const B: usize = 1 << 13;
+                gx.par_chunks_mut(B).enumerate().for_each(|(c, gx)| {
+                    let o = c * B;
+                    for (i, d) in gx.iter_mut().enumerate() {
+                        *d += g[o + i] * f.derivative(xv[o + i], yv[o + i]);
+                    }
+                });
+            } else {
+                for (i, d) in gx.iter_mut().enumerate() {
+                    *d += g[i] * f.derivative(xv[i], yv[i]);
+                }
+            }
+        }
+    }
+
+    /// max(x, 0).
+    pub fn relu(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Relu)
+    }
+    /// ELU with α.
+    pub fn elu(&mut self, x: Var, alpha: f64) -> Var {
+        self.unary(x, Unary::Elu(alpha))
+    }
+    /// tanh x.
+    pub fn tanh(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Tanh)
+    }
+    /// 1 / (1 + e⁻ˣ).
+    pub fn sigmoid(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Sigmoid)
+    }
+    /// eˣ.
+    pub fn exp(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Exp)
+    }
+    /// ln x.
+    pub fn log(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Log)
+    }
+    /// x².
+    pub fn square(&mut self, x: Var) -> Var {
+        self.unary(x, Unary::Square)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reductions
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// Σ over `axis` (mean if `mean`): a scalar, one value per row `[rows]`, or per column
+    /// `[cols]`.
+    pub fn reduce(&mut self, x: Var, axis: Axis, mean: bool) -> Var {
+        let (m, n) = self.dims(x);
+        let xv = self.value(x);
+        let (shape, out) = match axis {
+            Axis::All => {
+                let s = kernels::sum(xv);
+                let s = if mean { s / xv.len().max(1) as f64 } else { s };
+                (vec![], vec![F::from_f64(s)])
+            }
+            Axis::Row => {
+                let d = if mean { n.max(1) as f64 } else { 1.0 };
+                let out = (0..m)
+                    .map(|i| F::from_f64(kernels::sum(&xv[i * n..(i + 1) * n]) / d))
+                    .collect();
+                (vec![m], out)
+            }
+            Axis::Col => {
+                let mut acc = vec![F::ZERO; n];
+                add_col_sums(xv, n, &mut acc);
+                if mean {
+                    let d = F::from_f64(m.max(1) as f64);
+                    acc.iter_mut().for_each(|a| *a /= d);
+                }
+                (vec![n], acc)
+            }
+        };
+        self.push(Op::Reduce { x, axis, mean }, &[x], shape, out)
+    }
+
+    /// dx[i, j] = g (All), g[i] (Row) or g[j] (Col), divided by the count for a mean.
+    fn reduce_backward(&self, x: Var, axis: Axis, mean: bool, g: &[F], grads: &mut GradBuffers<F>) {
+        let (m, n) = self.dims(x);
+        let Some(gx) = self.grad_of(x, grads) else {
+            return;
+        };
+        let count = match axis {
+            Axis::All => m * n,
+            Axis::Row => n,
+            Axis::Col => m,
+        };
+        let scale = if mean {
+            F::ONE / F::from_f64(count.max(1) as f64)
+        } else {
+            F::ONE
+        };
+        match axis {
+            Axis::All => {
+                let d = g[0] * scale;
+                gx.iter_mut().for_each(|v| *v += d);
+            }
+            Axis::Row => {
+                for (i, row) in gx.chunks_exact_mut(n.max(1)).enumerate() {
+                    let d = g[i] * scale;
+                    row.iter_mut().for_each(|v| *v += d);
+                }
+            }
+            Axis::Col => {
+                for row in gx.chunks_exact_mut(n.max(1)) {
+                    row.iter_mut().zip(g).for_each(|(v, &gj)| *v += gj * scale);
+                }
+            }
+        }
+    }
+
+    /// Σ of all elements (a scalar).
+    pub fn sum(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::All, false)
+    }
+    /// Mean of all elements (a scalar).
+    pub fn mean(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::All, true)
+    }
+    /// Σ within each row: `[rows]`.
+    pub fn row_sums(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::Row, false)
+    }
+    /// Mean within each row: `[rows]`.
+    pub fn row_means(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::Row, true)
+    }
+    /// Σ within each column: `[cols]`.
+    pub fn col_sums(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::Col, false)
+    }
+    /// Mean within each column: `[cols]`.
+    pub fn col_means(&mut self, x: Var) -> Var {
+        self.reduce(x, Axis::Col, true)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shape: concatenation, views, gathers, repeats
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// Matrices with equal column counts stacked vertically.
+    pub fn concat_rows(&mut self, xs: &[Var]) -> Var {
+        assert!(!xs.is_empty(), "concat_rows of nothing");
+        let n = self.dims(xs[0]).1;
+        let mut m = 0;
+        for &x in xs {
+            let (r, c) = self.dims(x);
+            assert_eq!(c, n, "concat_rows: column counts {n} and {c} differ");
+            m += r;
+        }
+        let mut out = self.pool.take(m * n);
+        out.clear();
+        for &x in xs {
+            out.extend_from_slice(self.value(x));
+        }
+        self.push(Op::ConcatRows(xs.to_vec()), xs, vec![m, n], out)
+    }
+
+    /// Each input gets its block of rows of g.
+    fn concat_rows_backward(&self, xs: &[Var], g: &[F], grads: &mut GradBuffers<F>) {
+        let mut offset = 0;
+        for &x in xs {
+            let len = self.value(x).len();
+            if let Some(gx) = self.grad_of(x, grads) {
+                kernels::add_assign(gx, &g[offset..offset + len]);
+            }
+            offset += len;
+        }
+    }
+
+    /// Matrices with equal row counts side by side.
+    pub fn concat_cols(&mut self, xs: &[Var]) -> Var {
+        assert!(!xs.is_empty(), "concat_cols of nothing");
+        let m = self.dims(xs[0]).0;
+        let widths: Vec<usize> = xs.iter().map(|&x| self.dims(x).1).collect();
+        for &x in xs {
+            assert_eq!(self.dims(x).0, m, "concat_cols: row counts differ");
+        }
+        let n: usize = widths.iter().sum();
+        let mut out = self.pool.take(m * n);
+        out.clear();
+        for i in 0..m {
+            for (&x, &w) in xs.iter().zip(&widths) {
+                out.extend_from_slice(&self.value(x)[i * w..(i + 1) * w]);
+            }
+        }
+        self.push(Op::ConcatCols(xs.to_vec()), xs, vec![m, n], out)
+    }
+
+    /// Each input gets its block of columns of g.
+    fn concat_cols_backward(&self, xs: &[Var], g: &[F], grads: &mut GradBuffers<F>) {
+        let widths: Vec<usize> = xs.iter().map(|&x| self.dims(x).1).collect();
+        let n: usize = widths.iter().sum();
+        let mut col = 0;
+        for (&x, &w) in xs.iter().zip(&widths) {
+            if let Some(gx) = self.grad_of(x, grads) {
+                for (i, row) in gx.chunks_exact_mut(w.max(1)).enumerate() {
+                    kernels::add_assign(row, &g[i * n + col..i * n + col + w]);
+                }
+            }
+            col += w;
+        }
+    }
+
+    /// The `len(shape)` elements of x's buffer from `offset`, under `shape`: a view, no copy.
+    pub fn view(&mut self, x: Var, offset: usize, shape: &[usize]) -> Var {
+        let len: usize = shape.iter().product();
+        let xlen = self.value(x).len();
+        assert!(
+            offset + len <= xlen,
+            "view of {len} elements at {offset} exceeds {xlen} elements of shape {:?}",
+            self.shape(x)
+        );
+        let (base, base_offset) = self.storage(x);
+        let rg = self.recording && self.requires_grad(x);
+        let value = super::Value::View {
+            base,
+            offset: base_offset + offset,
+        };
+        self.push_value(Op::View(x), shape.to_vec(), value, rg)
+    }
+
+    /// x under another shape with the same element count: a view.
+    pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Var {
+        let n: usize = shape.iter().product();
+        assert_eq!(
+            n,
+            self.value(x).len(),
+            "reshape {:?} to {shape:?}",
+            self.shape(x)
+        );
+        self.view(x, 0, shape)
+    }
+
+    /// Rows start..start+len of a matrix: a view.
+    pub fn narrow_rows(&mut self, x: Var, start: usize, len: usize) -> Var {
+        let (m, n) = self.dims(x);
+        assert!(start + len <= m, "narrow_rows {start}+{len} of {m} rows");
+        self.view(x, start * n, &[len, n])
+    }
+
+    /// The flat elements start..start+len: a view of shape `[len]`.
+    pub fn narrow_flat(&mut self, x: Var, start: usize, len: usize) -> Var {
+        self.view(x, start, &[len])
+    }
+
+    /// Rows of x [m×n] picked by `indices` (an embedding lookup): [indices.len()×n].
+    pub fn gather_rows(&mut self, x: Var, indices: &[usize]) -> Var {
+        let (m, n) = self.dims(x);
+        let mut out = self.pool.take(indices.len() * n);
+        out.clear();
+        let xv = self.value(x);
+        for &i in indices {
+            assert!(i < m, "gather_rows: index {i} of {m} rows");
+            out.extend_from_slice(&xv[i * n..(i + 1) * n]);
+        }
+        let op = Op::GatherRows {
+            x,
+            indices: indices.to_vec(),
+        };
+        self.push(op, &[x], vec![indices.len(), n], out)
+    }
+
+    /// dx[indices[r]] += g[r] (scatter-add, in order).
+    fn gather_rows_backward(&self, x: Var, idx: &[usize], g: &[F], grads: &mut GradBuffers<F>) {
+        let (_, n) = self.dims(x);
+        if let Some(gx) = self.grad_of(x, grads) {
+            for (r, &i) in idx.iter().enumerate() {
+                kernels::add_assign(&mut gx[i * n..(i + 1) * n], &g[r * n..(r + 1) * n]);
+            }
+        }
+    }
+
+    /// x [m×n] stacked `times` times: [times·m × n] (one task embedding beside every chunk
+    /// embedding is `repeat_rows` of a row).
+    pub fn repeat_rows(&mut self, x: Var, times: usize) -> Var {
+        let (m, n) = self.dims(x);
+        let mut out = self.pool.take(times * m * n);
+        let xv = self.value(x);
+        out.chunks_exact_mut((m * n).max(1))
+            .for_each(|c| c.copy_from_slice(xv));
+        self.push(Op::RepeatRows { x, times }, &[x], vec![times * m, n], out)
+    }
+
+    /// dx = Σ over the copies of their block of g.
+    fn repeat_rows_backward(&self, x: Var, times: usize, g: &[F], grads: &mut GradBuffers<F>) {
+        let len = self.value(x).len();
+        if let Some(gx) = self.grad_of(x, grads) {
+            for t in 0..times {
+                kernels::add_assign(gx, &g[t * len..(t + 1) * len]);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Losses
+
+/// Row-wise log-sum-exp, stable for large logits: max + ln Σ e^(x − max).
+fn log_sum_exp<F: Float>(row: &[F]) -> F {
+    let mx = row
+        .iter()
+        .fold(F::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
+    if !mx.is_finite() {
+        return mx;
+    }
+    let s: F = row.iter().map(|&v| (v - mx).exp()).sum();
+    mx + s.ln()
+}
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// y = x − logΣexp(x), row-wise.
+    pub fn log_softmax(&mut self, x: Var) -> Var {
+        let (_, n) = self.dims(x);
+        let mut out = self.pool.take(self.value(x).len());
+        out.copy_from_slice(self.value(x));
+        for row in out.chunks_exact_mut(n.max(1)) {
+            let lse = log_sum_exp(row);
+            row.iter_mut().for_each(|v| *v -= lse);
+        }
+        let shape = self.shape(x).to_vec();
+        self.push(Op::LogSoftmax(x), &[x], shape, out)
+    }
+
+    /// dx = g − softmax(x)·Σⱼ gⱼ, row-wise (softmax = e^y).
+    fn log_softmax_backward(&self, x: Var, y: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        let (_, n) = self.dims(x);
+        let yv = self.value(y);
+        if let Some(gx) = self.grad_of(x, grads) {
+            for ((gx, gr), yr) in gx
+                .chunks_exact_mut(n.max(1))
+                .zip(g.chunks_exact(n.max(1)))
+                .zip(yv.chunks_exact(n.max(1)))
+            {
+                let total: F = gr.iter().copied().sum();
+                for ((d, &gj), &yj) in gx.iter_mut().zip(gr).zip(yr) {
+                    *d += gj - yj.exp() * total;
+                }
+            }
+        }
+    }
+
+    /// Mean over rows of −log softmax(logits)ᵢ\[labelᵢ\]: fused, stable at logits of ±1e4.
+    ///
+    /// # Panics
+    /// If the label count differs from the row count or a label is out of range.
+    pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Var {
+        let (m, n) = self.dims(logits);
+        assert_eq!(
+            labels.len(),
+            m,
+            "softmax_cross_entropy: {} labels for {m} rows",
+            labels.len()
+        );
+        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
+            panic!("softmax_cross_entropy: label {label} for {n} classes");
+        }
+        self.push_softmax_cross_entropy(logits, labels, 0.0)
+    }
+
+    /// Mean over rows of −Σ_c qᵢ_c log softmax(logits)ᵢ_c, the soft target qᵢ being 1 − ε on
+    /// labelᵢ and ε/(n − 1) on each of the other n − 1 classes (label smoothing as the official
+    /// code's `--soft_targets` with ε = 0.05; a single class keeps q = 1). Fused and stable
+    /// like [`Self::softmax_cross_entropy`], which is ε = 0.
+    ///
+    /// Fails if the label count differs from the row count, a label is out of range or ε is
+    /// not in [0, 1).
+    pub fn softmax_cross_entropy_smoothed(
+        &mut self,
+        logits: Var,
+        labels: &[usize],
+        smoothing: f64,
+    ) -> crate::Result<Var> {
+        let (m, n) = self.dims(logits);
+        let bad = |what: String| crate::Error::config("softmax_cross_entropy_smoothed", what);
+        if labels.len() != m {
+            return Err(bad(format!(
+                "expected {m} labels (one per row), found {}",
+                labels.len()
+            )));
+        }
+        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
+            return Err(bad(format!("expected labels below {n}, found {label}")));
+        }
+        if !(0.0..1.0).contains(&smoothing) {
+            return Err(bad(format!(
+                "expected a smoothing ε in [0, 1), found {smoothing}"
+            )));
+        }
+        Ok(self.push_softmax_cross_entropy(logits, labels, smoothing))
+    }
+
+    fn push_softmax_cross_entropy(&mut self, logits: Var, labels: &[usize], smoothing: f64) -> Var {
+        let (m, n) = self.dims(logits);
+        let mut probs = self.pool.take(self.value(logits).len());
+        probs.copy_from_slice(self.value(logits));
+        let mut total = 0.0f64;
+        for (row, &label) in probs.chunks_exact_mut(n.max(1)).zip(labels) {
+            let lse = log_sum_exp(row);
+            total += if smoothing == 0.0 {
+                (lse - row[label]).to_f64()
+            } else {
+                // Σ_c q_c (lse − x_c), q summing to 1.
+                row.iter()
+                    .enumerate()
+                    .map(|(j, &v)| soft_target(j, label, n, smoothing) * (lse - v).to_f64())
+                    .sum::<f64>()
+            };
+            row.iter_mut().for_each(|v| *v = (*v - lse).exp());
+        }
+        let loss = F::from_f64(total / m.max(1) as f64);
+        let op = Op::SoftmaxCrossEntropy {
+            logits,
+            labels: labels.to_vec(),
+            smoothing,
+            probs: if self.recording { probs } else { Vec::new() },
+        };
+        self.push(op, &[logits], vec![], vec![loss])
+    }
+
+    /// dlogits = g·(softmax − q) / rows, q the (smoothed) target of each row.
+    fn softmax_cross_entropy_backward(
+        &self,
+        logits: Var,
+        labels: &[usize],
+        smoothing: f64,
+        probs: &[F],
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (m, n) = self.dims(logits);
+        let s = g[0] / F::from_f64(m.max(1) as f64);
+        if let Some(gx) = self.grad_of(logits, grads) {
+            for ((gr, pr), &label) in gx
+                .chunks_exact_mut(n)
+                .zip(probs.chunks_exact(n))
+                .zip(labels)
+            {
+                for (j, (d, &p)) in gr.iter_mut().zip(pr).enumerate() {
+                    let q = F::from_f64(soft_target(j, label, n, smoothing));
+                    *d += s * (p - q);
+                }
+            }
+        }
+    }
+
+    /// Σ (a − b)² over all elements (b is typically a constant target).
+    pub fn squared_distance(&mut self, a: Var, b: Var) -> Var {
+        self.binary_shape(a, b, "squared_distance");
+        let s = kernels::sum_zip(self.value(a), self.value(b), |x, y| {
+            let d = (x - y).to_f64();
+            d * d
+        });
+        self.push(
+            Op::SquaredDistance(a, b),
+            &[a, b],
+            vec![],
+            vec![F::from_f64(s)],
+        )
+    }
+
+    /// da = 2g(a − b), db = −2g(a − b).
+    fn squared_distance_backward(&self, a: Var, b: Var, g: &[F], grads: &mut GradBuffers<F>) {
+        let two_g = (F::ONE + F::ONE) * g[0];
+        let (av, bv) = (self.value(a), self.value(b));
+        if let Some(ga) = self.grad_of(a, grads) {
+            kernels::update2(ga, av, bv, |d, x, y| d + two_g * (x - y));
+        }
+        if let Some(gb) = self.grad_of(b, grads) {
+            kernels::update2(gb, av, bv, |d, x, y| d - two_g * (x - y));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Binary cross-entropy on logits
+
+/// softplus(x) = ln(1 + eˣ), written so that it neither overflows nor loses x for large |x|.
+fn softplus(x: f64) -> f64 {
+    x.max(0.0) + (-x.abs()).exp().ln_1p()
+}
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// (1/N) Σ softplus(x) − x·y over the N elements: the mean of −y·ln σ(x) − (1 − y)·ln(1 − σ(x)),
+    /// fused so that it stays finite at logits of ±1e4 (targets y usually in [0, 1]).
+    pub fn bce_with_logits(&mut self, logits: Var, targets: Var) -> Var {
+        self.binary_shape(logits, targets, "bce_with_logits");
+        let n = self.value(logits).len().max(1) as f64;
+        let s = kernels::sum_zip(self.value(logits), self.value(targets), |x, y| {
+            let (x, y) = (x.to_f64(), y.to_f64());
+            softplus(x) - x * y
+        });
+        self.push(
+            Op::BceWithLogits { logits, targets },
+            &[logits, targets],
+            vec![],
+            vec![F::from_f64(s / n)],
+        )
+    }
+
+    /// dx = g·(σ(x) − y)/N, dy = −g·x/N.
+    fn bce_with_logits_backward(
+        &self,
+        logits: Var,
+        targets: Var,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let (xv, yv) = (self.value(logits), self.value(targets));
+        let s = g[0] / F::from_f64(xv.len().max(1) as f64);
+        if let Some(gx) = self.grad_of(logits, grads) {
+            kernels::update2(gx, xv, yv, |d, x, y| d + s * (Unary::Sigmoid.apply(x) - y));
+        }
+        if let Some(gy) = self.grad_of(targets, grads) {
+            kernels::update(gy, xv, |d, x| d - s * x);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused: a dense layer followed by the squared distance of its output to a target
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// Σⱼ Σ_{p<len} (yⱼ\[p\] − tⱼ\[p\])² with y = x·Wᵀ + b: the rows of y [m×n] form `groups`
+    /// equal groups, each read as one flat vector yⱼ of (m/groups)·n elements, and the target
+    /// t [groups × len] (len ≤ (m/groups)·n) covers the first len elements of each (the rest
+    /// of a group is ignored). This is a hypernetwork's output layer and the regularizer's
+    /// distance in one node. For a wide output layer (see [`kernels::panels_pay_off`]) y is
+    /// made panel by panel and, on a recording tape, turned into the gradients of x, W and b
+    /// at once, while in cache (the op is the end of a loss, so backward always follows);
+    /// otherwise y − t is kept for backward.
+    pub fn linear_squared_distance(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: Var,
+        groups: usize,
+    ) -> Var {
+        self.linear_squared_distance_to(x, w, b, DistanceTarget::Values(target), groups)
+    }
+
+    /// [`Tape::linear_squared_distance`] with the target given as values or as the output of
+    /// another dense layer (the regularizer's h(e, θ*) recomputed from θ*: on the panel path
+    /// no [m×n] buffer is made for it).
+    pub fn linear_squared_distance_to(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+    ) -> Var {
+        let (m, k) = self.dims(x);
+        let n = self.dims(w).0;
+        assert!(
+            groups > 0 && m % groups == 0,
+            "{m} rows do not form {groups} groups"
+        );
+        let group_len = m / groups * n;
+        let len = self.distance_target_len(target, m, n, groups);
+        assert!(
+            len <= group_len,
+            "target rows of {len} exceed groups of {group_len}"
+        );
+        let target_grad = self.recording && target.vars().iter().any(|&v| self.requires_grad(v));
+        let (total, saved) = if kernels::panels_pay_off(m, n, k) && !target_grad {
+            self.squared_distance_by_panels(x, w, b, target, groups, len)
+        } else {
+            let (_, _, mut diff) = self.dense_forward(x, w, b, "linear_squared_distance");
+            // The target's values and the stride of its groups: a dense target is made whole.
+            let made = match target {
+                DistanceTarget::Dense { x, w, b, .. } => {
+                    Some(self.dense_forward(x, w, b, "linear_squared_distance").2)
+                }
+                DistanceTarget::Values(_) => None,
+            };
+            let (tv, stride) = match (&made, target) {
+                (Some(made), _) => (&made[..], group_len),
+                (None, DistanceTarget::Values(t)) => (self.value(t), len),
+                (None, DistanceTarget::Dense { .. }) => unreachable!("made above"),
+            };
+            let mut total = 0.0;
+            for (j, group) in diff.chunks_exact_mut(group_len.max(1)).enumerate() {
+                let (head, tail) = group.split_at_mut(len);
+                total += kernels::sub_assign_sum_squares(head, &tv[j * stride..j * stride + len]);
+                kernels::fill(tail, F::ZERO);
+            }
+            if let Some(made) = made {
+                self.pool.give(made);
+            }
+            if !self.recording {
+                self.pool.give(diff);
+                diff = Vec::new();
+            }
+            (total, DistanceSaved::Diff(diff))
+        };
+        let inputs: Vec<Var> = [Some(x), Some(w), b]
+            .into_iter()
+            .flatten()
+            .chain(target.vars())
+            .collect();
+        let op = Op::LinearSquaredDistance {
+            x,
+            w,
+            b,
+            target,
+            groups,
+            saved,
+        };
+        self.push(op, &inputs, vec![], vec![F::from_f64(total)])
+    }
+
+    /// Elements of each of the `groups` groups of y [m×n] that `target` covers, its shapes
+    /// checked.
+    fn distance_target_len(
+        &self,
+        target: DistanceTarget,
+        m: usize,
+        n: usize,
+        groups: usize,
+    ) -> usize {
+        match target {
+            DistanceTarget::Values(t) => {
+                let total = self.value(t).len();
+                assert_eq!(
+                    total % groups,
+                    0,
+                    "target of {total} elements in {groups} rows"
+                );
+                total / groups
+            }
+            DistanceTarget::Dense { x, w, b, len } => {
+                let ((mt, k), (nt, k2)) = (self.dims(x), self.dims(w));
+                assert_eq!(
+                    (mt, nt),
+                    (m, n),
+                    "target layer's output is {mt}×{nt}, not {m}×{n}"
+                );
+                assert_eq!(
+                    k, k2,
+                    "target layer: input width {k} but weight is {nt}×{k2}"
+                );
+                assert!(
+                    b.is_none_or(|b| self.value(b).len() == n),
+                    "target layer's bias"
+                );
+                len
+            }
+        }
+    }
+
+    /// The value of [`Tape::linear_squared_distance_to`] and, on a recording tape, the
+    /// gradients of x, W and b for an output gradient of 1, over panels of y's columns: each
+    /// panel of y = x·Wᵀ + b is made, the target's panel subtracted (for a dense target, its
+    /// product accumulated into the same panel with factor −1) and turned into D = 2(y − t)
+    /// (masked), whose dW, db and dx parts [`kernels::dense_backward_panels`] takes while it
+    /// is in cache.
+    fn squared_distance_by_panels(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+        len: usize,
+    ) -> (f64, DistanceSaved<F>) {
+        let (m, k) = self.dims(x);
+        let n = self.dims(w).0;
+        let rows_per_group = m / groups;
+        let wants = |v: Var| self.recording && self.requires_grad(v);
+        let (want_x, want_w, want_b) = (wants(x), wants(w), b.is_some_and(wants));
+        let mut take = |wanted: bool, len: usize| {
+            if wanted {
+                self.pool.take_zeroed(len)
+            } else {
+                Vec::new()
+            }
+        };
+        let (mut gx, mut gw, mut gb) = (take(want_x, m * k), take(want_w, n * k), take(want_b, n));
+        let mut scratch = self.pool.take(kernels::panel_scratch_len(m, n, k, want_x));
+        let (xv, wv) = (self.value(x), self.value(w));
+        let bv = b.map(|b| self.value(b));
+        // The target: stored values, or the layer (x_t, W_t, b_t, k_t) whose output it is.
+        let (stored, layer) = match target {
+            DistanceTarget::Values(t) => (Some(self.value(t)), None),
+            DistanceTarget::Dense { x, w, b, .. } => {
+                let kt = self.dims(x).1;
+                let layer = (self.value(x), self.value(w), b.map(|b| self.value(b)), kt);
+                (None, Some(layer))
+            }
+        };
+        let two = F::ONE + F::ONE;
+        let panel_distance = |j0: usize, panel: &mut [F]| {
+            let cols = panel.len() / m;
+            let bias_t = layer.and_then(|l| l.2);
+            // Each row starts as b_J − b_t,J (either may be absent).
+            let beta = if bv.is_none() && bias_t.is_none() {
+                F::ZERO
+            } else {
+                for row in panel.chunks_exact_mut(cols) {
+                    match bv {
+                        Some(b) => row.copy_from_slice(&b[j0..j0 + cols]),
+                        None => row.fill(F::ZERO),
+                    }
+                    if let Some(bt) = bias_t {
+                        row.iter_mut()
+                            .zip(&bt[j0..j0 + cols])
+                            .for_each(|(r, &q)| *r -= q);
+                    }
+                }
+                F::ONE
+            };
+            let w_j = &wv[j0 * k..(j0 + cols) * k];
+            kernels::gemm_serial(m, cols, k, F::ONE, xv, false, w_j, true, beta, panel);
+            if let Some((xt, wt, _, kt)) = layer {
+                let wt_j = &wt[j0 * kt..(j0 + cols) * kt];
+                kernels::gemm_serial(m, cols, kt, -F::ONE, xt, false, wt_j, true, F::ONE, panel);
+            }
+            let mut total = 0.0;
+            for (i, row) in panel.chunks_exact_mut(cols).enumerate() {
+                // Row i is row i % rows_per_group of group i / rows_per_group; its columns
+                // j0.. sit at `start` in the group's flat vector, compared up to len.
+                let (group, r) = (i / rows_per_group, i % rows_per_group);
+                let start = r * n + j0;
+                let valid = len.saturating_sub(start).min(cols);
+                let (compared, ignored) = row.split_at_mut(valid);
+                if valid > 0 {
+                    let t = stored.map(|tv| &tv[group * len + start..group * len + start + valid]);
+                    total += kernels::sub_scale_sum_squares(compared, t, two);
+                }
+                ignored.fill(F::ZERO);
+            }
+            total
+        };
+        let sinks = kernels::DenseGrads {
+            x: want_x.then_some(&mut gx[..]),
+            w: want_w.then_some(&mut gw[..]),
+            b: want_b.then_some(&mut gb[..]),
+        };
+        let total =
+            kernels::dense_backward_panels(m, n, k, xv, wv, panel_distance, sinks, &mut scratch);
+        self.pool.give(scratch);
+        (
+            total,
+            DistanceSaved::Grads {
+                x: gx,
+                w: gw,
+                b: gb,
+            },
+        )
+    }
+
+    /// With D = y − t masked to the compared elements and s = 2g: dx = s·D·W, dW = s·Dᵀ·x,
+    /// db = s·column sums of D, and for the target dt = −s·D (values) or the dense layer's
+    /// backward with −s·D (dense); from saved gradients (for g = 1): g times them.
+    #[allow(clippy::too_many_arguments)]
+    fn linear_squared_distance_backward(
+        &self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+        saved: &DistanceSaved<F>,
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let diff = match saved {
+            DistanceSaved::Diff(diff) => diff,
+            DistanceSaved::Grads {
+                x: gx,
+                w: gw,
+                b: gb,
+            } => {
+                let g = g[0];
+                for (v, saved) in [(Some(x), gx), (Some(w), gw), (b, gb)] {
+                    if let Some(slot) = v.and_then(|v| self.grad_of(v, grads)) {
+                        kernels::update(slot, saved, |acc, d| acc + g * d);
+                    }
+                }
+                return;
+            }
+        };
+        let (m, n) = (self.dims(x).0, self.dims(w).0);
+        let s = (F::ONE + F::ONE) * g[0];
+        self.dense_backward(x, w, b, s, diff, grads);
+        match target {
+            DistanceTarget::Values(t) => {
+                if let Some(gt) = self.grad_of(t, grads) {
+                    let group_len = m / groups * n;
+                    let len = gt.len() / groups;
+                    for (j, gt) in gt.chunks_exact_mut(len.max(1)).enumerate() {
+                        let d = &diff[j * group_len..j * group_len + len];
+                        kernels::update(gt, d, |acc, v| acc - s * v);
+                    }
+                }
+            }
+            DistanceTarget::Dense { x, w, b, .. } => self.dense_backward(x, w, b, -s, diff, grads),
+        }
+    }
+}
+
+/// The soft target of class `j` for a row labelled `label` of `n` classes with label
+/// smoothing ε: 1 − ε on the label (1 if it is the only class), ε/(n − 1) elsewhere.
+fn soft_target(j: usize, label: usize, n: usize, smoothing: f64) -> f64 {
+    match (j == label, n) {
+        (true, 1) => 1.0,
+        (true, _) => 1.0 - smoothing,
+        (false, _) => smoothing / (n - 1) as f64,
+    }
+}

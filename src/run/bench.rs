@@ -1,0 +1,501 @@
+//! Timing of one training step and of the matrix product it is built on.
+//!
+//! The step is by default the PermutedMNIST-10 configuration of the official code (the step
+//! compared against a PyTorch implementation of it): target MLP 1024-1000-1000 with 10 heads
+//! of 10, chunked hypernetwork [e(t) (24), c(i) (8)] → 25 → 25 → 78 000 with ELU, batch 128,
+//! Adam with lr 1e-4 on θ and on the current task embedding, Adam look-ahead, and the output
+//! regularizer over every previous task with precomputed targets. [`BenchSetup`] picks the
+//! SplitMNIST configuration or online targets instead.
+//!
+//! Speed is reported as achieved matmul GFLOP/s: the matrix-product FLOPs of one step, counted
+//! from the shapes by [`step_matmul_flops`], divided by the measured time. Set beside the
+//! GFLOP/s of a bare `matrixmultiply::sgemm` at 1024² measured in the same run
+//! ([`sgemm_gflops`]), it says how much of the machine's matmul speed a step gets; everything
+//! that is not a matrix product (elementwise ops, Adam, the regularizer's distances, copies,
+//! allocation) counts as overhead in this measure.
+
+use super::config::{Benchmark, ExperimentConfig};
+use crate::cl::hnet::{HnetModel, TaskSession};
+use crate::engine::tape::Tape;
+use crate::nn::{Hnet, Mlp};
+use crate::rng::Rng;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Batch size of the step (the paper's and the reference's).
+pub const BATCH: usize = 128;
+/// Warm-up steps before timing starts.
+pub const WARMUP_STEPS: usize = 3;
+/// Side of the square product of the sgemm and engine yardsticks.
+pub const YARDSTICK_N: usize = 1024;
+/// Timed repetitions of the yardstick products.
+pub const YARDSTICK_REPS: usize = 10;
+
+/// Which step is timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct BenchSetup {
+    /// The benchmark whose paper configuration the step uses.
+    pub benchmark: Benchmark,
+    /// Regularizer targets recomputed from θ* in every step instead of precomputed.
+    pub online_targets: bool,
+}
+
+impl Default for BenchSetup {
+    /// The PyTorch reference's step: PermutedMNIST-10, precomputed targets.
+    fn default() -> Self {
+        Self {
+            benchmark: Benchmark::PermutedMnist,
+            online_targets: false,
+        }
+    }
+}
+
+/// The paper configuration of `setup`'s benchmark, with enough heads for `previous_tasks` + 1
+/// tasks.
+pub fn bench_config(setup: BenchSetup, previous_tasks: usize) -> ExperimentConfig {
+    let mut c = ExperimentConfig::paper_defaults(setup.benchmark);
+    c.num_tasks = c.num_tasks.max(previous_tasks + 1);
+    c.train.online_targets = setup.online_targets;
+    c
+}
+
+/// Everything one training step needs, built once: the model with `previous_tasks` learned
+/// embeddings and the current one, the regularizer over the previous tasks, both optimizers
+/// and one random batch (reused by every step).
+pub struct StepFixture {
+    /// Target net, hypernetwork, θ and embeddings.
+    pub model: HnetModel<f32>,
+    session: TaskSession,
+    x: Vec<f32>,
+    labels: Vec<usize>,
+    subset: Vec<usize>,
+}
+
+/// The fixture of `setup`'s step with `previous_tasks` tasks already learned (the current task
+/// is task `previous_tasks`, trained on head `previous_tasks`). θ and the embeddings are
+/// initialised as in a run with `seed`; the batch is 128 inputs uniform in [0, 1) with labels
+/// uniform over a head's classes, drawn from `seed` too.
+pub fn step_fixture(setup: BenchSetup, previous_tasks: usize, seed: u64) -> StepFixture {
+    let config = bench_config(setup, previous_tasks);
+    let train = &config.train;
+    let target = config.target();
+    let hnet = Hnet::new(&config.hnet, target.num_weights());
+    let mut model = HnetModel::<f32>::new(target, hnet, seed);
+    for _ in 0..previous_tasks {
+        model.add_task(seed);
+    }
+    let task = previous_tasks;
+    let session = TaskSession::begin(&mut model, task, task, train);
+    let mut rng = Rng::derived(seed, "bench-batch", task as u64);
+    let input_dim = model.target.input_dim();
+    let x: Vec<f32> = (0..BATCH * input_dim)
+        .map(|_| rng.uniform() as f32)
+        .collect();
+    let head_dim = model.target.head_dim();
+    let labels: Vec<usize> = (0..BATCH).map(|_| rng.below(head_dim)).collect();
+    StepFixture {
+        model,
+        session,
+        x,
+        labels,
+        subset: (0..task).collect(),
+    }
+}
+
+impl StepFixture {
+    /// Number of previous tasks the regularizer protects.
+    pub fn previous_tasks(&self) -> usize {
+        self.subset.len()
+    }
+
+    /// One training step as `cl::trainer::train_task` takes it: the gradients (task loss,
+    /// Adam look-ahead, regularizer over all previous tasks), then the Adam steps on θ and on
+    /// the current embedding. Returns (task loss, regularizer).
+    pub fn step(&mut self) -> (f64, f64) {
+        self.session
+            .step(&mut self.model, &self.x, &self.labels, &self.subset)
+            .expect("the benchmark's losses stay finite")
+    }
+}
+
+/// 2·m·n·k, the FLOPs of an m×k by k×n product.
+fn product(m: usize, n: usize, k: usize) -> f64 {
+    2.0 * m as f64 * n as f64 * k as f64
+}
+
+/// The [out, in] shapes of the hypernetwork's weight matrices, input layer first.
+fn hnet_weight_shapes(hnet: &Hnet) -> Vec<(usize, usize)> {
+    hnet.layout()
+        .entries()
+        .iter()
+        .filter(|e| e.name.ends_with(".weight"))
+        .map(|e| (e.shape[0], e.shape[1]))
+        .collect()
+}
+
+/// Matmul FLOPs of a hypernetwork pass over `tasks` embeddings: forward, and with `backward`
+/// the backward too, where the gradient with respect to the input of the first layer is
+/// computed only if `input_needs_grad`.
+fn hnet_pass_flops(hnet: &Hnet, tasks: usize, backward: bool, input_needs_grad: bool) -> f64 {
+    let rows = tasks * hnet.num_chunks();
+    hnet_weight_shapes(hnet)
+        .iter()
+        .enumerate()
+        .map(|(l, &(out, inp))| {
+            let p = product(rows, out, inp);
+            let backward = match (backward, l == 0 && !input_needs_grad) {
+                (false, _) => 0.0,
+                (true, true) => 1.0,
+                (true, false) => 2.0,
+            };
+            p * (1.0 + backward)
+        })
+        .sum()
+}
+
+/// Matmul FLOPs of one training step of `target` and `hnet` with a batch of `batch` rows and
+/// `previous_tasks` regularized tasks (2·m·n·k per product; every product of the step goes
+/// through `Tape::linear`, y = x·Wᵀ + b with x [m×in] and W [out×in], whose backward does
+/// dx = g·W and dW = gᵀ·x, each 2·m·in·out like the forward, and skips the one whose input
+/// needs no gradient):
+///
+/// 1. the task loss, on the current task only:
+///    - hypernetwork on 1 embedding, `num_chunks` rows: per layer, forward + dW + dx. The
+///      first layer's input [e(T), c(i)] needs a gradient (e(T) is a leaf), so every layer
+///      counts 3 products;
+///    - target net on the batch: the input layer forward + dW only (x is a constant, no dx);
+///      every other hidden layer forward + dW + dx; the output layer likewise but with the
+///      current head's `head_dim` rows of W only (the other heads are neither read nor
+///      differentiated);
+/// 2. the look-ahead and the Adam steps: no products;
+/// 3. the regularizer (only with previous tasks): the hypernetwork on all previous
+///    embeddings as one batch, `previous_tasks · num_chunks` rows, forward + dW + dx per layer,
+///    except that the first layer's dx is skipped when its input is constant (embeddings of
+///    previous tasks are constants; with chunk embeddings, which belong to θ, it is not).
+///    The distances to the targets are not products;
+/// 4. with `online_targets`, the targets themselves: the hypernetwork at θ* on all previous
+///    embeddings, forward only.
+pub fn step_matmul_flops_for(
+    target: &Mlp,
+    hnet: &Hnet,
+    batch: usize,
+    previous_tasks: usize,
+    online_targets: bool,
+) -> f64 {
+    let mut flops = hnet_pass_flops(hnet, 1, true, true);
+    let mut fan_in = target.input_dim();
+    for (l, &h) in target.hidden().iter().enumerate() {
+        let p = product(batch, h, fan_in);
+        flops += if l == 0 { 2.0 * p } else { 3.0 * p };
+        fan_in = h;
+    }
+    let head = product(batch, target.head_dim(), fan_in);
+    flops += if target.hidden().is_empty() {
+        2.0 * head
+    } else {
+        3.0 * head
+    };
+    if previous_tasks > 0 {
+        let chunk_embs = hnet
+            .layout()
+            .entries()
+            .iter()
+            .any(|e| e.name == "chunk_embeddings");
+        flops += hnet_pass_flops(hnet, previous_tasks, true, chunk_embs);
+        if online_targets {
+            flops += hnet_pass_flops(hnet, previous_tasks, false, false);
+        }
+    }
+    flops
+}
+
+/// Matmul FLOPs of one step of the fixture [`step_fixture`]`(setup, previous_tasks, _)` (see
+/// [`step_matmul_flops_for`] for what is counted). PermutedMNIST at 0 previous tasks: 0.33
+/// GFLOP in the hypernetwork and 1.30 in the target net; each previous task adds 0.33 (4.58
+/// GFLOP at 9), with online targets 0.44.
+pub fn step_matmul_flops(setup: BenchSetup, previous_tasks: usize) -> f64 {
+    let config = bench_config(setup, previous_tasks);
+    let target = config.target();
+    let hnet = Hnet::new(&config.hnet, target.num_weights());
+    step_matmul_flops_for(&target, &hnet, BATCH, previous_tasks, setup.online_targets)
+}
+
+/// A deterministic n×n matrix with entries in [−1, 1).
+fn square_matrix(n: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::derived(seed, "bench-matrix", n as u64);
+    (0..n * n)
+        .map(|_| rng.uniform_range(-1.0, 1.0) as f32)
+        .collect()
+}
+
+/// Median seconds of `reps` runs of `f` (reps ≥ 1), after one untimed run.
+fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut times: Vec<f64> = (0..reps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    median(&mut times)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// GFLOP/s of `matrixmultiply::sgemm` on an n×n by n×n product (row-major, β = 0): 2n³
+/// over the median of `reps` timed calls after one warm-up call.
+pub fn sgemm_gflops(n: usize, reps: usize) -> f64 {
+    let a = square_matrix(n, 1);
+    let b = square_matrix(n, 2);
+    let mut c = vec![0.0f32; n * n];
+    let s = median_seconds(reps, || {
+        // SAFETY: a, b and c hold n·n elements each, addressed row-major with these strides;
+        // c is a unique borrow, disjoint from a and b.
+        unsafe {
+            matrixmultiply::sgemm(
+                n,
+                n,
+                n,
+                1.0,
+                a.as_ptr(),
+                n as isize,
+                1,
+                b.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                c.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        std::hint::black_box(&mut c);
+    });
+    product(n, n, n) / s / 1e9
+}
+
+/// GFLOP/s of the same n×n product through the engine: `Tape::matmul` of two borrowed
+/// constants on a no-grad tape (the output buffer is allocated and zeroed each call, as on
+/// every tape), 2n³ over the median of `reps` calls after one warm-up call.
+pub fn engine_matmul_gflops(n: usize, reps: usize) -> f64 {
+    let a = square_matrix(n, 1);
+    let b = square_matrix(n, 2);
+    let s = median_seconds(reps, || {
+        let mut tape = Tape::<f32>::no_grad();
+        let av = tape.constant_ref(&[n, n], &a);
+        let bv = tape.constant_ref(&[n, n], &b);
+        let c = tape.matmul(av, bv);
+        std::hint::black_box(tape.value(c));
+    });
+    product(n, n, n) / s / 1e9
+}
+
+/// The timing of the step at one number of previous tasks.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StepTiming {
+    /// Tasks the regularizer protects.
+    pub previous_tasks: usize,
+    /// Median milliseconds per step.
+    pub ms_per_step: f64,
+    /// Achieved matmul GFLOP/s: [`step_matmul_flops`] over the median step time.
+    pub gflops: f64,
+}
+
+/// What `hypertape bench` measures, all in one run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BenchReport {
+    /// The step timed.
+    pub setup: BenchSetup,
+    /// One timing per number of previous tasks, in the order asked.
+    pub steps: Vec<StepTiming>,
+    /// Bare `matrixmultiply::sgemm` at 1024², GFLOP/s.
+    pub sgemm_gflops: f64,
+    /// The same product through `Tape::matmul`, GFLOP/s.
+    pub engine_gflops: f64,
+}
+
+impl BenchReport {
+    /// A step's matmul GFLOP/s as a fraction of the bare sgemm's.
+    pub fn sgemm_fraction(&self, timing: &StepTiming) -> f64 {
+        timing.gflops / self.sgemm_gflops
+    }
+
+    /// A step's matmul GFLOP/s as a fraction of the engine's 1024² product on all threads
+    /// (the rate the step's own products could reach at best).
+    pub fn engine_fraction(&self, timing: &StepTiming) -> f64 {
+        timing.gflops / self.engine_gflops
+    }
+}
+
+/// Median milliseconds of `steps` steps (at least 1) of `fixture` after [`WARMUP_STEPS`].
+pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> f64 {
+    for _ in 0..WARMUP_STEPS {
+        std::hint::black_box(fixture.step());
+    }
+    let mut ms: Vec<f64> = (0..steps.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(fixture.step());
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    median(&mut ms)
+}
+
+/// Times the step at each count of `previous` tasks (median of `steps` after
+/// [`WARMUP_STEPS`] warm-up steps; one fixture at a time), then the sgemm and engine
+/// yardsticks at [`YARDSTICK_N`]².
+pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchReport {
+    let steps = previous
+        .iter()
+        .map(|&p| {
+            let mut fixture = step_fixture(setup, p, 42);
+            let ms = time_steps(&mut fixture, steps);
+            StepTiming {
+                previous_tasks: p,
+                ms_per_step: ms,
+                gflops: step_matmul_flops(setup, p) / (ms * 1e-3) / 1e9,
+            }
+        })
+        .collect();
+    BenchReport {
+        setup,
+        steps,
+        sgemm_gflops: sgemm_gflops(YARDSTICK_N, YARDSTICK_REPS),
+        engine_gflops: engine_matmul_gflops(YARDSTICK_N, YARDSTICK_REPS),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cl::hnet::{task_loss, OutputRegularizer};
+    use crate::engine::tape::Op;
+    use crate::nn::{Activation, HnetConfig};
+
+    /// Matmul FLOPs the tape would spend on a forward + backward, read off its nodes: every
+    /// recorded product costs its forward plus one product per input that needs a gradient.
+    fn brute_flops(tape: &Tape<'_, f64>) -> (f64, usize) {
+        let mut flops = 0.0;
+        let mut products = 0;
+        for i in 0..tape.len() {
+            let v = crate::Var(i);
+            let (m, k, n, ins) = match tape.op(v) {
+                Op::Linear { x, w, .. } | Op::LinearSquaredDistance { x, w, .. } => {
+                    let (m, k) = tape.dims(*x);
+                    let (n, _) = tape.dims(*w);
+                    (m, k, n, [*x, *w])
+                }
+                Op::MatMul { .. } => panic!("the step uses linear only"),
+                _ => continue,
+            };
+            products += 1;
+            let grads = ins.iter().filter(|&&u| tape.requires_grad(u)).count();
+            flops += product(m, n, k) * (1 + grads) as f64;
+        }
+        (flops, products)
+    }
+
+    fn tiny(chunked: bool) -> (Mlp, Hnet) {
+        let target = Mlp::new(6, &[5, 4], 3, 3);
+        let config = HnetConfig {
+            task_emb_dim: 3,
+            hidden: vec![4, 3],
+            activation: Activation::Elu,
+            chunk_size: chunked.then_some(17),
+            chunk_emb_dim: 2,
+        };
+        let hnet = Hnet::new(&config, target.num_weights());
+        (target, hnet)
+    }
+
+    #[test]
+    fn flop_count_matches_the_tapes_of_a_tiny_step() {
+        for chunked in [true, false] {
+            let (target, hnet) = tiny(chunked);
+            let prev = 2;
+            let batch = 7;
+            let mut model = HnetModel::<f64>::new(target.clone(), hnet.clone(), 3);
+            for _ in 0..=prev {
+                model.add_task(3);
+            }
+            let reg = OutputRegularizer::new(&model, prev, 0.1, false);
+            let x = vec![0.5f64; batch * target.input_dim()];
+            let labels = vec![1usize; batch];
+            // The two tapes step_gradients builds.
+            let d = hnet.config().task_emb_dim;
+            let mut tape = Tape::new();
+            let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
+            let emb = tape.leaf_ref(&[1, d], &model.task_embs[prev]);
+            let xv = tape.constant_ref(&[batch, target.input_dim()], &x);
+            task_loss(&mut tape, &model, theta, emb, xv, &labels, prev);
+            let (task_flops, task_products) = brute_flops(&tape);
+            let mut tape = Tape::new();
+            let theta = tape.leaf_ref(&[model.theta.len()], &model.theta);
+            let subset: Vec<usize> = (0..prev).collect();
+            reg.loss(&mut tape, &model.hnet, theta, &subset);
+            let (reg_flops, reg_products) = brute_flops(&tape);
+            assert_eq!(task_products, 6, "3 hnet + 3 target layers");
+            assert_eq!(reg_products, 3, "3 hnet layers");
+            assert_eq!(
+                step_matmul_flops_for(&target, &hnet, batch, prev, false),
+                task_flops + reg_flops,
+                "chunked {chunked}"
+            );
+            assert_eq!(
+                step_matmul_flops_for(&target, &hnet, batch, 0, false),
+                task_flops,
+                "chunked {chunked}"
+            );
+        }
+    }
+
+    #[test]
+    fn flop_count_of_the_paper_step() {
+        // Hypernetwork: 28 chunks; per task 2·28·(25·32 + 25·25 + 78000·25) FLOPs forward.
+        let hnet_fwd = 2.0 * 28.0 * (25.0 * 32.0 + 25.0 * 25.0 + 78_000.0 * 25.0);
+        let target =
+            2.0 * 128.0 * (2.0 * 1000.0 * 1024.0 + 3.0 * 1000.0 * 1000.0 + 3.0 * 10.0 * 1000.0);
+        let setup = BenchSetup::default();
+        assert_eq!(step_matmul_flops(setup, 0), 3.0 * hnet_fwd + target);
+        assert_eq!(step_matmul_flops(setup, 9), 30.0 * hnet_fwd + target);
+        let online = BenchSetup {
+            online_targets: true,
+            ..setup
+        };
+        assert_eq!(step_matmul_flops(online, 0), 3.0 * hnet_fwd + target);
+        assert_eq!(step_matmul_flops(online, 9), 39.0 * hnet_fwd + target);
+    }
+
+    #[test]
+    fn fixture_steps_and_learns_its_batch() {
+        let mut f = step_fixture(BenchSetup::default(), 0, 5);
+        let (first, reg) = f.step();
+        assert_eq!(reg, 0.0, "no previous task, no regularizer");
+        let last = (0..4).map(|_| f.step().0).last().unwrap();
+        assert!(last < first, "task loss {first} -> {last}");
+        for benchmark in [Benchmark::PermutedMnist, Benchmark::SplitMnist] {
+            for online_targets in [false, true] {
+                let setup = BenchSetup {
+                    benchmark,
+                    online_targets,
+                };
+                let mut f = step_fixture(setup, 1, 5);
+                let (task, reg) = f.step();
+                assert!(
+                    task.is_finite() && reg > 0.0,
+                    "{setup:?}: look-ahead moves θ off the targets: {reg}"
+                );
+            }
+        }
+    }
+}
