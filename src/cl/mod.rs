@@ -154,6 +154,16 @@ impl Method {
         }
     }
 
+    /// The row label of a results table: the name, and the paper's name where it differs.
+    pub fn table_label(self) -> &'static str {
+        match self {
+            Method::Hnet => "hnet (CL2/CL3: HNET+ENT)",
+            Method::HnetR => "hnet-r (HNET+R)",
+            Method::HnetTir => "hnet-tir (HNET+TIR; CL1: HNET)",
+            other => other.name(),
+        }
+    }
+
     /// Every method.
     pub const ALL: [Method; 7] = [
         Method::Hnet,

@@ -2,11 +2,22 @@
 //! each batch's indices drawn from a stream derived from the run's seed and the task index (so
 //! a run resumed after task t continues exactly as an uninterrupted one).
 
-use super::hnet::Lookahead;
 use crate::data::TaskView;
 use crate::rng::Rng;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
+
+/// How the hypernetwork's output regularizer looks ahead (the others ignore it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lookahead {
+    /// Δθ = 0: the regularizer at θ.
+    Off,
+    /// Δθ = the change of one Adam step for the task gradient.
+    Adam,
+    /// Δθ = −lr·∂L_task/∂θ.
+    Sgd,
+}
 
 /// Settings of the training loop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -224,13 +224,7 @@ pub fn markdown(results: &CompareResults) -> String {
     }
     s.push('\n');
     for m in &results.methods {
-        let name = match m {
-            Method::Hnet => "hnet (CL2/CL3: HNET+ENT)",
-            Method::HnetR => "hnet-r (HNET+R)",
-            Method::HnetTir => "hnet-tir (HNET+TIR; CL1: HNET)",
-            other => other.name(),
-        };
-        let _ = write!(s, "| {name} |");
+        let _ = write!(s, "| {} |", m.table_label());
         for sc in &results.scenarios {
             let cell = results
                 .cells

@@ -24,7 +24,8 @@ pub use learner::HnetLearner;
 pub use model::HnetModel;
 pub use regularizer::{OutputRegularizer, RegTargets};
 pub use step::{
-    step_gradients, step_gradients_extra, step_gradients_with, task_loss, Lookahead, StepGradients,
-    StepInput, StepWorkspace,
+    step_gradients, step_gradients_extra, step_gradients_with, task_loss, StepGradients, StepInput,
+    StepWorkspace,
 };
+pub use crate::cl::train::Lookahead;
 pub use trainer::{accuracy, train_task, TaskSession};

@@ -6,22 +6,10 @@
 //! 3. on a second tape, the regularizer at θ + Δθ (Δθ a constant), its gradient added to θ's.
 
 use super::{HnetModel, OutputRegularizer};
+use crate::cl::train::Lookahead;
 use crate::engine::tape::{BufferPool, Tape, Var};
 use crate::engine::tensor::Float;
 use crate::optim::{sgd_delta, Adam};
-use serde::{Deserialize, Serialize};
-
-/// How the regularizer looks ahead.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lookahead {
-    /// Δθ = 0: the regularizer at θ.
-    Off,
-    /// Δθ = the change of one Adam step for the task gradient.
-    Adam,
-    /// Δθ = −lr·∂L_task/∂θ.
-    Sgd,
-}
 
 /// One batch of the current task.
 #[derive(Clone, Copy, Debug)]
