@@ -42,3 +42,8 @@ pub mod run;
 
 pub use engine::{gradcheck, Float, Gradients, Tape, Tensor, Var};
 pub use error::{Error, Result};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
