@@ -1,15 +1,15 @@
 //! Tests of the data module: IDX parsing, MNIST loading and verification, the
 //! PermutedMNIST / SplitMNIST task views and the toy regression.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use hypertape::data::{
-    load_mnist, padding_map, parse_idx, permuted_mnist, read_idx, split_mnist, toy_regression,
-    ImageSet, Mnist, TaskView, PAD,
+    load_mnist, load_tasks, padding_map, parse_idx, permuted_mnist, read_idx, split_mnist,
+    toy_regression, ImageSet, Mnist, TaskSpec, TaskView, PAD,
 };
 use hypertape::Error;
 use proptest::prelude::*;
@@ -225,19 +225,18 @@ fn missing_dir_is_an_io_error_naming_it() {
     assert!(err.to_string().contains("/no/such/mnist-dir"));
 }
 
+/// IDX bytes of `n` 28x28 images, image `i` filled with the byte `i`.
+fn images_idx(n: u32) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..n).flat_map(|i| [i as u8; 784]).collect();
+    idx_bytes(&[n, 28, 28], &pixels)
+}
+
 /// Writes a tiny uncompressed MNIST (no SHA256SUMS) with the given test labels.
 fn tiny_mnist(dir: &Path, test_images: u32, test_labels: &[u8]) {
     let write = |name: &str, bytes: Vec<u8>| std::fs::write(dir.join(name), bytes).unwrap();
-    write(
-        "train-images-idx3-ubyte",
-        idx_bytes(&[2, 2, 2], &[0, 1, 2, 3, 4, 5, 6, 7]),
-    );
+    write("train-images-idx3-ubyte", images_idx(2));
     write("train-labels-idx1-ubyte", idx_bytes(&[2], &[3, 9]));
-    let pixels = vec![0; test_images as usize * 4];
-    write(
-        "t10k-images-idx3-ubyte",
-        idx_bytes(&[test_images, 2, 2], &pixels),
-    );
+    write("t10k-images-idx3-ubyte", images_idx(test_images));
     let n = test_labels.len() as u32;
     write("t10k-labels-idx1-ubyte", idx_bytes(&[n], test_labels));
 }
@@ -248,9 +247,15 @@ fn uncompressed_files_load_and_bad_sets_are_rejected() {
     tiny_mnist(dir.path(), 1, &[4]);
     let m = load_mnist(dir.path()).unwrap();
     assert_eq!(
-        (m.train.len(), m.train.rows, m.test.labels.clone()),
-        (2, 2, vec![4])
+        (
+            m.train.len(),
+            m.train.rows,
+            m.train.cols,
+            m.test.labels.clone()
+        ),
+        (2, 28, 28, vec![4])
     );
+    assert_eq!(m.train.image(1), [1; 784]);
 
     tiny_mnist(dir.path(), 2, &[4]);
     let msg = load_mnist(dir.path()).unwrap_err().to_string();
@@ -481,6 +486,7 @@ fn image_set_accessors() {
         labels: vec![0, 1, 2],
         rows: 1,
         cols: 2,
+        labels_path: PathBuf::new(),
     };
     assert_eq!((s.len(), s.image_len(), s.image(2)), (3, 2, &[5u8, 6][..]));
     let v = TaskView::new(Arc::new(s), vec![], Some(Arc::from(vec![PAD])), vec![0]).unwrap();
@@ -510,4 +516,559 @@ fn task_specs_load_the_benchmark_tasks() {
         assert_eq!(t.train.samples(), task.train.samples(), "{spec}");
         assert_eq!(t.train.classes(), task.train.classes(), "{spec}");
     }
+}
+
+// ---- Gzip members, bounded reads, image size, checksummed names, task splits ----
+
+/// One gzip member holding `bytes`.
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+/// The names of the four MNIST files, in the order of the bundled SHA256SUMS.
+const MNIST_FILES: [&str; 4] = [
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+];
+
+/// Writes a SHA256SUMS in `dir` listing `names` (in that order) with their checksums.
+fn write_sums(dir: &Path, names: &[&str]) {
+    use sha2::{Digest, Sha256};
+    let mut sums = String::new();
+    for name in names {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let hex: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        sums += &format!("{hex}  {name}\n");
+    }
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+}
+
+/// Writes a small MNIST of 28x28 images with the given labels to `dir` (image `i` of each
+/// set filled with the byte `i`): every file gzipped as `NAME.gz` and listed in SHA256SUMS
+/// if `gz`, else uncompressed without SHA256SUMS.
+fn write_mnist(dir: &Path, train_labels: &[u8], test_labels: &[u8], gz: bool) {
+    let contents = [
+        images_idx(test_labels.len() as u32),
+        idx_bytes(&[test_labels.len() as u32], test_labels),
+        images_idx(train_labels.len() as u32),
+        idx_bytes(&[train_labels.len() as u32], train_labels),
+    ];
+    let mut names = Vec::new();
+    for (name, bytes) in MNIST_FILES.iter().zip(contents) {
+        for stale in [name.to_string(), format!("{name}.gz")] {
+            let _ = std::fs::remove_file(dir.join(stale));
+        }
+        if gz {
+            names.push(format!("{name}.gz"));
+            std::fs::write(dir.join(format!("{name}.gz")), gzip(&bytes)).unwrap();
+        } else {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+    let _ = std::fs::remove_file(dir.join("SHA256SUMS"));
+    if gz {
+        write_sums(dir, &names.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+}
+
+/// The digits 0..=9 `times` times over.
+fn digits(times: usize) -> Vec<u8> {
+    (0..10 * times).map(|i| (i % 10) as u8).collect()
+}
+
+fn specs(specs: &[&str]) -> Vec<TaskSpec> {
+    specs.iter().map(|s| s.parse().unwrap()).collect()
+}
+
+/// The five SplitMNIST tasks.
+fn split_specs() -> Vec<TaskSpec> {
+    specs(&[
+        "split:0,1",
+        "split:2,3",
+        "split:4,5",
+        "split:6,7",
+        "split:8,9",
+    ])
+}
+
+fn load_err(dir: &Path, specs: &[TaskSpec], validation: usize) -> Error {
+    load_tasks(dir, specs, validation).expect_err("should fail")
+}
+
+#[test]
+fn multi_member_gzip_is_read_to_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("multi.gz");
+    let data: Vec<u8> = (0..12).collect();
+    let bytes = idx_bytes(&[3, 4], &data);
+    // `cat a.gz b.gz c.gz`, cut in the magic, the header and the data, with an empty member.
+    for cut in [2, 10, 17] {
+        let mut gz = gzip(&bytes[..cut]);
+        gz.extend(gzip(&[]));
+        gz.extend(gzip(&bytes[cut..]));
+        std::fs::write(&path, &gz).unwrap();
+        let array = read_idx(&path).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert_eq!((array.dims, array.data), (vec![3, 4], data.clone()));
+    }
+
+    // An MNIST directory whose training images are two members loads in full.
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    let images = images_idx(20);
+    let mut gz = gzip(&images[..5000]);
+    gz.extend(gzip(&images[5000..]));
+    let name = "train-images-idx3-ubyte";
+    std::fs::remove_file(dir.path().join(name)).unwrap();
+    std::fs::write(dir.path().join(format!("{name}.gz")), gz).unwrap();
+    let m = load_mnist(dir.path()).unwrap();
+    assert_eq!(m.train.pixels, images[16..]);
+
+    // Stopping at the announced size still checks the last member's CRC.
+    let mut gz = gzip(&bytes[..10]);
+    gz.extend(gzip(&bytes[10..]));
+    let crc = gz.len() - 8;
+    gz[crc] ^= 1;
+    std::fs::write(&path, &gz).unwrap();
+    assert_contains(
+        &read_idx(&path).unwrap_err().to_string(),
+        &["multi.gz", "corrupt gzip"],
+    );
+
+    // More data in a later member than the header announces is an error, not ignored.
+    let mut gz = gzip(&bytes);
+    gz.extend(gzip(&[7, 7, 7]));
+    std::fs::write(&path, &gz).unwrap();
+    let err = read_idx(&path).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err:?}");
+    assert_contains(
+        &err.to_string(),
+        &[
+            "multi.gz",
+            "expected 12 bytes of data",
+            "found more",
+            "trailing",
+        ],
+    );
+
+    // Bytes after the last member that are no gzip member: a corrupt file, not ignored.
+    let mut gz = gzip(&bytes);
+    gz.extend_from_slice(b"not gzip");
+    std::fs::write(&path, &gz).unwrap();
+    let err = read_idx(&path).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err:?}");
+    assert_contains(&err.to_string(), &["multi.gz", "corrupt gzip"]);
+}
+
+/// A gzip file (about 3 MB) of one member: `idx` then `gib` GiB of zeros. The trailer's CRC
+/// and size are wrong (computing them would take seconds); a reader that stops at the size
+/// the IDX header announces never gets there.
+fn gzip_bomb(idx: &[u8], gib: usize) -> Vec<u8> {
+    use flate2::write::DeflateEncoder;
+    let mut enc = DeflateEncoder::new(Vec::new(), Compression::default());
+    enc.write_all(idx).unwrap();
+    enc.flush().unwrap();
+    let start = enc.get_ref().len();
+    enc.write_all(&vec![0; 1 << 20]).unwrap();
+    enc.flush().unwrap();
+    // Byte-aligned non-final blocks that write 1 MiB of zeros after at least 32 KiB of them.
+    let zeros = enc.get_ref()[start..].to_vec();
+    let mut deflate = enc.finish().unwrap();
+    let tail = deflate.split_off(start + zeros.len());
+    deflate.truncate(start);
+    let mut gz = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    gz.extend(deflate);
+    for _ in 0..gib << 10 {
+        gz.extend_from_slice(&zeros);
+    }
+    gz.extend(tail);
+    gz.extend_from_slice(&[0; 8]);
+    gz
+}
+
+#[test]
+fn gzip_bomb_is_read_only_to_the_size_the_header_announces() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bomb.gz");
+    // 4 announced bytes, then 3 GiB in one member (as a 13 MB file expanding to 3 GB).
+    std::fs::write(&path, gzip_bomb(&idx_bytes(&[4], &[1, 2, 3, 4]), 3)).unwrap();
+    let start = std::time::Instant::now();
+    let err = read_idx(&path).unwrap_err();
+    assert_contains(
+        &err.to_string(),
+        &[
+            "bomb.gz",
+            "expected 4 bytes of data",
+            "found more",
+            "trailing",
+        ],
+    );
+    // Decompressing 3 GiB takes seconds; stopping after 5 bytes, milliseconds.
+    assert!(start.elapsed().as_secs_f64() < 2.0, "{:?}", start.elapsed());
+
+    // 3 GiB more in 3072 further members of 1 MiB.
+    let one = gzip(&vec![0; 1 << 20]);
+    let mut gz = gzip(&idx_bytes(&[4], &[1, 2, 3, 4]));
+    for _ in 0..3072 {
+        gz.extend_from_slice(&one);
+    }
+    std::fs::write(&path, gz).unwrap();
+    let start = std::time::Instant::now();
+    assert_contains(&read_idx(&path).unwrap_err().to_string(), &["found more"]);
+    assert!(start.elapsed().as_secs_f64() < 2.0, "{:?}", start.elapsed());
+
+    // The same as the labels of an MNIST directory.
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    let name = "t10k-labels-idx1-ubyte";
+    std::fs::remove_file(dir.path().join(name)).unwrap();
+    let bomb = gzip_bomb(&idx_bytes(&[10], &digits(1)), 3);
+    std::fs::write(dir.path().join(format!("{name}.gz")), bomb).unwrap();
+    let msg = load_mnist(dir.path()).unwrap_err().to_string();
+    assert_contains(&msg, &[name, "expected 10 bytes of data", "found more"]);
+}
+
+#[test]
+fn absurd_headers_are_refused_before_the_data_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("claims.gz");
+    // 47 MB announced by a gzip file of a few dozen bytes: more than deflate can expand it to.
+    let gz = gzip(&idx_bytes(&[60000, 28, 28], &[]));
+    std::fs::write(&path, &gz).unwrap();
+    let msg = read_idx(&path).unwrap_err().to_string();
+    let most = format!("at most {} bytes", gz.len() * 1032);
+    assert_contains(
+        &msg,
+        &["claims.gz", &most, "announcing 47040000", "truncated"],
+    );
+
+    // 3.4 TB announced (no overflow on 64 bits): beyond the reader's 1 GiB limit.
+    let claim = u32::MAX as usize * 784;
+    let announcing = format!("announcing {claim}");
+    let header = idx_bytes(&[u32::MAX, 28, 28], &[]);
+    for (name, bytes) in [("claims.idx", header.clone()), ("claims.gz", gzip(&header))] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let msg = read_idx(&path).unwrap_err().to_string();
+        assert_contains(&msg, &[name, "at most 1073741824 bytes", &announcing]);
+    }
+    assert_contains(&parse_err(&header), &["at most 1073741824", &announcing]);
+
+    // MNIST labels announcing more images than the images file may hold.
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    let labels = dir.path().join("train-labels-idx1-ubyte");
+    std::fs::write(&labels, idx_bytes(&[2_000_000], &[])).unwrap();
+    let msg = load_mnist(dir.path()).unwrap_err().to_string();
+    assert_contains(
+        &msg,
+        &[
+            "train-labels-idx1-ubyte",
+            "expected at most 1369568 labels",
+            "announcing 2000000",
+        ],
+    );
+}
+
+#[test]
+fn images_of_another_size_than_28x28_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, rows, cols) in [
+        ("train-images-idx3-ubyte", 20, 20),
+        ("t10k-images-idx3-ubyte", 32, 32),
+        ("t10k-images-idx3-ubyte", 28, 27),
+    ] {
+        write_mnist(dir.path(), &digits(2), &digits(1), true);
+        let n = if name.starts_with("train") { 20 } else { 10 };
+        let images = idx_bytes(&[n, rows, cols], &vec![0; (n * rows * cols) as usize]);
+        std::fs::write(dir.path().join(format!("{name}.gz")), gzip(&images)).unwrap();
+        write_sums(
+            dir.path(),
+            &MNIST_FILES
+                .map(|f| format!("{f}.gz"))
+                .each_ref()
+                .map(String::as_str),
+        );
+        let found = format!("found {rows}x{cols}");
+        let err = load_mnist(dir.path()).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "{err:?}");
+        assert_contains(&err.to_string(), &[name, "expected 28x28 images", &found]);
+        // What `run`, `eval` and `learn` load.
+        let msg = load_err(dir.path(), &specs(&["permuted:none"]), 0).to_string();
+        assert_contains(&msg, &[name, "expected 28x28 images", &found]);
+    }
+    // Both sets 32x32 (consistent with each other, and a tape shape panic later before).
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    for (name, n) in [
+        ("train-images-idx3-ubyte", 20),
+        ("t10k-images-idx3-ubyte", 10),
+    ] {
+        let images = idx_bytes(&[n, 32, 32], &vec![0; n as usize * 1024]);
+        std::fs::write(dir.path().join(name), images).unwrap();
+    }
+    let msg = load_err(dir.path(), &split_specs(), 0).to_string();
+    assert_contains(
+        &msg,
+        &[
+            "train-images-idx3-ubyte",
+            "expected 28x28 images",
+            "found 32x32",
+        ],
+    );
+
+    // Image and label counts that differ, and labels beyond 9, are named too.
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    std::fs::write(dir.path().join("train-images-idx3-ubyte"), images_idx(19)).unwrap();
+    let msg = load_mnist(dir.path()).unwrap_err().to_string();
+    assert_contains(
+        &msg,
+        &["train-images-idx3-ubyte", "19 images and 20 labels"],
+    );
+    write_mnist(
+        dir.path(),
+        &digits(2),
+        &[0, 1, 2, 3, 4, 5, 6, 7, 8, 12],
+        false,
+    );
+    let msg = load_mnist(dir.path()).unwrap_err().to_string();
+    assert_contains(
+        &msg,
+        &["t10k-labels-idx1-ubyte", "0..=9", "found 12 at index 9"],
+    );
+}
+
+#[test]
+fn gunzipped_files_are_named_with_their_sums_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write_mnist(dir.path(), &digits(2), &digits(1), true);
+    load_mnist(dir.path()).unwrap();
+    // `gunzip train-images-idx3-ubyte.gz`, SHA256SUMS unchanged.
+    let name = "train-images-idx3-ubyte";
+    let gz_path = dir.path().join(format!("{name}.gz"));
+    let gz = std::fs::read(&gz_path).unwrap();
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(gz.as_slice())
+        .read_to_end(&mut plain)
+        .unwrap();
+    std::fs::write(dir.path().join(name), &plain).unwrap();
+    std::fs::remove_file(&gz_path).unwrap();
+    let err = load_mnist(dir.path()).unwrap_err();
+    match &err {
+        Error::Format { path, .. } => assert!(path.ends_with("SHA256SUMS"), "{err}"),
+        other => panic!("expected a format error on SHA256SUMS, found {other:?}"),
+    }
+    assert_contains(
+        &err.to_string(),
+        &[
+            "SHA256SUMS: line 3 lists train-images-idx3-ubyte.gz, which is missing",
+            "train-images-idx3-ubyte is there",
+            "update SHA256SUMS",
+        ],
+    );
+    // `gzip t10k-labels-idx1-ubyte` where SHA256SUMS lists the uncompressed name.
+    write_mnist(dir.path(), &digits(2), &digits(1), false);
+    write_sums(dir.path(), &MNIST_FILES);
+    let labels = dir.path().join("t10k-labels-idx1-ubyte");
+    let gz = gzip(&std::fs::read(&labels).unwrap());
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte.gz"), gz).unwrap();
+    std::fs::remove_file(&labels).unwrap();
+    let msg = load_mnist(dir.path()).unwrap_err().to_string();
+    assert_contains(
+        &msg,
+        &[
+            "SHA256SUMS: line 2 lists t10k-labels-idx1-ubyte, which is missing",
+            "t10k-labels-idx1-ubyte.gz is there",
+        ],
+    );
+    // Missing in both forms: an Io error naming the file and the line.
+    std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = load_mnist(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Io { .. }), "{err:?}");
+    assert_contains(
+        &err.to_string(),
+        &[
+            "t10k-labels-idx1-ubyte",
+            "line 2 of",
+            "SHA256SUMS",
+            "found neither",
+        ],
+    );
+}
+
+#[test]
+fn checksums_cover_the_files_that_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_mnist(d, &digits(2), &digits(1), false);
+    let expected = load_mnist(d).unwrap();
+    // Uncompressed files listed under their own names are verified and load.
+    write_sums(d, &MNIST_FILES);
+    let m = load_mnist(d).unwrap();
+    assert_eq!(
+        (m.train.pixels.clone(), m.test.labels.clone()),
+        (expected.train.pixels.clone(), expected.test.labels.clone())
+    );
+    // ... and an altered one is a checksum error.
+    let images = d.join("train-images-idx3-ubyte");
+    let mut bytes = std::fs::read(&images).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&images, &bytes).unwrap();
+    match load_mnist(d).unwrap_err() {
+        Error::Checksum { path, .. } => assert!(path.ends_with("train-images-idx3-ubyte")),
+        other => panic!("expected a checksum error, found {other:?}"),
+    }
+    bytes[100] ^= 1;
+    std::fs::write(&images, &bytes).unwrap();
+    // A file the loader would read that SHA256SUMS does not list is not read unverified.
+    write_sums(d, &MNIST_FILES[..3]);
+    let err = load_mnist(d).unwrap_err();
+    assert!(matches!(err, Error::Format { .. }), "{err:?}");
+    assert_contains(
+        &err.to_string(),
+        &[
+            "SHA256SUMS",
+            "expected a line for train-labels-idx1-ubyte.gz or train-labels-idx1-ubyte",
+            "train-labels-idx1-ubyte is there unverified",
+        ],
+    );
+    // With both forms there, the listed one is read, not an unlisted .gz beside it.
+    write_sums(d, &MNIST_FILES);
+    let other = images_idx(20).iter().map(|b| b ^ 0xff).collect::<Vec<u8>>();
+    std::fs::write(d.join("train-images-idx3-ubyte.gz"), gzip(&other)).unwrap();
+    assert_eq!(load_mnist(d).unwrap().train.pixels, expected.train.pixels);
+}
+
+#[test]
+fn evaluation_sets_without_a_class_are_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The test set has no 8s and 9s: task split:8,9 would be evaluated on nothing.
+    write_mnist(d, &digits(2), &[0, 1, 2, 3, 4, 5, 6, 7], false);
+    let err = load_err(d, &split_specs(), 0);
+    match &err {
+        Error::Format { path, .. } => assert!(path.ends_with("t10k-labels-idx1-ubyte")),
+        other => panic!("expected a format error naming the test labels, found {other:?}"),
+    }
+    assert_contains(
+        &err.to_string(),
+        &[
+            "task split:8,9: no samples of classes 8, 9 in the test set",
+            "found 8: 0, 9: 0",
+        ],
+    );
+    // No 9s only, for SplitMNIST and PermutedMNIST.
+    write_mnist(d, &digits(2), &[0, 1, 2, 3, 4, 5, 6, 7, 8], true);
+    let msg = load_err(d, &split_specs(), 0).to_string();
+    assert_contains(
+        &msg,
+        &[
+            "task split:8,9: no samples of class 9 in the test set",
+            "8: 1, 9: 0",
+        ],
+    );
+    let msg = load_err(d, &specs(&["permuted:none", "permuted:3/1"]), 0).to_string();
+    assert_contains(
+        &msg,
+        &["task permuted:none: no samples of class 9 in the test set"],
+    );
+    // A test file of 0 images: every test set empty.
+    write_mnist(d, &digits(2), &[], false);
+    let msg = load_err(d, &split_specs(), 0).to_string();
+    assert_contains(
+        &msg,
+        &[
+            "t10k-labels-idx1-ubyte",
+            "task split:0,1: the test set is empty",
+            "found a file of 0 samples",
+        ],
+    );
+    // With every class everywhere, every task loads.
+    write_mnist(d, &digits(2), &digits(1), false);
+    assert_eq!(load_tasks(d, &split_specs(), 0).unwrap().len(), 5);
+}
+
+#[test]
+fn a_missing_training_class_is_refused_before_any_task_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let train: Vec<u8> = digits(2).into_iter().filter(|&l| l != 5).collect();
+    write_mnist(d, &train, &digits(1), false);
+    // The third of five tasks: refused when the data is loaded, not when it starts.
+    let err = load_err(d, &split_specs(), 0);
+    match &err {
+        Error::Format { path, .. } => assert!(path.ends_with("train-labels-idx1-ubyte")),
+        other => panic!("expected a format error naming the training labels, found {other:?}"),
+    }
+    assert_contains(
+        &err.to_string(),
+        &[
+            "task split:4,5: no samples of class 5 in the training set",
+            "4: 2, 5: 0",
+        ],
+    );
+    let m = load_mnist(d).unwrap();
+    let spec: TaskSpec = "permuted:7/3".parse().unwrap();
+    let msg = spec.load(&m, 0).unwrap_err().to_string();
+    assert_contains(
+        &msg,
+        &["task permuted:7/3: no samples of class 5 in the training set"],
+    );
+}
+
+#[test]
+fn validation_must_leave_training_samples_of_every_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write_mnist(d, &digits(2), &digits(1), false);
+    let split89 = specs(&["split:8,9"]);
+    // split:8,9 has 4 training samples (8, 9, 8, 9).
+    let err = load_err(d, &split89, 4);
+    assert!(matches!(err, Error::Config { .. }), "{err:?}");
+    assert_contains(
+        &err.to_string(),
+        &[
+            "validation",
+            "task split:8,9",
+            "4 training samples",
+            "found 4",
+            "leaves no training samples",
+        ],
+    );
+    let msg = load_err(d, &split89, 5).to_string();
+    assert_contains(
+        &msg,
+        &["task split:8,9", "found 5", "more than the task has"],
+    );
+    let msg = load_err(d, &specs(&["permuted:none"]), 25).to_string();
+    assert_contains(
+        &msg,
+        &["task permuted:none", "20 training samples", "found 25"],
+    );
+    // A validation set of the last sample only (a 9) has no 8.
+    let msg = load_err(d, &split89, 1).to_string();
+    assert_contains(
+        &msg,
+        &["task split:8,9: no samples of class 8 in the validation set (the last 1 training samples)"],
+    );
+    // Holding out the last 8 leaves training without it.
+    let train = [0, 1, 2, 3, 4, 5, 6, 7, 9, 8];
+    write_mnist(d, &train, &digits(1), false);
+    let msg = load_err(d, &split89, 1).to_string();
+    assert_contains(
+        &msg,
+        &["task split:8,9: no samples of class 8 in the training set (after holding out the last 1 for validation)"],
+    );
+    // Enough of each class on both sides: loads.
+    write_mnist(d, &digits(2), &digits(1), false);
+    let tasks = load_tasks(d, &split89, 2).unwrap();
+    assert_eq!(
+        (
+            tasks[0].train.len(),
+            tasks[0].validation.as_ref().unwrap().len()
+        ),
+        (2, 2)
+    );
 }

@@ -1,5 +1,6 @@
 //! Loading the MNIST digits (LeCun, Cortes, Burges) from a directory of IDX files, after
-//! checking them against the directory's `SHA256SUMS` when it has one.
+//! checking them against the directory's `SHA256SUMS` when it has one. Only 28×28 images
+//! with digit labels, one label per image, are accepted.
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
@@ -8,8 +9,20 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::idx::read_idx;
+use super::idx::{read_idx_with, MAX_IDX_DATA};
 use crate::error::{Error, Result};
+
+/// Rows of an MNIST image: the benchmarks' networks take 28×28 inputs (784 raw pixels, or
+/// 1024 once padded to 32×32), so the loader refuses any other size.
+pub const MNIST_ROWS: usize = 28;
+/// Columns of an MNIST image.
+pub const MNIST_COLS: usize = 28;
+
+/// The four MNIST files, without the `.gz` a directory may give them.
+const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
+const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";
+const TEST_IMAGES: &str = "t10k-images-idx3-ubyte";
+const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 
 /// Labelled grey-scale images: image `i` is `pixels[i*rows*cols..(i+1)*rows*cols]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +31,9 @@ pub struct ImageSet {
     pub labels: Vec<u8>,
     pub rows: usize,
     pub cols: usize,
+    /// The file the labels were read from (empty for a set made in memory), named by
+    /// errors about the set's content.
+    pub labels_path: PathBuf,
 }
 
 impl ImageSet {
@@ -50,22 +66,15 @@ pub struct Mnist {
     pub test: Arc<ImageSet>,
 }
 
-/// Loads MNIST from `dir` (`NAME.gz` preferred over `NAME`), verifying `dir/SHA256SUMS`
-/// first if it exists.
+/// Loads MNIST from `dir`: `NAME.gz` or `NAME` for each of the four files (`.gz` preferred).
+/// If `dir/SHA256SUMS` exists, every file it lists is verified first and each of the four
+/// must be listed there (under the name that is read: with or without `.gz`).
 pub fn load_mnist(dir: &Path) -> Result<Mnist> {
     std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
-    verify_checksums(dir)?;
-    let train = load_set(dir, "train-images-idx3-ubyte", "train-labels-idx1-ubyte")?;
-    let test = load_set(dir, "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")?;
-    if (train.rows, train.cols) != (test.rows, test.cols) {
-        return Err(Error::format(
-            dir,
-            format!(
-                "expected test images of the training size {}x{}, found {}x{}",
-                train.rows, train.cols, test.rows, test.cols
-            ),
-        ));
-    }
+    let listed = verify_listed(dir)?;
+    let file = |name: &str| find_file(dir, name, listed.as_deref());
+    let train = load_set(&file(TRAIN_IMAGES)?, &file(TRAIN_LABELS)?)?;
+    let test = load_set(&file(TEST_IMAGES)?, &file(TEST_LABELS)?)?;
     Ok(Mnist {
         train: Arc::new(train),
         test: Arc::new(test),
@@ -75,13 +84,21 @@ pub fn load_mnist(dir: &Path) -> Result<Mnist> {
 /// Checks every file listed in `dir/SHA256SUMS` (sha256sum format); no such file is not
 /// an error.
 pub fn verify_checksums(dir: &Path) -> Result<()> {
+    verify_listed(dir).map(|_| ())
+}
+
+/// Checks every file listed in `dir/SHA256SUMS` and returns their names, or `None` if
+/// there is no `SHA256SUMS`.
+fn verify_listed(dir: &Path) -> Result<Option<Vec<String>>> {
     let sums_path = dir.join("SHA256SUMS");
     let sums = match std::fs::read_to_string(&sums_path) {
         Ok(s) => s,
-        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(&sums_path, e)),
     };
+    let mut listed = Vec::new();
     for (line_no, line) in sums.lines().enumerate() {
+        let line_no = line_no + 1;
         if line.trim().is_empty() {
             continue;
         }
@@ -97,12 +114,14 @@ pub fn verify_checksums(dir: &Path) -> Result<()> {
             Error::format(
                 &sums_path,
                 format!(
-                    "line {}: expected \"<64 hex digits>  <file name>\", found {line:?}",
-                    line_no + 1
+                    "line {line_no}: expected \"<64 hex digits>  <file name>\", found {line:?}"
                 ),
             )
         })?;
         let path = dir.join(name);
+        if !path.exists() {
+            return Err(missing_listed(dir, &sums_path, line_no, name));
+        }
         let found = sha256_file(&path)?;
         if !found.eq_ignore_ascii_case(expected) {
             return Err(Error::Checksum {
@@ -111,8 +130,44 @@ pub fn verify_checksums(dir: &Path) -> Result<()> {
                 found,
             });
         }
+        // `sha256sum ./NAME` lists "./NAME"; the loader looks for "NAME".
+        listed.push(name.trim_start_matches("./").to_string());
     }
-    Ok(())
+    Ok(Some(listed))
+}
+
+/// The error for the file `name` that line `line_no` of `sums_path` lists and `dir` lacks;
+/// it says so when `dir` has the file gunzipped (or gzipped) instead.
+fn missing_listed(dir: &Path, sums_path: &Path, line_no: usize, name: &str) -> Error {
+    let (other, hint) = match name.strip_suffix(".gz") {
+        Some(plain) => (
+            plain.to_string(),
+            format!(
+                "update SHA256SUMS to list {plain} (sha256sum {plain}) or put the original {name} back"
+            ),
+        ),
+        None => (
+            format!("{name}.gz"),
+            format!(
+                "update SHA256SUMS to list {name}.gz (sha256sum {name}.gz) or put the original {name} back"
+            ),
+        ),
+    };
+    if dir.join(&other).is_file() {
+        Error::format(
+            sums_path,
+            format!("line {line_no} lists {name}, which is missing; {other} is there: {hint}"),
+        )
+    } else {
+        let message = format!(
+            "expected the file that line {line_no} of {} lists, found neither it nor {other}",
+            sums_path.display()
+        );
+        Error::io(
+            dir.join(name),
+            std::io::Error::new(ErrorKind::NotFound, message),
+        )
+    }
 }
 
 /// The lowercase hex SHA-256 of the file at `path`, read in chunks.
@@ -134,16 +189,39 @@ fn sha256_file(path: &Path) -> Result<String> {
         .collect())
 }
 
-/// `dir/NAME.gz` if it exists, else `dir/NAME`; an Io error naming both if neither does.
-fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
-    let gz = dir.join(format!("{name}.gz"));
+/// The file to read for `name`: with `SHA256SUMS` (`listed` = the names it lists, all
+/// verified) the listed one of `dir/NAME.gz` and `dir/NAME` (`.gz` if both are), an error if
+/// neither is listed; without, `dir/NAME.gz` if it exists, else `dir/NAME`, an Io error
+/// naming both if neither does.
+fn find_file(dir: &Path, name: &str, listed: Option<&[String]>) -> Result<PathBuf> {
+    let gz_name = format!("{name}.gz");
+    let gz = dir.join(&gz_name);
     let plain = dir.join(name);
+    if let Some(listed) = listed {
+        let is_listed = |n: &str| listed.iter().any(|l| l == n);
+        return if is_listed(&gz_name) {
+            Ok(gz)
+        } else if is_listed(name) {
+            Ok(plain)
+        } else {
+            let there = [&gz_name, name]
+                .into_iter()
+                .find(|n| dir.join(n).is_file())
+                .map_or("neither is in the directory".to_string(), |n| {
+                    format!("{n} is there unverified: add its line (sha256sum {n}) or remove SHA256SUMS")
+                });
+            Err(Error::format(
+                dir.join("SHA256SUMS"),
+                format!("expected a line for {gz_name} or {name}, found neither; {there}"),
+            ))
+        };
+    }
     if gz.is_file() {
         Ok(gz)
     } else if plain.is_file() {
         Ok(plain)
     } else {
-        let message = format!("expected {name}.gz or {name}, found neither");
+        let message = format!("expected {gz_name} or {name}, found neither");
         Err(Error::io(
             plain,
             std::io::Error::new(ErrorKind::NotFound, message),
@@ -151,54 +229,72 @@ fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
     }
 }
 
-/// Loads one images/labels pair and checks ranks, counts and label range.
-fn load_set(dir: &Path, images_name: &str, labels_name: &str) -> Result<ImageSet> {
-    let images_path = find_file(dir, images_name)?;
-    let labels_path = find_file(dir, labels_name)?;
-    let images = read_idx(&images_path)?;
-    let labels = read_idx(&labels_path)?;
-    if images.dims.len() != 3 {
-        return Err(Error::format(
-            &images_path,
-            format!(
-                "expected rank 3 (count x rows x cols) for images, found rank {}",
-                images.dims.len()
-            ),
-        ));
-    }
-    if labels.dims.len() != 1 {
-        return Err(Error::format(
-            &labels_path,
-            format!(
-                "expected rank 1 for labels, found rank {}",
-                labels.dims.len()
-            ),
-        ));
-    }
-    if images.dims[0] != labels.dims[0] {
-        return Err(Error::format(
-            &images_path,
-            format!(
-                "expected as many images as labels in {}, found {} images and {} labels",
-                labels_path.display(),
-                images.dims[0],
-                labels.dims[0]
-            ),
-        ));
-    }
+/// Loads one images/labels pair, checking the labels (rank 1, digits 0..=9) and then the
+/// images' header (rank 3, 28×28, one per label) before their pixels are read.
+fn load_set(images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
+    let labels = read_idx_with(labels_path, |dims| {
+        let &[count] = dims else {
+            return Err(Error::format(
+                labels_path,
+                format!("expected rank 1 for labels, found rank {}", dims.len()),
+            ));
+        };
+        // One label per image, and the images must fit the reader's limit.
+        let most = MAX_IDX_DATA / (MNIST_ROWS * MNIST_COLS);
+        if count > most {
+            return Err(Error::format(
+                labels_path,
+                format!(
+                    "expected at most {most} labels (as many {MNIST_ROWS}x{MNIST_COLS} images as fit in {MAX_IDX_DATA} bytes), found a header announcing {count}"
+                ),
+            ));
+        }
+        Ok(())
+    })?;
     if let Some(i) = labels.data.iter().position(|&l| l > 9) {
         return Err(Error::format(
-            &labels_path,
+            labels_path,
             format!(
                 "expected digit labels 0..=9, found {} at index {i}",
                 labels.data[i]
             ),
         ));
     }
+    let images = read_idx_with(images_path, |dims| {
+        let &[count, rows, cols] = dims else {
+            return Err(Error::format(
+                images_path,
+                format!(
+                    "expected rank 3 (count x rows x cols) for images, found rank {}",
+                    dims.len()
+                ),
+            ));
+        };
+        if (rows, cols) != (MNIST_ROWS, MNIST_COLS) {
+            return Err(Error::format(
+                images_path,
+                format!(
+                    "expected {MNIST_ROWS}x{MNIST_COLS} images (the size of MNIST, which the networks take), found {rows}x{cols}"
+                ),
+            ));
+        }
+        if count != labels.data.len() {
+            return Err(Error::format(
+                images_path,
+                format!(
+                    "expected as many images as labels in {}, found {count} images and {} labels",
+                    labels_path.display(),
+                    labels.data.len()
+                ),
+            ));
+        }
+        Ok(())
+    })?;
     Ok(ImageSet {
         pixels: images.data,
         labels: labels.data,
-        rows: images.dims[1],
-        cols: images.dims[2],
+        rows: MNIST_ROWS,
+        cols: MNIST_COLS,
+        labels_path: labels_path.to_path_buf(),
     })
 }

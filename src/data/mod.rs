@@ -10,8 +10,8 @@ pub mod spec;
 pub mod split;
 pub mod task;
 
-pub use idx::{parse_idx, read_idx, IdxArray};
-pub use mnist::{load_mnist, verify_checksums, ImageSet, Mnist};
+pub use idx::{parse_idx, read_idx, read_idx_with, IdxArray, MAX_IDX_DATA};
+pub use mnist::{load_mnist, verify_checksums, ImageSet, Mnist, MNIST_COLS, MNIST_ROWS};
 pub use permuted::{padding_map, permuted_mnist, permuted_task};
 pub use regression::{toy_regression, RegressionTask};
 pub use spec::TaskSpec;
@@ -22,7 +22,8 @@ use crate::Result;
 use std::path::Path;
 
 /// The tasks `specs`, read from the MNIST files in `data_dir`, each with `validation` training
-/// samples held out (0: no validation sets).
+/// samples held out (0: no validation sets). Every task's training, test and validation sets
+/// are checked to hold each of its classes here, before anything trains.
 pub fn load_tasks(
     data_dir: &Path,
     specs: &[TaskSpec],

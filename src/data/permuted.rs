@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::mnist::{ImageSet, Mnist};
+use super::spec::TaskSpec;
 use super::task::{hold_out, ClassificationTask, TaskView, PAD};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -55,13 +56,18 @@ pub fn permuted_mnist(
 /// One PermutedMNIST task: the zero-padded images, permuted with
 /// `Rng::derived(seed, "permutation", index)` for `permutation = Some((seed, index))`, or
 /// unpermuted for `None`. The last `validation` training samples are held out when
-/// `validation > 0`.
+/// `validation > 0`. An error if its training, test or validation set lacks a digit.
 pub fn permuted_task(
     mnist: &Mnist,
     permutation: Option<(u64, u64)>,
     validation: usize,
 ) -> Result<ClassificationTask> {
-    let (train, held) = hold_out(all_samples(&mnist.train), validation)?;
+    let spec = TaskSpec::Permuted {
+        seed: permutation.map(|(seed, _)| seed),
+        index: permutation.map_or(0, |(_, index)| index),
+    }
+    .to_string();
+    let (train, held) = hold_out(all_samples(&mnist.train), validation, &spec)?;
     let padded = padding_map(mnist.train.rows, mnist.train.cols, PADDING);
     let classes: Vec<u8> = (0..10).collect();
     let map: Arc<[u32]> = match permutation {
@@ -78,12 +84,14 @@ pub fn permuted_task(
         None => "permuted-mnist-none".to_string(),
         Some((seed, index)) => format!("permuted-mnist-{seed}-{index}"),
     };
-    Ok(ClassificationTask {
+    let task = ClassificationTask {
         name,
         train: view(&mnist.train, train)?,
         test: view(&mnist.test, all_samples(&mnist.test))?,
         validation: held.map(|h| view(&mnist.train, h)).transpose()?,
-    })
+    };
+    task.check_classes(&spec, validation)?;
+    Ok(task)
 }
 
 /// Indices of every sample of `set` (IDX counts are u32, so they fit).

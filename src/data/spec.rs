@@ -48,7 +48,8 @@ impl TaskSpec {
     }
 
     /// The task's data, read from `mnist`; the last `validation` training samples are held
-    /// out when `validation > 0`.
+    /// out when `validation > 0`. An error naming the spec if `validation` leaves no training
+    /// samples, or if the training, test or validation set lacks one of the task's classes.
     pub fn load(&self, mnist: &Mnist, validation: usize) -> Result<ClassificationTask> {
         self.validate()?;
         match *self {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::mnist::{ImageSet, Mnist};
+use super::spec::TaskSpec;
 use super::task::{hold_out, ClassificationTask, TaskView};
 use crate::error::{Error, Result};
 
@@ -26,23 +27,27 @@ pub fn split_mnist(
 }
 
 /// The task of the digits `classes` (local labels 0 and 1); the last `validation` samples of
-/// its training subset are held out when `validation > 0`.
+/// its training subset are held out when `validation > 0`. An error if its training, test
+/// or validation set lacks one of the two digits.
 pub fn split_task(
     mnist: &Mnist,
     classes: [u8; 2],
     validation: usize,
 ) -> Result<ClassificationTask> {
+    let spec = TaskSpec::Split { classes }.to_string();
     let classes = classes.to_vec();
-    let (train, held) = hold_out(samples_of(&mnist.train, &classes), validation)?;
+    let (train, held) = hold_out(samples_of(&mnist.train, &classes), validation, &spec)?;
     let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
         TaskView::new(source.clone(), samples, None, classes.clone())
     };
-    Ok(ClassificationTask {
+    let task = ClassificationTask {
         name: format!("split-mnist-{}-{}", classes[0], classes[1]),
         train: view(&mnist.train, train)?,
         test: view(&mnist.test, samples_of(&mnist.test, &classes))?,
         validation: held.map(|h| view(&mnist.train, h)).transpose()?,
-    })
+    };
+    task.check_classes(&spec, validation)?;
+    Ok(task)
 }
 
 /// Indices of the samples of `set` whose digit is in `classes`, in order.

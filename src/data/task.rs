@@ -161,24 +161,99 @@ pub struct ClassificationTask {
     pub validation: Option<TaskView>,
 }
 
-/// Splits the last `validation` of `samples` off as a validation set (none if 0).
+impl ClassificationTask {
+    /// Checks that the training, test and validation (if any) sets each hold at least one
+    /// sample of every class of the task, so a task that cannot be trained or evaluated is
+    /// refused when the data is loaded, before any task trains. `spec` names the task (e.g.
+    /// `split:8,9`) and `validation` is the number of held-out training samples.
+    pub fn check_classes(&self, spec: &str, validation: usize) -> Result<()> {
+        let (train_note, validation_note) = if validation > 0 {
+            (
+                format!(" (after holding out the last {validation} for validation)"),
+                format!(" (the last {validation} training samples)"),
+            )
+        } else {
+            (String::new(), String::new())
+        };
+        check_view(&self.train, spec, "training", &train_note)?;
+        check_view(&self.test, spec, "test", "")?;
+        if let Some(v) = &self.validation {
+            check_view(v, spec, "validation", &validation_note)?;
+        }
+        Ok(())
+    }
+}
+
+/// An error unless `view` has a sample of each of its classes; `spec` names the task,
+/// `split` the set, `note` says more about the set.
+fn check_view(view: &TaskView, spec: &str, split: &str, note: &str) -> Result<()> {
+    let labels = &view.source.labels;
+    let mut by_digit = [0usize; 256];
+    for &s in &view.samples {
+        by_digit[usize::from(labels[s as usize])] += 1;
+    }
+    let count = |c: u8| by_digit[usize::from(c)];
+    let missing: Vec<String> = view
+        .classes
+        .iter()
+        .filter(|&&c| count(c) == 0)
+        .map(|c| c.to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let classes: Vec<String> = view.classes.iter().map(|c| c.to_string()).collect();
+    let classes = classes.join(", ");
+    let message = if view.source.is_empty() {
+        format!(
+            "task {spec}: the {split} set is empty{note}: expected at least one sample of each of its classes {classes}, found a file of 0 samples"
+        )
+    } else {
+        let counts: Vec<String> = view
+            .classes
+            .iter()
+            .map(|&c| format!("{c}: {}", count(c)))
+            .collect();
+        format!(
+            "task {spec}: no samples of class{} {} in the {split} set{note}: expected at least one of each of its classes {classes}, found {}",
+            if missing.len() > 1 { "es" } else { "" },
+            missing.join(", "),
+            counts.join(", ")
+        )
+    };
+    let path = &view.source.labels_path;
+    if path.as_os_str().is_empty() {
+        Err(Error::config("task", message))
+    } else {
+        Err(Error::format(path, message))
+    }
+}
+
+/// Splits the last `validation` of `samples` off as a validation set (none if 0); `spec`
+/// names the task in errors. At least one training sample must remain.
 pub(crate) fn hold_out(
     mut samples: Vec<u32>,
     validation: usize,
+    spec: &str,
 ) -> Result<(Vec<u32>, Option<Vec<u32>>)> {
     if validation == 0 {
         return Ok((samples, None));
     }
-    if validation >= samples.len() {
+    let n = samples.len();
+    if validation >= n {
+        let what = if validation == n {
+            "which leaves no training samples"
+        } else {
+            "more than the task has"
+        };
         return Err(Error::config(
             "validation",
             format!(
-                "expected fewer held-out samples than the {} training samples, found {validation}",
-                samples.len()
+                "task {spec}: expected fewer held-out samples than its {n} training samples, found {validation}, {what}"
             ),
         ));
     }
-    let held = samples.split_off(samples.len() - validation);
+    let held = samples.split_off(n - validation);
     Ok((samples, Some(held)))
 }
 
@@ -192,6 +267,7 @@ mod tests {
             labels: vec![7, 3],
             rows: 2,
             cols: 2,
+            labels_path: "labels.idx".into(),
         })
     }
 
@@ -223,10 +299,51 @@ mod tests {
     #[test]
     fn hold_out_takes_the_last_samples() {
         assert_eq!(
-            hold_out(vec![1, 2, 3], 1).unwrap(),
+            hold_out(vec![1, 2, 3], 1, "t").unwrap(),
             (vec![1, 2], Some(vec![3]))
         );
-        assert_eq!(hold_out(vec![1, 2, 3], 0).unwrap(), (vec![1, 2, 3], None));
-        assert!(hold_out(vec![1, 2, 3], 3).is_err());
+        assert_eq!(
+            hold_out(vec![1, 2, 3], 0, "t").unwrap(),
+            (vec![1, 2, 3], None)
+        );
+        let err = |v| hold_out(vec![1, 2, 3], v, "t").unwrap_err().to_string();
+        assert!(err(3).contains("leaves no training samples"), "{}", err(3));
+        assert!(err(4).contains("more than the task has"), "{}", err(4));
+    }
+
+    #[test]
+    fn check_classes_names_the_task_split_and_missing_class() {
+        let view = |samples: Vec<u32>| TaskView::new(tiny(), samples, None, vec![3, 7]).unwrap();
+        let task = |train, test, validation| ClassificationTask {
+            name: "t".into(),
+            train: view(train),
+            test: view(test),
+            validation,
+        };
+        assert!(task(vec![0, 1], vec![1, 0], None)
+            .check_classes("split:3,7", 0)
+            .is_ok());
+        let msg = task(vec![0, 1], vec![1], None)
+            .check_classes("split:3,7", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("labels.idx: task split:3,7: no samples of class 7 in the test set"));
+        assert!(msg.contains("found 3: 1, 7: 0"), "{msg}");
+        let msg = task(vec![0, 1], vec![], None)
+            .check_classes("split:3,7", 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("no samples of classes 3, 7 in the test set"),
+            "{msg}"
+        );
+        let msg = task(vec![0, 1], vec![0, 1], Some(view(vec![1])))
+            .check_classes("split:3,7", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("class 7 in the validation set (the last 1"),
+            "{msg}"
+        );
     }
 }
