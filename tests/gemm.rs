@@ -1,6 +1,9 @@
 //! The matrix product against a naive triple loop, for every transpose combination, odd sizes,
 //! k = 0, and accumulation with β.
 
+mod common;
+
+use common::uniform_values;
 use hypertape::engine::kernels::gemm;
 use proptest::prelude::*;
 
@@ -31,15 +34,10 @@ fn naive(
     }
 }
 
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut rng = hypertape::rng::Rng::new(seed);
-    (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
-}
-
 fn check(m: usize, n: usize, k: usize, ta: bool, tb: bool, beta: f64, seed: u64) {
-    let a = values(m * k, seed);
-    let b = values(k * n, seed + 1);
-    let c0 = values(m * n, seed + 2);
+    let a = uniform_values(m * k, seed);
+    let b = uniform_values(k * n, seed + 1);
+    let c0 = uniform_values(m * n, seed + 2);
     let mut expected = c0.clone();
     naive(m, n, k, 0.75, &a, ta, &b, tb, beta, &mut expected);
     let mut got = c0.clone();

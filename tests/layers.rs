@@ -3,11 +3,14 @@
 //! per batch), the batched hypernetwork against separate forwards, and the parameter counts of
 //! the paper's configurations.
 
+mod common;
+
+use common::{normal_tensor, weighted_sum};
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
 use hypertape::nn::{Activation, Hnet, HnetConfig, Mlp};
 use hypertape::rng::Rng;
 use hypertape::run::{Benchmark, ExperimentConfig};
-use hypertape::{Tape, Tensor, Var};
+use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
 
 const ACTIVATIONS: [Activation; 4] = [
@@ -16,20 +19,6 @@ const ACTIVATIONS: [Activation; 4] = [
     Activation::Sigmoid,
     Activation::Tanh,
 ];
-
-fn normal_tensor(shape: &[usize], std: f64, rng: &mut Rng) -> Tensor<f64> {
-    Tensor::from_fn(shape, |_| std * rng.normal())
-}
-
-/// Σ c ⊙ y for a constant c of y's shape drawn from `seed`: a scalar whose gradient reaches
-/// every element of y with a different weight.
-fn weighted_sum(tape: &mut Tape<'_, f64>, y: Var, seed: u64) -> Var {
-    let shape = tape.shape(y).to_vec();
-    let mut rng = Rng::derived(seed, "weighted-sum", 0);
-    let c = tape.constant(normal_tensor(&shape, 1.0, &mut rng));
-    let p = tape.mul(y, c);
-    tape.sum(p)
-}
 
 /// θ from the hypernetwork's own initialisation, moved off the zero biases.
 fn hnet_theta(hnet: &Hnet, seed: u64) -> Tensor<f64> {

@@ -3,6 +3,9 @@
 //! in place, the distillation targets, the shape and determinism of replay runs, and clear
 //! errors for bad settings.
 
+mod common;
+
+use common::{split_tasks, TinySplit};
 use hypertape::cl::hnet::Lookahead;
 use hypertape::cl::replay::audit::vae_audit;
 use hypertape::cl::replay::{distillation_targets, vae_loss, ReplayConfig, UnseenClasses, Vae};
@@ -13,8 +16,6 @@ use hypertape::nn::{Activation, HnetConfig, Mlp};
 use hypertape::rng::Rng;
 use hypertape::run::{self, runner::REPLAY_PICTURE_SAMPLES, Benchmark, ExperimentConfig};
 use hypertape::Tape;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 fn tiny_replay() -> ReplayConfig {
     ReplayConfig {
@@ -37,24 +38,20 @@ fn tiny_replay() -> ReplayConfig {
 }
 
 fn small_config(scenario: Scenario, method: Method) -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
-    c.set_method_and_scenario(method, scenario);
+    let tiny = TinySplit {
+        tasks: 3,
+        hidden: 30,
+        chunk_size: 2000,
+        iterations: 40,
+    };
+    let mut c = tiny.config(method, scenario);
     c.replay = tiny_replay();
-    c.num_tasks = 3;
-    c.target_hidden = vec![30];
-    c.hnet.chunk_size = Some(2000);
-    c.train.iterations = 40;
-    c.data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
     c
 }
 
+/// The three tasks of [`small_config`].
 fn tasks() -> &'static [ClassificationTask] {
-    static TASKS: OnceLock<Vec<ClassificationTask>> = OnceLock::new();
-    TASKS.get_or_init(|| {
-        small_config(Scenario::Cl1, Method::HnetR)
-            .load_tasks()
-            .expect("MNIST in data/mnist")
-    })
+    split_tasks(3)
 }
 
 /// The VAE loss with fixed noise ε, end to end in f64: encoder weights, θ of the decoder's

@@ -3,6 +3,9 @@
 //! gradient checks, values by hand, the SI and online-EWC bookkeeping), and that EWC protects
 //! an earlier task better than fine-tuning.
 
+mod common;
+
+use common::{split_tasks, TinySplit};
 use hypertape::cl::baselines::{diagonal_fisher, mlp_diagonal_fisher};
 use hypertape::cl::baselines::{BaselineConfig, Consolidation};
 use hypertape::cl::eval::argmax;
@@ -15,31 +18,25 @@ use hypertape::data::ClassificationTask;
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
 use hypertape::nn::{Hnet, Mlp};
 use hypertape::rng::Rng;
-use hypertape::run::{self, Benchmark, ExperimentConfig};
+use hypertape::run::{self, ExperimentConfig};
 use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
 fn small_config(scenario: Scenario, method: Method) -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
-    c.set_method_and_scenario(method, scenario);
-    c.num_tasks = 3;
-    c.target_hidden = vec![30];
-    c.hnet.chunk_size = Some(2000);
-    c.train.iterations = 60;
+    let tiny = TinySplit {
+        tasks: 3,
+        hidden: 30,
+        chunk_size: 2000,
+        iterations: 60,
+    };
+    let mut c = tiny.config(method, scenario);
     c.baseline.fisher_samples = 100;
-    c.data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
     c
 }
 
+/// The three tasks of [`small_config`].
 fn tasks() -> &'static [ClassificationTask] {
-    static TASKS: OnceLock<Vec<ClassificationTask>> = OnceLock::new();
-    TASKS.get_or_init(|| {
-        small_config(Scenario::Cl1, Method::Hnet)
-            .load_tasks()
-            .expect("MNIST in data/mnist")
-    })
+    split_tasks(3)
 }
 
 /// HNET+ENT one input at a time, straight from the definition.
@@ -204,11 +201,7 @@ fn a_validation_run_holds_out_samples_and_reports_on_them() {
 
 /// The MNIST test images.
 fn mnist_test() -> std::sync::Arc<hypertape::data::ImageSet> {
-    static MNIST: OnceLock<hypertape::data::Mnist> = OnceLock::new();
-    let m = MNIST.get_or_init(|| {
-        hypertape::data::load_mnist(&small_config(Scenario::Cl1, Method::Hnet).data_dir).unwrap()
-    });
-    m.test.clone()
+    common::mnist().test.clone()
 }
 
 #[test]

@@ -2,8 +2,10 @@
 //! well below fine-tuning's on the first task), the sigmoid target MLP passes an f64 gradient
 //! check, and the SVG holds one panel per method.
 
+mod common;
+
+use common::assert_gradcheck;
 use hypertape::cl::Method;
-use hypertape::gradcheck::{gradcheck, GradCheckOptions};
 use hypertape::nn::{Activation, Mlp};
 use hypertape::rng::Rng;
 use hypertape::run::toy::{run_toy, svg, ToyConfig};
@@ -32,15 +34,10 @@ fn sigmoid_target_mlp_gradient_check_and_relu_default() {
     let w = Tensor::from_vec(&[t.num_weights()], t.init_weights::<f64>(&mut rng));
     let x = Tensor::from_fn(&[5, 1], |i| i as f64 - 2.0);
     let y = Tensor::from_fn(&[5, 1], |i| (i as f64).sin());
-    let report = gradcheck(
-        &[w, x],
-        |tape, v| {
-            let out = t.forward(tape, v[0], v[1], 0);
-            let yv = tape.constant(y.clone());
-            let sq = tape.squared_distance(out, yv);
-            tape.scale(sq, 0.2)
-        },
-        &GradCheckOptions::default(),
-    );
-    assert!(report.passed(), "{report}");
+    assert_gradcheck(&[w, x], |tape, v| {
+        let out = t.forward(tape, v[0], v[1], 0);
+        let yv = tape.constant(y.clone());
+        let sq = tape.squared_distance(out, yv);
+        tape.scale(sq, 0.2)
+    });
 }

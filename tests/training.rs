@@ -3,29 +3,31 @@
 //! (several times closer than without it). Also: determinism, divergence reported as an error
 //! rather than a panic, and configuration validation naming the field.
 
+mod common;
+
+use common::{split_tasks, TinySplit};
 use hypertape::cl::hnet::trainer::{accuracy, train_task};
 use hypertape::cl::hnet::{HnetModel, OutputRegularizer};
+use hypertape::cl::{Method, Scenario};
 use hypertape::data::ClassificationTask;
 use hypertape::nn::Hnet;
 use hypertape::run::{self, Benchmark, ExperimentConfig};
 use hypertape::Error;
-use std::path::PathBuf;
-use std::sync::OnceLock;
 
+/// The hypernetwork in CL1 (the paper's defaults) on two tasks, 150 steps each.
 fn small_config() -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
-    c.num_tasks = 2;
-    c.target_hidden = vec![50];
-    c.hnet.chunk_size = Some(2000);
-    c.train.iterations = 150;
-    c.data_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist");
-    c
+    let tiny = TinySplit {
+        tasks: 2,
+        hidden: 50,
+        chunk_size: 2000,
+        iterations: 150,
+    };
+    tiny.config(Method::Hnet, Scenario::Cl1)
 }
 
 /// The two tasks, loaded once for the whole file.
 fn tasks() -> &'static [ClassificationTask] {
-    static TASKS: OnceLock<Vec<ClassificationTask>> = OnceLock::new();
-    TASKS.get_or_init(|| small_config().load_tasks().expect("MNIST in data/mnist"))
+    split_tasks(2)
 }
 
 fn new_model(c: &ExperimentConfig) -> HnetModel<f32> {
@@ -167,7 +169,10 @@ fn huge_learning_rate_is_an_error_not_a_panic() {
     let mut model = new_model(&c);
     let err = train_task(&mut model, 0, 0, &tasks()[0].train, &c.train, &mut |_| {}).unwrap_err();
     assert!(matches!(err, Error::NonFinite(_)), "{err}");
-    assert!(err.to_string().contains("learning rate"), "{err}");
+    assert!(
+        err.to_string().contains("try a smaller --lr than 1e6"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -1,6 +1,9 @@
 //! The wide code paths of dense layers (panels over output columns, see `kernels::dense`):
 //! full f64 gradient checks at fixed shapes, and agreement with the narrow code paths.
 
+mod common;
+
+use common::uniform_values;
 use hypertape::gradcheck::{wide_op_cases, GradCheckOptions};
 
 #[test]
@@ -17,11 +20,6 @@ use hypertape::gradcheck::WIDE;
 use hypertape::{Tape, Tensor};
 use proptest::prelude::*;
 
-fn values(len: usize, seed: u64) -> Vec<f64> {
-    let mut rng = hypertape::rng::Rng::new(seed);
-    (0..len).map(|_| rng.uniform_range(-1.0, 1.0)).collect()
-}
-
 /// 0.75 · Σ (x·Wᵀ + b − t)² over `groups` for x [m×k], W [n×k], b [n] leaves drawn from
 /// `seed` and the target `make_target` puts on the tape: the value and the gradients of x, W
 /// and b.
@@ -31,12 +29,15 @@ fn distance_value_and_grads(
     make_target: impl FnOnce(&mut Tape<'static, f64>) -> DistanceTarget,
 ) -> (f64, Vec<Vec<f64>>) {
     let mut tape = Tape::new();
-    let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
+    let x = tape.leaf(Tensor::from_vec(&[m, k], uniform_values(m * k, seed)));
     let w = tape.leaf(Tensor::from_vec(
         &[n, k],
-        values(n * k, seed.wrapping_add(1)),
+        uniform_values(n * k, seed.wrapping_add(1)),
     ));
-    let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
+    let b = tape.leaf(Tensor::from_vec(
+        &[n],
+        uniform_values(n, seed.wrapping_add(2)),
+    ));
     let target = make_target(&mut tape);
     let d = tape.linear_squared_distance_to(x, w, Some(b), target, groups);
     let loss = tape.scale(d, 0.75);
@@ -54,7 +55,10 @@ fn distance_grads(
     target_is_leaf: bool,
 ) -> (f64, Vec<Vec<f64>>) {
     distance_value_and_grads((m, k, n, groups), seed, |tape| {
-        let t = Tensor::from_vec(&[groups, len], values(groups * len, seed.wrapping_add(3)));
+        let t = Tensor::from_vec(
+            &[groups, len],
+            uniform_values(groups * len, seed.wrapping_add(3)),
+        );
         DistanceTarget::Values(if target_is_leaf {
             tape.leaf(t)
         } else {
@@ -84,9 +88,9 @@ fn dense_target_grads(
 ) -> (f64, Vec<Vec<f64>>) {
     let kt = k + 1;
     let layer = [
-        Tensor::from_vec(&[m, kt], values(m * kt, seed.wrapping_add(4))),
-        Tensor::from_vec(&[n, kt], values(n * kt, seed.wrapping_add(5))),
-        Tensor::from_vec(&[n], values(n, seed.wrapping_add(6))),
+        Tensor::from_vec(&[m, kt], uniform_values(m * kt, seed.wrapping_add(4))),
+        Tensor::from_vec(&[n, kt], uniform_values(n * kt, seed.wrapping_add(5))),
+        Tensor::from_vec(&[n], uniform_values(n, seed.wrapping_add(6))),
     ];
     distance_value_and_grads((m, k, n, groups), seed, |tape| match how {
         TargetLayer::Values => {
@@ -152,12 +156,12 @@ proptest! {
         m in 1usize..6, k in 1usize..6, extra in 0usize..200, seed in any::<u64>(),
     ) {
         let n = WIDE + extra;
-        let seeds = values(m * n, seed.wrapping_add(9));
+        let seeds = uniform_values(m * n, seed.wrapping_add(9));
         let run = |fused: bool| {
             let mut tape = Tape::new();
-            let x = tape.leaf(Tensor::from_vec(&[m, k], values(m * k, seed)));
-            let w = tape.leaf(Tensor::from_vec(&[n, k], values(n * k, seed.wrapping_add(1))));
-            let b = tape.leaf(Tensor::from_vec(&[n], values(n, seed.wrapping_add(2))));
+            let x = tape.leaf(Tensor::from_vec(&[m, k], uniform_values(m * k, seed)));
+            let w = tape.leaf(Tensor::from_vec(&[n, k], uniform_values(n * k, seed.wrapping_add(1))));
+            let b = tape.leaf(Tensor::from_vec(&[n], uniform_values(n, seed.wrapping_add(2))));
             let y = if fused {
                 tape.linear(x, w, Some(b))
             } else {

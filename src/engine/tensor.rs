@@ -51,6 +51,8 @@ pub trait Float:
     fn abs(self) -> Self;
     /// Larger of two values (NaN-ignoring like `f32::max`).
     fn max(self, other: Self) -> Self;
+    /// True if NaN.
+    fn is_nan(self) -> bool;
     /// True unless NaN or infinite.
     fn is_finite(self) -> bool;
     /// Raw strided gemm: C ← α·A·B + β·C with A m×k, B k×n, C m×n given by pointers and
@@ -120,6 +122,10 @@ macro_rules! impl_float {
                 <$t>::max(self, other)
             }
             #[inline]
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+            #[inline]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
             }
@@ -150,6 +156,11 @@ impl_float!(f32, "f32", matrixmultiply::sgemm);
 impl_float!(f64, "f64", matrixmultiply::dgemm);
 
 /// A dense row-major tensor: a shape and a contiguous buffer of its elements.
+///
+/// Every tensor's shape is valid: the product of its nonzero dimensions fits in `usize` (see
+/// [`shape_len`]), so that no size computed from it (its element count, its rows as a
+/// matrix) wraps around. Constructors that take a shape and data return `None` when they do
+/// not fit ([`Tensor::new`], [`Tensor::reshaped`]); the others panic, at the caller's line.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor<F> {
     shape: Vec<usize>,
@@ -157,9 +168,10 @@ pub struct Tensor<F> {
 }
 
 impl<F: Float> Tensor<F> {
-    /// A tensor of `shape` over `data`; `None` if the element count does not match.
+    /// A tensor of `shape` over `data`; `None` if the element count does not match or the
+    /// shape's size overflows `usize`.
     pub fn new(shape: &[usize], data: Vec<F>) -> Option<Self> {
-        (shape.iter().product::<usize>() == data.len()).then(|| Self {
+        (shape_len(shape) == Some(data.len())).then(|| Self {
             shape: shape.to_vec(),
             data,
         })
@@ -169,8 +181,9 @@ impl<F: Float> Tensor<F> {
     ///
     /// # Panics
     /// If the element count does not match (a programming error, not user input).
+    #[track_caller]
     pub fn from_vec(shape: &[usize], data: Vec<F>) -> Self {
-        let n: usize = shape.iter().product();
+        let n = checked_shape_len(shape);
         assert_eq!(n, data.len(), "shape {shape:?} needs {n} elements");
         Self {
             shape: shape.to_vec(),
@@ -179,27 +192,38 @@ impl<F: Float> Tensor<F> {
     }
 
     /// All zeros.
+    ///
+    /// # Panics
+    /// If the shape's size overflows `usize`.
+    #[track_caller]
     pub fn zeros(shape: &[usize]) -> Self {
         Self::filled(shape, F::ZERO)
     }
 
     /// Every element `value`.
+    ///
+    /// # Panics
+    /// If the shape's size overflows `usize`.
+    #[track_caller]
     pub fn filled(shape: &[usize], value: F) -> Self {
         Self {
             shape: shape.to_vec(),
-            data: vec![value; shape.iter().product()],
+            data: vec![value; checked_shape_len(shape)],
         }
     }
 
     /// Element i (flat, row-major) is `f(i)`.
+    ///
+    /// # Panics
+    /// If the shape's size overflows `usize`.
+    #[track_caller]
     pub fn from_fn(shape: &[usize], f: impl FnMut(usize) -> F) -> Self {
-        let n = shape.iter().product();
+        let n = checked_shape_len(shape);
         Self {
             shape: shape.to_vec(),
             data: (0..n).map(f).collect(),
         }
     }
-
     /// A scalar (shape `[]`).
     pub fn scalar(value: F) -> Self {
         Self {
@@ -239,19 +263,21 @@ impl<F: Float> Tensor<F> {
     }
 
     /// (rows, cols) seen as a matrix: see [`matrix_dims`].
+    #[track_caller]
     pub fn matrix_dims(&self) -> (usize, usize) {
         matrix_dims(&self.shape)
     }
 
-    /// The same elements under another shape with the same count.
+    /// The same elements under another shape with the same count (`None` otherwise).
     pub fn reshaped(mut self, shape: &[usize]) -> Option<Self> {
-        (shape.iter().product::<usize>() == self.data.len()).then(|| {
+        (shape_len(shape) == Some(self.data.len())).then(|| {
             self.shape = shape.to_vec();
             self
         })
     }
 
     /// The value of a one-element tensor.
+    #[track_caller]
     pub fn item(&self) -> F {
         assert_eq!(
             self.data.len(),
@@ -271,12 +297,42 @@ impl<F: Float> Tensor<F> {
     }
 }
 
+/// The number of elements of `shape`, or `None` if it overflows `usize`. A shape is valid if
+/// the product of its nonzero dimensions fits (then so does every partial product, such as
+/// the rows of [`matrix_dims`]); a valid shape with a zero dimension holds no elements.
+pub fn shape_len(shape: &[usize]) -> Option<usize> {
+    let mut nonzero = 1usize;
+    let mut empty = false;
+    for &d in shape {
+        if d == 0 {
+            empty = true;
+        } else {
+            nonzero = nonzero.checked_mul(d)?;
+        }
+    }
+    Some(if empty { 0 } else { nonzero })
+}
+
+/// [`shape_len`], panicking (at the caller's line) if the size overflows.
+#[track_caller]
+pub(crate) fn checked_shape_len(shape: &[usize]) -> usize {
+    // `match`, not `unwrap_or_else`: a closure would report its own line, not the caller's.
+    match shape_len(shape) {
+        Some(n) => n,
+        None => panic!("shape {shape:?}: its size overflows usize"),
+    }
+}
+
 /// A shape seen as a matrix: rank 2 is (rows, cols), rank 1 `[n]` is one row (1, n), rank 0 is
 /// (1, 1); higher ranks fold all leading dimensions into rows.
+///
+/// # Panics
+/// If the rows overflow `usize` (never for the shape of a [`Tensor`] or a tape node).
+#[track_caller]
 pub fn matrix_dims(shape: &[usize]) -> (usize, usize) {
     match shape {
         [] => (1, 1),
         [n] => (1, *n),
-        [lead @ .., last] => (lead.iter().product(), *last),
+        [lead @ .., last] => (checked_shape_len(lead), *last),
     }
 }

@@ -133,9 +133,22 @@ impl DirectLearner {
             .consolidation
             .add_penalty_gradient(&self.weights, &mut grad);
         if !loss.is_finite() || !penalty.is_finite() {
+            let strength = match &self.consolidation {
+                Consolidation::None => None,
+                Consolidation::Ewc { .. } | Consolidation::OnlineEwc { .. } => Some("--ewc-lambda"),
+                Consolidation::Si { .. } => Some("--si-c"),
+            };
+            let hint = match strength {
+                Some(flag) if loss.is_finite() => {
+                    format!(
+                        "the penalty diverged: try a smaller {flag} or --lr than {}",
+                        opt.lr
+                    )
+                }
+                _ => format!("try a smaller --lr than {}", opt.lr),
+            };
             return Err(Error::NonFinite(format!(
-                "task loss {loss}, penalty {penalty} (try a smaller learning rate than {} or a smaller penalty strength)",
-                opt.lr
+                "task loss {loss}, penalty {penalty} ({hint})"
             )));
         }
         let before = task_grad.as_ref().map(|_| self.weights.clone());

@@ -17,6 +17,7 @@ mod regularizer;
 mod step;
 pub mod trainer;
 
+pub use crate::cl::train::Lookahead;
 pub use entropy::{
     entropy_inference, infer_tasks, logit_gap_temperature, EntropyCalibration, TaskScore,
 };
@@ -27,5 +28,4 @@ pub use step::{
     step_gradients, step_gradients_extra, step_gradients_with, task_loss, StepGradients, StepInput,
     StepWorkspace,
 };
-pub use crate::cl::train::Lookahead;
 pub use trainer::{accuracy, train_task, TaskSession};

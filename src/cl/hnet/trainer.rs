@@ -42,6 +42,10 @@ pub struct TaskSession {
     workspace: StepWorkspace<f32>,
     lookahead: Lookahead,
     lr: f64,
+    emb_lr: f64,
+    beta: f64,
+    /// The flag of β in error messages (`--beta`; the replay model's: `--replay-beta`).
+    beta_flag: &'static str,
     label_smoothing: f64,
 }
 
@@ -67,8 +71,17 @@ impl TaskSession {
             workspace: StepWorkspace::new(),
             lookahead: config.lookahead,
             lr: config.lr,
+            emb_lr: config.emb_lr,
+            beta: config.beta,
+            beta_flag: "--beta",
             label_smoothing: config.label_smoothing,
         }
+    }
+
+    /// Names β's flag `flag` in the hint of a diverged step (the replay model's session).
+    pub fn with_beta_flag(mut self, flag: &'static str) -> Self {
+        self.beta_flag = flag;
+        self
     }
 
     /// One step on the batch (`x`, `labels`), regularizing the previous tasks `subset`:
@@ -101,29 +114,20 @@ impl TaskSession {
         } else {
             let m: &HnetModel<f32> = model;
             let rows = labels.len();
-            let mut bad = None;
-            let grads = step_gradients_with(
+            // ε was checked by the configuration, the labels by the data (like the ε = 0 path).
+            step_gradients_with(
                 m,
                 self.task,
                 |tape, weights| {
                     let xv = tape.constant_ref(&[rows, m.target.input_dim()], x);
                     let logits = m.target.forward(tape, weights, xv, input.head);
                     tape.softmax_cross_entropy_smoothed(logits, labels, smoothing)
-                        .unwrap_or_else(|e| {
-                            // Any scalar: the step is discarded with the error.
-                            bad = Some(e);
-                            tape.sum(logits)
-                        })
                 },
                 reg,
                 self.lookahead,
                 &self.theta_opt,
                 &mut self.workspace,
-            );
-            if let Some(e) = bad {
-                return Err(e);
-            }
-            grads
+            )
         };
         self.apply(model, grads)
     }
@@ -195,9 +199,37 @@ impl TaskSession {
     ) -> Result<(f64, f64)> {
         let losses = (grads.task_loss, grads.reg_loss);
         if !losses.0.is_finite() || !losses.1.is_finite() {
+            let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+            // A non-finite loss follows from the last update: name what it broke.
+            let hint = if !finite(&model.task_embs[self.task]) {
+                format!(
+                    "the task embedding diverged: try a smaller --emb-lr than {}",
+                    number(self.emb_lr)
+                )
+            } else if !finite(&model.theta) {
+                format!("try a smaller --lr than {}", number(self.lr))
+            } else if !losses.0.is_finite() {
+                // Both parameters are finite but too large: the larger rate first.
+                if self.emb_lr > self.lr {
+                    format!(
+                        "try a smaller --emb-lr than {} or a smaller --lr than {}",
+                        number(self.emb_lr),
+                        number(self.lr)
+                    )
+                } else {
+                    format!("try a smaller --lr than {}", number(self.lr))
+                }
+            } else {
+                format!(
+                    "the output regularizer diverged: try a smaller {} than {} or a smaller --lr than {}",
+                    self.beta_flag,
+                    number(self.beta),
+                    number(self.lr)
+                )
+            };
             return Err(Error::NonFinite(format!(
-                "task {}: task loss {}, regularizer {} (try a smaller learning rate than {})",
-                self.task, losses.0, losses.1, self.lr
+                "task {}: task loss {}, regularizer {} ({hint})",
+                self.task, losses.0, losses.1
             )));
         }
         self.theta_opt.step(&mut model.theta, &grads.theta);
@@ -211,16 +243,23 @@ impl TaskSession {
     /// loss, so only the last step's update needs this look), and returns the Adam states.
     pub fn finish(self, model: &HnetModel<f32>) -> Result<OptimizerState> {
         let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
-        if finite(&model.theta) && finite(&model.task_embs[self.task]) {
+        if !finite(&model.theta) {
+            Err(Error::NonFinite(format!(
+                "task {}: the hypernetwork parameters became NaN or infinite in the last step (try a smaller --lr than {})",
+                self.task,
+                number(self.lr)
+            )))
+        } else if !finite(&model.task_embs[self.task]) {
+            Err(Error::NonFinite(format!(
+                "task {}: the task embedding became NaN or infinite in the last step (try a smaller --emb-lr than {})",
+                self.task,
+                number(self.emb_lr)
+            )))
+        } else {
             Ok(OptimizerState {
                 theta: self.theta_opt,
                 embedding: self.emb_opt,
             })
-        } else {
-            Err(Error::NonFinite(format!(
-                "task {}: the hypernetwork parameters or the task embedding became NaN or infinite in the last step (try a smaller learning rate than {})",
-                self.task, self.lr
-            )))
         }
     }
 }
@@ -282,4 +321,13 @@ pub fn predict(
         },
     );
     out
+}
+
+/// A setting's value as a user would type it: plain in [1e-4, 1e6), else in exponent form.
+pub(crate) fn number(v: f64) -> String {
+    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }

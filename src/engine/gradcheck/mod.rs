@@ -138,7 +138,13 @@ where
             let rel = error_measure(a, numeric);
             // NaN counts as the worst possible error.
             let rel = if rel.is_nan() { f64::INFINITY } else { rel };
-            max_abs = max_abs.max((a - numeric).abs());
+            // Not `f64::max`, which would drop a NaN error.
+            let abs = (a - numeric).abs();
+            max_abs = if abs.is_nan() {
+                f64::INFINITY
+            } else {
+                max_abs.max(abs)
+            };
             if rel > max_rel || i == 0 {
                 max_rel = rel;
                 worst = (i, a, numeric);

@@ -24,7 +24,7 @@ const PANEL_ELEMS: usize = 1 << 16;
 /// Whether the panel backward pays off for x [m×k] and W [n×k]: many outputs, and x (which
 /// every panel reads) small.
 pub fn panels_pay_off(m: usize, n: usize, k: usize) -> bool {
-    n >= 8 * 1024 && (1..=1024).contains(&m) && m * k <= 1 << 16
+    n >= 8 * 1024 && (1..=1024).contains(&m) && m.saturating_mul(k) <= 1 << 16
 }
 
 /// Columns per panel for m rows: 16 (the width of the SIMD kernels) times an odd number. A
@@ -37,16 +37,34 @@ fn panel_width(m: usize) -> usize {
 }
 
 /// (columns per panel, lanes, dx elements per lane) for x [m×k] and n outputs.
+#[track_caller]
 fn plan(m: usize, n: usize, k: usize, want_x: bool) -> (usize, usize, usize) {
     let nb = panel_width(m);
     let lanes = LANES.min(n.div_ceil(nb));
-    (nb, lanes, if want_x { m * k } else { 0 })
+    (nb, lanes, if want_x { checked(m, k) } else { 0 })
+}
+
+/// a·b, panicking (at the caller's line) if it overflows `usize`.
+#[track_caller]
+fn checked(a: usize, b: usize) -> usize {
+    // `match`, not `unwrap_or_else`: a closure would report its own line, not the caller's.
+    match a.checked_mul(b) {
+        Some(n) => n,
+        None => panic!("dense panels: {a}×{b} elements overflow usize"),
+    }
 }
 
 /// Elements of working memory [`dense_backward_panels`] needs.
+///
+/// # Panics
+/// If the size overflows `usize`.
+#[track_caller]
 pub fn panel_scratch_len(m: usize, n: usize, k: usize, want_x: bool) -> usize {
     let (nb, lanes, dx_len) = plan(m, n, k, want_x);
-    lanes * (m * nb + dx_len)
+    let Some(per_lane) = checked(m, nb).checked_add(dx_len) else {
+        panic!("dense panels: scratch for {m}×{k} overflows usize");
+    };
+    checked(lanes, per_lane)
 }
 
 /// Where the gradients of a dense layer go, each optional: dx [m×k], dW [n×k], db \[n\].
@@ -88,8 +106,10 @@ pub fn copy_panel<F: Float>(g: &[F], n: usize, alpha: F, j0: usize, panel: &mut 
 /// Returns the sum of `fill`'s numbers, added in a fixed order.
 ///
 /// # Panics
-/// If a buffer's length does not match its shape (a programming error).
+/// If a buffer's length does not match its shape, or a size overflows `usize` (a programming
+/// error).
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub fn dense_backward_panels<F: Float>(
     m: usize,
     n: usize,
@@ -100,8 +120,8 @@ pub fn dense_backward_panels<F: Float>(
     grads: DenseGrads<'_, F>,
     scratch: &mut [F],
 ) -> f64 {
-    assert_eq!(x.len(), m * k, "x is not [{m}×{k}]");
-    assert_eq!(w.len(), n * k, "W is not [{n}×{k}]");
+    assert_eq!(x.len(), checked(m, k), "x is not [{m}×{k}]");
+    assert_eq!(w.len(), checked(n, k), "W is not [{n}×{k}]");
     let DenseGrads {
         x: gx,
         w: mut gw,

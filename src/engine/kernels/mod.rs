@@ -21,8 +21,10 @@ const BLOCK: usize = 1 << 13;
 /// (its old content, even NaN, is ignored).
 ///
 /// # Panics
-/// If a buffer is shorter than its shape requires (a programming error).
+/// If a buffer is shorter than its shape requires, or a size (m·k, k·n, m·n) overflows
+/// `usize` (a programming error): the panic is reported at the caller's line.
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub fn gemm<F: Float>(
     m: usize,
     n: usize,
@@ -42,6 +44,7 @@ pub fn gemm<F: Float>(
 /// [`gemm`] on the calling thread only, for products that are themselves one part of a
 /// parallel loop.
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 pub(crate) fn gemm_serial<F: Float>(
     m: usize,
     n: usize,
@@ -57,8 +60,22 @@ pub(crate) fn gemm_serial<F: Float>(
     gemm_on(1, m, n, k, alpha, a, trans_a, b, trans_b, beta, c);
 }
 
+/// Checks that a `rows`×`cols` operand fits in a buffer of `len` elements, its size computed
+/// without overflow: the bounds check that makes the raw product safe.
+#[track_caller]
+fn check_operand(what: &str, rows: usize, cols: usize, len: usize) {
+    match rows.checked_mul(cols) {
+        Some(need) => assert!(
+            len >= need,
+            "gemm: {what} has {len} elements, needs {rows}×{cols} = {need}"
+        ),
+        None => panic!("gemm: {what} of {rows}×{cols} elements overflows usize"),
+    }
+}
+
 /// [`gemm`] split over at most `threads` threads.
 #[allow(clippy::too_many_arguments)]
+#[track_caller]
 fn gemm_on<F: Float>(
     threads: usize,
     m: usize,
@@ -72,24 +89,9 @@ fn gemm_on<F: Float>(
     beta: F,
     c: &mut [F],
 ) {
-    assert!(
-        a.len() >= m * k,
-        "gemm: A has {} elements, needs {}",
-        a.len(),
-        m * k
-    );
-    assert!(
-        b.len() >= k * n,
-        "gemm: B has {} elements, needs {}",
-        b.len(),
-        k * n
-    );
-    assert!(
-        c.len() >= m * n,
-        "gemm: C has {} elements, needs {}",
-        c.len(),
-        m * n
-    );
+    check_operand("A", m, k, a.len());
+    check_operand("B", k, n, b.len());
+    check_operand("C", m, n, c.len());
     if m == 0 || n == 0 {
         return;
     }
@@ -153,7 +155,10 @@ fn gemm_split<F: Float>(
     c: OutputMatrix<F>,
     parts: usize,
 ) {
-    if parts > 1 && m * n * k >= PARALLEL_MIN_FLOP && (m >= 16 || n >= 16) {
+    if parts > 1
+        && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_FLOP
+        && (m >= 16 || n >= 16)
+    {
         let (p1, p2) = (parts / 2, parts - parts / 2);
         if m >= n {
             let h = m * p1 / parts;
@@ -281,7 +286,11 @@ pub fn add_assign<F: Float>(dst: &mut [F], src: &[F]) {
 }
 
 /// Σᵢ f(xᵢ) accumulated in f64 over a fixed split: the same result for any thread count.
+/// The sum of nothing is +0.
 pub fn sum_map<F: Float>(x: &[F], f: impl Fn(F) -> f64 + Sync) -> f64 {
+    if x.is_empty() {
+        return 0.0; // not the −0 of an empty `Iterator::sum` of floats
+    }
     let block_sum = |b: &[F]| b.iter().map(|&v| f(v)).sum::<f64>();
     if x.len() >= PARALLEL_MIN_LEN {
         let partial: Vec<f64> = x.par_chunks(BLOCK).map(block_sum).collect();
@@ -291,9 +300,12 @@ pub fn sum_map<F: Float>(x: &[F], f: impl Fn(F) -> f64 + Sync) -> f64 {
     }
 }
 
-/// Σᵢ f(aᵢ, bᵢ) accumulated in f64 over a fixed split.
+/// Σᵢ f(aᵢ, bᵢ) accumulated in f64 over a fixed split. The sum of nothing is +0.
 pub fn sum_zip<F: Float>(a: &[F], b: &[F], f: impl Fn(F, F) -> f64 + Sync) -> f64 {
     assert_eq!(a.len(), b.len());
+    if a.is_empty() {
+        return 0.0;
+    }
     let block_sum = |(a, b): (&[F], &[F])| a.iter().zip(b).map(|(&x, &y)| f(x, y)).sum::<f64>();
     if a.len() >= PARALLEL_MIN_LEN {
         let partial: Vec<f64> = a

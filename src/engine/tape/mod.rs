@@ -12,6 +12,37 @@
 //!
 //! Intermediate gradients are freed as soon as their node's rule has run; only leaves that
 //! require a gradient keep theirs, returned in [`Gradients`].
+//!
+//! # Misuse
+//!
+//! One convention for every op and accessor: **misuse panics**, and the panic names the op
+//! and reports the caller's line (`#[track_caller]`), as an out-of-bounds index does. Misuse
+//! is:
+//! - shapes that do not fit: elementwise ops ([`Tape::add`], [`Tape::sub`], [`Tape::mul`],
+//!   [`Tape::div`]) and the losses over two operands ([`Tape::squared_distance`],
+//!   [`Tape::bce_with_logits`]) require *equal shapes*, not merely equal element counts. The
+//!   only broadcast is a row (`[n]` or `[1, n]`) added to every row of an `[m, n]` matrix:
+//!   [`Tape::add_row`] and the bias of [`Tape::linear`] and its fused forms;
+//! - a tensor of rank 3 or more given to an op on matrices (products, concatenations, row
+//!   ops, reductions by row or column, (log-)softmax): a matrix is rank 2, or rank 1 `[n]` as
+//!   one row, or rank 0 as 1×1 ([`crate::engine::tensor::matrix_dims`]); reshape first;
+//! - an argument out of range: a label for [`Tape::softmax_cross_entropy`] and
+//!   [`Tape::softmax_cross_entropy_smoothed`] (and a smoothing ε outside [0, 1)), a row index,
+//!   a view past the end of its input;
+//! - a [`Var`] of another tape: each tape has a process-wide unique id, carried by its vars
+//!   and by its [`Gradients`], and checked on every use (ops, accessors, backward and
+//!   gradient look-ups);
+//! - a size that overflows `usize` (such as the m×n output of a product of [m×0] and [0×n]).
+//!
+//! Fallible *constructors* return `Option` or `Result` instead ([`Tensor::new`],
+//! [`Tensor::reshaped`]); validate user input there, or before calling an op.
+//!
+//! Numbers, not misuse, are never refused: NaN propagates (NaN in, NaN out, including
+//! through `relu` and the max-based log-softmax), and a reduction over nothing is defined:
+//! a sum of no elements is 0, a mean of none is NaN (0/0), which holds for [`Tape::mean`],
+//! [`Tape::row_means`] of zero columns, [`Tape::col_means`] of zero rows, and the losses that
+//! are means ([`Tape::softmax_cross_entropy`] of zero rows, [`Tape::bce_with_logits`] of zero
+//! elements).
 
 mod ops;
 mod pool;
@@ -19,18 +50,42 @@ mod pool;
 pub use ops::{Axis, DistanceSaved, DistanceTarget, Op, Unary};
 pub use pool::BufferPool;
 
-use crate::engine::tensor::{Float, Tensor};
+use crate::engine::tensor::{checked_shape_len, Float, Tensor};
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-/// A handle to a node of a [`Tape`]: the node's index.
+/// The id of the next tape: unique within the process, never reused.
+static NEXT_TAPE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// A handle to a node of a [`Tape`]: the id of its tape and the node's index on it. Using it
+/// on another tape panics (see the module's conventions).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Var(pub(crate) usize);
+pub struct Var {
+    tape: u64,
+    index: usize,
+}
 
 impl Var {
     /// The node's position on its tape.
     pub fn index(self) -> usize {
-        self.0
+        self.index
     }
+
+    /// The id of the tape the node belongs to ([`Tape::id`]).
+    pub fn tape_id(self) -> u64 {
+        self.tape
+    }
+}
+
+/// Panics for `v` used on tape `tape`: its message names both tapes.
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_var(v: Var, tape: u64) -> ! {
+    panic!(
+        "Var %{} belongs to tape #{}, not to tape #{tape} on which it is used",
+        v.index, v.tape
+    )
 }
 
 /// Where a node's value lives.
@@ -53,6 +108,7 @@ struct Node<'a, F> {
 
 /// A define-by-run tape over element type `F`; `'a` is the lifetime of borrowed leaves.
 pub struct Tape<'a, F: Float> {
+    id: u64,
     nodes: Vec<Node<'a, F>>,
     recording: bool,
     pool: BufferPool<F>,
@@ -79,10 +135,40 @@ impl<'a, F: Float> Tape<'a, F> {
     /// with [`Tape::into_pool`].
     pub fn with_pool(recording: bool, pool: BufferPool<F>) -> Self {
         Self {
+            id: NEXT_TAPE_ID.fetch_add(1, Ordering::Relaxed),
             nodes: Vec::new(),
             recording,
             pool,
         }
+    }
+
+    /// The tape's id: unique within the process, carried by each of its [`Var`]s.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Every node of the tape, in order.
+    pub fn vars(&self) -> impl Iterator<Item = Var> + '_ {
+        (0..self.nodes.len()).map(|i| self.var(i))
+    }
+
+    /// The handle of node `index` of this tape.
+    fn var(&self, index: usize) -> Var {
+        Var {
+            tape: self.id,
+            index,
+        }
+    }
+
+    /// The node of `v`, after checking that `v` belongs to this tape: the one check every use
+    /// of a var goes through (O(1)).
+    #[inline]
+    #[track_caller]
+    fn node(&self, v: Var) -> &Node<'a, F> {
+        if v.tape != self.id {
+            foreign_var(v, self.id);
+        }
+        &self.nodes[v.index]
     }
 
     /// Ends the tape, returning its pool with every buffer the tape owned, and the buffers of
@@ -130,6 +216,10 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// A leaf over borrowed data (no copy); its gradient is returned by backward.
+    ///
+    /// # Panics
+    /// If `shape` does not hold `data.len()` elements.
+    #[track_caller]
     pub fn leaf_ref(&mut self, shape: &[usize], data: &'a [F]) -> Var {
         assert_shape(shape, data.len());
         let rg = self.recording;
@@ -143,37 +233,63 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// A constant over borrowed data (no copy).
+    ///
+    /// # Panics
+    /// If `shape` does not hold `data.len()` elements.
+    #[track_caller]
     pub fn constant_ref(&mut self, shape: &[usize], data: &'a [F]) -> Var {
         assert_shape(shape, data.len());
         self.push_value(Op::Leaf, shape.to_vec(), Value::Borrowed(data), false)
     }
 
     /// The shape of `v`.
+    #[track_caller]
     pub fn shape(&self, v: Var) -> &[usize] {
-        &self.nodes[v.0].shape
+        &self.node(v).shape
     }
 
     /// `v` seen as a matrix (rows, cols): see [`crate::engine::tensor::matrix_dims`].
+    #[track_caller]
     pub fn dims(&self, v: Var) -> (usize, usize) {
-        crate::engine::tensor::matrix_dims(&self.nodes[v.0].shape)
+        crate::engine::tensor::matrix_dims(&self.node(v).shape)
+    }
+
+    /// `v` as the matrix operand of op `what`: (rows, cols) of a tensor of rank ≤ 2.
+    ///
+    /// # Panics
+    /// If `v` has rank 3 or more (or belongs to another tape).
+    #[track_caller]
+    fn matrix(&self, v: Var, what: &str) -> (usize, usize) {
+        let shape = &self.node(v).shape;
+        if shape.len() > 2 {
+            panic!("{what}: expected a matrix (rank 1 or 2), got shape {shape:?}");
+        }
+        crate::engine::tensor::matrix_dims(shape)
     }
 
     /// The elements of `v`, row-major.
+    #[track_caller]
     pub fn value(&self, v: Var) -> &[F] {
-        let n: usize = self.nodes[v.0].shape.iter().product();
-        match &self.nodes[v.0].value {
+        let node = self.node(v);
+        match &node.value {
             Value::Owned(d) => d,
             Value::Borrowed(d) => d,
-            Value::View { base, offset } => &self.root_data(*base)[*offset..*offset + n],
+            Value::View { base, offset } => {
+                // In bounds: checked, without overflow, when the view was made.
+                let n = checked_shape_len(&node.shape);
+                &self.root_data(*base)[*offset..*offset + n]
+            }
         }
     }
 
     /// A copy of `v` as a tensor.
+    #[track_caller]
     pub fn tensor(&self, v: Var) -> Tensor<F> {
         Tensor::from_vec(self.shape(v), self.value(v).to_vec())
     }
 
     /// The value of a one-element `v`.
+    #[track_caller]
     pub fn item(&self, v: Var) -> F {
         let d = self.value(v);
         assert_eq!(d.len(), 1, "item() of a node of shape {:?}", self.shape(v));
@@ -181,13 +297,15 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// True if a gradient flows back through `v`.
+    #[track_caller]
     pub fn requires_grad(&self, v: Var) -> bool {
-        self.nodes[v.0].requires_grad
+        self.node(v).requires_grad
     }
 
     /// The op that produced `v`.
+    #[track_caller]
     pub fn op(&self, v: Var) -> &Op<F> {
-        &self.nodes[v.0].op
+        &self.node(v).op
     }
 
     /// How many nodes of each op kind the tape holds, by name, sorted.
@@ -213,10 +331,11 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// (root node, offset) of the buffer that holds `v`'s elements.
+    #[track_caller]
     fn storage(&self, v: Var) -> (usize, usize) {
-        match &self.nodes[v.0].value {
+        match &self.node(v).value {
             Value::View { base, offset } => (*base, *offset),
-            _ => (v.0, 0),
+            _ => (v.index, 0),
         }
     }
 
@@ -227,19 +346,24 @@ impl<'a, F: Float> Tape<'a, F> {
             value,
             requires_grad: rg,
         });
-        Var(self.nodes.len() - 1)
+        self.var(self.nodes.len() - 1)
     }
 
-    /// Appends the result of an op on `inputs`; it is recorded only if the tape records and
-    /// some input requires a gradient.
+    /// Appends the result of an op on `inputs` (vars of this tape, already checked); it is
+    /// recorded only if the tape records and some input requires a gradient.
+    #[track_caller]
     fn push(&mut self, op: Op<F>, inputs: &[Var], shape: Vec<usize>, data: Vec<F>) -> Var {
         assert_shape(&shape, data.len());
-        let rg = self.recording && inputs.iter().any(|&v| self.nodes[v.0].requires_grad);
+        let rg = self.recording && inputs.iter().any(|&v| self.node(v).requires_grad);
         let op = if rg { op } else { Op::Leaf };
         self.push_value(op, shape, Value::Owned(data), rg)
     }
 
     /// Reverse pass from a one-element `loss` (seed 1).
+    ///
+    /// # Panics
+    /// If `loss` has more than one element or belongs to another tape.
+    #[track_caller]
     pub fn backward(&mut self, loss: Var) -> Gradients<F> {
         assert_eq!(
             self.value(loss).len(),
@@ -252,22 +376,37 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// Reverse pass from `output` with the gradient `seed` (same element count as `output`):
     /// returns seedᵀ·∂output/∂leaf for every leaf that requires a gradient.
+    ///
+    /// # Panics
+    /// If the seed's length differs from `output`'s element count, or `output` belongs to
+    /// another tape.
+    #[track_caller]
     pub fn backward_with_seed(&mut self, output: Var, seed: &[F]) -> Gradients<F> {
-        assert_eq!(seed.len(), self.value(output).len(), "seed length");
+        let len = self.value(output).len();
+        assert_eq!(
+            seed.len(),
+            len,
+            "backward_with_seed: a seed of {} elements for an output of shape {:?}",
+            seed.len(),
+            self.shape(output)
+        );
         let mut grads = GradBuffers {
             bufs: (0..self.nodes.len()).map(|_| None).collect(),
             pool: std::mem::take(&mut self.pool),
         };
-        if self.nodes[output.0].requires_grad {
+        if self.node(output).requires_grad {
             self.reverse_pass(output, seed, &mut grads);
         }
         self.pool = grads.pool;
-        Gradients { bufs: grads.bufs }
+        Gradients {
+            tape: self.id,
+            bufs: grads.bufs,
+        }
     }
 
     fn reverse_pass(&self, output: Var, seed: &[F], grads: &mut GradBuffers<F>) {
         crate::engine::kernels::add_assign(grads.slot(self, output), seed);
-        for i in (0..=output.0).rev() {
+        for i in (0..=output.index).rev() {
             let node = &self.nodes[i];
             if !node.requires_grad || matches!(node.value, Value::View { .. }) {
                 continue; // a view's gradient already sits in its base's buffer
@@ -278,7 +417,7 @@ impl<'a, F: Float> Tape<'a, F> {
             let Some(g) = grads.bufs[i].take() else {
                 continue; // nothing flowed here
             };
-            self.backward_op(Var(i), &g, grads);
+            self.backward_op(self.var(i), &g, grads);
             grads.pool.give(g);
         }
     }
@@ -349,32 +488,49 @@ impl<F: Float> GradBuffers<F> {
     }
 }
 
-/// Gradients of the leaves that require one, by [`Var`].
+/// Gradients of the leaves that require one, by [`Var`] of the tape they were computed on
+/// (a var of another tape panics).
 pub struct Gradients<F> {
+    tape: u64,
     bufs: Vec<Option<Vec<F>>>,
 }
 
 impl<F: Float> Gradients<F> {
+    /// The index of `v`, after checking that it belongs to the tape of these gradients.
+    #[inline]
+    #[track_caller]
+    fn index(&self, v: Var) -> usize {
+        if v.tape != self.tape {
+            foreign_var(v, self.tape);
+        }
+        v.index
+    }
+
     /// The gradient of leaf `v`, or `None` if no gradient reached it.
+    #[track_caller]
     pub fn get(&self, v: Var) -> Option<&[F]> {
-        self.bufs.get(v.0).and_then(|b| b.as_deref())
+        self.bufs.get(self.index(v)).and_then(|b| b.as_deref())
     }
 
     /// Takes the gradient of leaf `v` out.
+    #[track_caller]
     pub fn take(&mut self, v: Var) -> Option<Vec<F>> {
-        self.bufs.get_mut(v.0).and_then(Option::take)
+        let i = self.index(v);
+        self.bufs.get_mut(i).and_then(Option::take)
     }
 
     /// The gradient of leaf `v`, zeros of length `len` if none reached it.
+    #[track_caller]
     pub fn get_or_zeros(&self, v: Var, len: usize) -> Vec<F> {
         self.get(v)
             .map_or_else(|| vec![F::ZERO; len], <[F]>::to_vec)
     }
 }
 
+#[track_caller]
 fn assert_shape(shape: &[usize], len: usize) {
     assert_eq!(
-        shape.iter().product::<usize>(),
+        checked_shape_len(shape),
         len,
         "shape {shape:?} does not hold {len} elements"
     );

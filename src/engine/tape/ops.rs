@@ -4,17 +4,21 @@
 //! Conventions: matrices are row-major; a rank-1 tensor `[n]` is one row; `g` is the gradient
 //! of the op's output, and a backward rule *adds* into its inputs' gradients (a node may feed
 //! several consumers). Inputs that need no gradient are skipped.
+//!
+//! Every public op checks its operands before it computes anything, in O(1) per operand (their
+//! tape, shapes, and sizes without overflow), and panics on misuse at the caller's line (see
+//! the module documentation of the tape); the backward rules rely on these checks.
 
 use super::{GradBuffers, Tape, Var};
 use crate::engine::kernels::{self, gemm};
-use crate::engine::tensor::Float;
+use crate::engine::tensor::{checked_shape_len, shape_len, Float};
 use rayon::prelude::*;
 use std::fmt;
 
 /// An elementwise function of one input, with its derivative beside it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
-    /// max(x, 0); d/dx = 1 if x > 0 else 0.
+    /// max(x, 0), NaN for NaN; d/dx = 1 if x > 0, NaN if x is NaN, else 0.
     Relu,
     /// x if x > 0 else α(eˣ − 1); d/dx = 1 if x > 0 else y + α.
     Elu(f64),
@@ -35,7 +39,14 @@ impl Unary {
     #[inline]
     pub fn apply<F: Float>(self, x: F) -> F {
         match self {
-            Unary::Relu => x.max(F::ZERO),
+            // Not `x.max(0)`, which maps NaN to 0 and so hides it from training.
+            Unary::Relu => {
+                if x > F::ZERO || x.is_nan() {
+                    x
+                } else {
+                    F::ZERO
+                }
+            }
             Unary::Elu(a) => {
                 if x > F::ZERO {
                     x
@@ -66,6 +77,8 @@ impl Unary {
             Unary::Relu => {
                 if x > F::ZERO {
                     F::ONE
+                } else if x.is_nan() {
+                    x
                 } else {
                     F::ZERO
                 }
@@ -291,7 +304,11 @@ impl<F> Op<F> {
 
 impl<F> fmt::Debug for Op<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ins: Vec<String> = self.inputs().iter().map(|v| format!("%{}", v.0)).collect();
+        let ins: Vec<String> = self
+            .inputs()
+            .iter()
+            .map(|v| format!("%{}", v.index()))
+            .collect();
         write!(f, "{}({})", self.name(), ins.join(", "))
     }
 }
@@ -299,7 +316,7 @@ impl<F> fmt::Debug for Op<F> {
 impl<'a, F: Float> Tape<'a, F> {
     /// Runs the backward rule of node `v` with output gradient `g`.
     pub(super) fn backward_op(&self, v: Var, g: &[F], grads: &mut GradBuffers<F>) {
-        match &self.nodes[v.0].op {
+        match &self.nodes[v.index()].op {
             Op::Leaf | Op::View(_) => {}
             Op::MatMul {
                 a,
@@ -348,6 +365,49 @@ impl<'a, F: Float> Tape<'a, F> {
     fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
         self.requires_grad(v).then(|| grads.slot(self, v))
     }
+
+    /// Checks that `row` is a row of `n` elements (shape `[n]` or `[1, n]`): the one
+    /// broadcast of the ops, a bias added to every row.
+    #[track_caller]
+    fn check_row(&self, row: Var, n: usize, what: &str, name: &str) {
+        let shape = self.shape(row);
+        if !(shape == [n] || shape == [1, n]) {
+            panic!("{what}: {name} of shape {shape:?}, expected [{n}] or [1, {n}]");
+        }
+    }
+
+    /// Checks the operands of a dense layer x·Wᵀ + b of op `what`: x [m×k] and W [n×k]
+    /// matrices, b a row of n, and m·n within `usize`; returns (m, k, n).
+    #[track_caller]
+    fn check_dense(&self, x: Var, w: Var, b: Option<Var>, what: &str) -> (usize, usize, usize) {
+        let (m, k) = self.matrix(x, what);
+        let (n, k2) = self.matrix(w, what);
+        if k != k2 {
+            panic!(
+                "{what}: input of shape {:?} (width {k}) but weight of shape {:?} (width {k2})",
+                self.shape(x),
+                self.shape(w)
+            );
+        }
+        if let Some(b) = b {
+            self.check_row(b, n, what, "bias");
+        }
+        output_len(what, m, n);
+        (m, k, n)
+    }
+}
+
+/// Elements of the [rows × cols] output of op `what`.
+///
+/// # Panics
+/// If they overflow `usize` (a product of [m×0] and [0×n] matrices of large m and n, say).
+#[track_caller]
+fn output_len(what: &str, rows: usize, cols: usize) -> usize {
+    // `match`, not `unwrap_or_else`: a closure would report its own line, not the caller's.
+    match rows.checked_mul(cols) {
+        Some(n) => n,
+        None => panic!("{what}: an output of {rows}×{cols} elements overflows usize"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -355,18 +415,28 @@ impl<'a, F: Float> Tape<'a, F> {
 
 impl<'a, F: Float> Tape<'a, F> {
     /// C = A·B.
+    #[track_caller]
     pub fn matmul(&mut self, a: Var, b: Var) -> Var {
         self.matmul_t(a, b, false, false)
     }
 
     /// C = op(A)·op(B) where op transposes when asked (by strides, never by copying).
+    #[track_caller]
     pub fn matmul_t(&mut self, a: Var, b: Var, trans_a: bool, trans_b: bool) -> Var {
-        let (ar, ac) = self.dims(a);
-        let (br, bc) = self.dims(b);
+        let (ar, ac) = self.matrix(a, "matmul");
+        let (br, bc) = self.matrix(b, "matmul");
         let (m, k) = if trans_a { (ac, ar) } else { (ar, ac) };
         let (k2, n) = if trans_b { (bc, br) } else { (br, bc) };
-        assert_eq!(k, k2, "matmul: inner dimensions {k} and {k2} differ");
-        let mut out = self.pool.take(m * n);
+        if k != k2 {
+            panic!(
+                "matmul: inner dimensions {k} and {k2} differ (shapes {:?}{} and {:?}{})",
+                self.shape(a),
+                if trans_a { "ᵀ" } else { "" },
+                self.shape(b),
+                if trans_b { "ᵀ" } else { "" },
+            );
+        }
+        let mut out = self.pool.take(output_len("matmul", m, n));
         gemm(
             m,
             n,
@@ -419,7 +489,9 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// y = x·Wᵀ + b for x [m×in], W [out×in], b \[out\]: a dense layer in one node.
+    /// y = x·Wᵀ + b for x [m×in], W [out×in], b \[out\] (or [1×out]): a dense layer in one
+    /// node.
+    #[track_caller]
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Var {
         let (m, n, out) = self.dense_forward(x, w, b, "linear");
         let inputs: Vec<Var> = [Some(x), Some(w), b].into_iter().flatten().collect();
@@ -431,8 +503,9 @@ impl<'a, F: Float> Tape<'a, F> {
         self.dense_backward(x, w, b, F::ONE, g, grads);
     }
 
-    /// (m, n, x·Wᵀ + b) in a pooled buffer: the forward of [`Tape::linear`] and of the fused
-    /// ops built on it.
+    /// (m, n, x·Wᵀ + b) in a pooled buffer, the operands checked: the forward of
+    /// [`Tape::linear`] and of the fused ops built on it.
+    #[track_caller]
     fn dense_forward(
         &mut self,
         x: Var,
@@ -440,18 +513,10 @@ impl<'a, F: Float> Tape<'a, F> {
         b: Option<Var>,
         what: &str,
     ) -> (usize, usize, Vec<F>) {
-        let (m, k) = self.dims(x);
-        let (n, k2) = self.dims(w);
-        assert_eq!(k, k2, "{what}: input width {k} but weight is {n}×{k2}");
+        let (m, k, n) = self.check_dense(x, w, b, what);
         let mut out = self.pool.take(m * n);
         let beta = if let Some(b) = b {
             let bv = self.value(b);
-            assert_eq!(
-                bv.len(),
-                n,
-                "{what}: bias has {} elements, {n} needed",
-                bv.len()
-            );
             out.chunks_exact_mut(n.max(1))
                 .for_each(|row| row.copy_from_slice(bv));
             F::ONE
@@ -556,17 +621,18 @@ fn add_col_sums<F: Float>(g: &[F], cols: usize, acc: &mut [F]) {
 // Elementwise arithmetic
 
 impl<'a, F: Float> Tape<'a, F> {
+    /// The common shape of the operands of an elementwise op `what`: they must have equal
+    /// shapes, not merely equal element counts ([2, 3] and [3, 2] are refused).
+    #[track_caller]
     fn binary_shape(&self, a: Var, b: Var, what: &str) -> Vec<usize> {
-        assert_eq!(
-            self.value(a).len(),
-            self.value(b).len(),
-            "{what}: shapes {:?} and {:?} differ",
-            self.shape(a),
-            self.shape(b)
-        );
-        self.shape(a).to_vec()
+        let (sa, sb) = (self.shape(a), self.shape(b));
+        if sa != sb {
+            panic!("{what}: shapes {sa:?} and {sb:?} differ");
+        }
+        sa.to_vec()
     }
 
+    #[track_caller]
     fn binary(&mut self, a: Var, b: Var, op: Op<F>, f: impl Fn(F, F) -> F + Sync) -> Var {
         let shape = self.binary_shape(a, b, op.name());
         let mut out = self.pool.take(self.value(a).len());
@@ -574,7 +640,8 @@ impl<'a, F: Float> Tape<'a, F> {
         self.push(op, &[a, b], shape, out)
     }
 
-    /// a + b (same shape).
+    /// a + b (equal shapes).
+    #[track_caller]
     pub fn add(&mut self, a: Var, b: Var) -> Var {
         self.binary(a, b, Op::Add(a, b), |x, y| x + y)
     }
@@ -589,7 +656,8 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// a − b (same shape).
+    /// a − b (equal shapes).
+    #[track_caller]
     pub fn sub(&mut self, a: Var, b: Var) -> Var {
         self.binary(a, b, Op::Sub(a, b), |x, y| x - y)
     }
@@ -604,7 +672,8 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// a ⊙ b (same shape).
+    /// a ⊙ b (equal shapes).
+    #[track_caller]
     pub fn mul(&mut self, a: Var, b: Var) -> Var {
         self.binary(a, b, Op::Mul(a, b), |x, y| x * y)
     }
@@ -619,7 +688,8 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// a ⊘ b (same shape).
+    /// a ⊘ b (equal shapes).
+    #[track_caller]
     pub fn div(&mut self, a: Var, b: Var) -> Var {
         self.binary(a, b, Op::Div(a, b), |x, y| x / y)
     }
@@ -637,16 +707,12 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// x + r, the row vector r (`[n]` or `[1×n]`) added to every row of x [m×n] (a bias).
+    /// x + r, the row vector r (`[n]` or `[1×n]`) added to every row of x [m×n] (a bias): the
+    /// one broadcast of the elementwise ops.
+    #[track_caller]
     pub fn add_row(&mut self, x: Var, row: Var) -> Var {
-        let (_, n) = self.dims(x);
-        let rv = self.value(row);
-        assert_eq!(
-            rv.len(),
-            n,
-            "add_row: row has {} elements, x has {n} columns",
-            rv.len()
-        );
+        let (_, n) = self.matrix(x, "add_row");
+        self.check_row(row, n, "add_row", "row");
         let mut out = self.pool.take(self.value(x).len());
         out.copy_from_slice(self.value(x));
         let rv = self.value(row);
@@ -670,6 +736,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// s·x.
+    #[track_caller]
     pub fn scale(&mut self, x: Var, s: F) -> Var {
         let mut out = self.pool.take(self.value(x).len());
         kernels::map(self.value(x), &mut out, |v| s * v);
@@ -678,6 +745,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// −x.
+    #[track_caller]
     pub fn neg(&mut self, x: Var) -> Var {
         self.scale(x, -F::ONE)
     }
@@ -690,6 +758,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// f(x) elementwise (see [`Unary`] for each f and its derivative).
+    #[track_caller]
     pub fn unary(&mut self, x: Var, f: Unary) -> Var {
         let mut out = self.pool.take(self.value(x).len());
         kernels::map(self.value(x), &mut out, |v| f.apply(v));
@@ -717,31 +786,38 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// max(x, 0).
+    /// max(x, 0); NaN stays NaN.
+    #[track_caller]
     pub fn relu(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Relu)
     }
     /// ELU with α.
+    #[track_caller]
     pub fn elu(&mut self, x: Var, alpha: f64) -> Var {
         self.unary(x, Unary::Elu(alpha))
     }
     /// tanh x.
+    #[track_caller]
     pub fn tanh(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Tanh)
     }
     /// 1 / (1 + e⁻ˣ).
+    #[track_caller]
     pub fn sigmoid(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Sigmoid)
     }
     /// eˣ.
+    #[track_caller]
     pub fn exp(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Exp)
     }
     /// ln x.
+    #[track_caller]
     pub fn log(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Log)
     }
     /// x².
+    #[track_caller]
     pub fn square(&mut self, x: Var) -> Var {
         self.unary(x, Unary::Square)
     }
@@ -751,19 +827,24 @@ impl<'a, F: Float> Tape<'a, F> {
 // Reductions
 
 impl<'a, F: Float> Tape<'a, F> {
-    /// Σ over `axis` (mean if `mean`): a scalar, one value per row `[rows]`, or per column
-    /// `[cols]`.
+    /// Σ over `axis` (mean if `mean`): a scalar (x of any shape), one value per row `[rows]`,
+    /// or per column `[cols]` (x a matrix). A sum of no elements is 0, a mean of none NaN.
+    #[track_caller]
     pub fn reduce(&mut self, x: Var, axis: Axis, mean: bool) -> Var {
-        let (m, n) = self.dims(x);
+        let (m, n) = match axis {
+            Axis::All => self.dims(x),
+            Axis::Row | Axis::Col => self.matrix(x, "reduce"),
+        };
         let xv = self.value(x);
         let (shape, out) = match axis {
             Axis::All => {
                 let s = kernels::sum(xv);
-                let s = if mean { s / xv.len().max(1) as f64 } else { s };
+                // A mean of nothing is 0/0 = NaN.
+                let s = if mean { s / xv.len() as f64 } else { s };
                 (vec![], vec![F::from_f64(s)])
             }
             Axis::Row => {
-                let d = if mean { n.max(1) as f64 } else { 1.0 };
+                let d = if mean { n as f64 } else { 1.0 };
                 let out = (0..m)
                     .map(|i| F::from_f64(kernels::sum(&xv[i * n..(i + 1) * n]) / d))
                     .collect();
@@ -773,7 +854,7 @@ impl<'a, F: Float> Tape<'a, F> {
                 let mut acc = vec![F::ZERO; n];
                 add_col_sums(xv, n, &mut acc);
                 if mean {
-                    let d = F::from_f64(m.max(1) as f64);
+                    let d = F::from_f64(m as f64);
                     acc.iter_mut().for_each(|a| *a /= d);
                 }
                 (vec![n], acc)
@@ -818,26 +899,32 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// Σ of all elements (a scalar).
+    #[track_caller]
     pub fn sum(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::All, false)
     }
-    /// Mean of all elements (a scalar).
+    /// Mean of all elements (a scalar); NaN for no elements.
+    #[track_caller]
     pub fn mean(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::All, true)
     }
     /// Σ within each row: `[rows]`.
+    #[track_caller]
     pub fn row_sums(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::Row, false)
     }
-    /// Mean within each row: `[rows]`.
+    /// Mean within each row: `[rows]` (NaN for rows of no columns).
+    #[track_caller]
     pub fn row_means(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::Row, true)
     }
     /// Σ within each column: `[cols]`.
+    #[track_caller]
     pub fn col_sums(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::Col, false)
     }
-    /// Mean within each column: `[cols]`.
+    /// Mean within each column: `[cols]` (NaN for columns of no rows).
+    #[track_caller]
     pub fn col_means(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::Col, true)
     }
@@ -848,16 +935,26 @@ impl<'a, F: Float> Tape<'a, F> {
 
 impl<'a, F: Float> Tape<'a, F> {
     /// Matrices with equal column counts stacked vertically.
+    #[track_caller]
     pub fn concat_rows(&mut self, xs: &[Var]) -> Var {
         assert!(!xs.is_empty(), "concat_rows of nothing");
-        let n = self.dims(xs[0]).1;
-        let mut m = 0;
+        let n = self.matrix(xs[0], "concat_rows").1;
+        let mut m = 0usize;
         for &x in xs {
-            let (r, c) = self.dims(x);
-            assert_eq!(c, n, "concat_rows: column counts {n} and {c} differ");
-            m += r;
+            let (r, c) = self.matrix(x, "concat_rows");
+            if c != n {
+                panic!(
+                    "concat_rows: column counts {n} and {c} differ (shapes {:?} and {:?})",
+                    self.shape(xs[0]),
+                    self.shape(x)
+                );
+            }
+            let Some(rows) = m.checked_add(r) else {
+                panic!("concat_rows: the row count overflows usize");
+            };
+            m = rows;
         }
-        let mut out = self.pool.take(m * n);
+        let mut out = self.pool.take(output_len("concat_rows", m, n));
         out.clear();
         for &x in xs {
             out.extend_from_slice(self.value(x));
@@ -878,15 +975,28 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// Matrices with equal row counts side by side.
+    #[track_caller]
     pub fn concat_cols(&mut self, xs: &[Var]) -> Var {
         assert!(!xs.is_empty(), "concat_cols of nothing");
-        let m = self.dims(xs[0]).0;
-        let widths: Vec<usize> = xs.iter().map(|&x| self.dims(x).1).collect();
+        let m = self.matrix(xs[0], "concat_cols").0;
+        let mut widths = Vec::with_capacity(xs.len());
+        let mut n = 0usize;
         for &x in xs {
-            assert_eq!(self.dims(x).0, m, "concat_cols: row counts differ");
+            let (r, c) = self.matrix(x, "concat_cols");
+            if r != m {
+                panic!(
+                    "concat_cols: row counts {m} and {r} differ (shapes {:?} and {:?})",
+                    self.shape(xs[0]),
+                    self.shape(x)
+                );
+            }
+            widths.push(c);
+            let Some(cols) = n.checked_add(c) else {
+                panic!("concat_cols: the column count overflows usize");
+            };
+            n = cols;
         }
-        let n: usize = widths.iter().sum();
-        let mut out = self.pool.take(m * n);
+        let mut out = self.pool.take(output_len("concat_cols", m, n));
         out.clear();
         for i in 0..m {
             for (&x, &w) in xs.iter().zip(&widths) {
@@ -912,14 +1022,17 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// The `len(shape)` elements of x's buffer from `offset`, under `shape`: a view, no copy.
+    #[track_caller]
     pub fn view(&mut self, x: Var, offset: usize, shape: &[usize]) -> Var {
-        let len: usize = shape.iter().product();
         let xlen = self.value(x).len();
-        assert!(
-            offset + len <= xlen,
-            "view of {len} elements at {offset} exceeds {xlen} elements of shape {:?}",
-            self.shape(x)
-        );
+        let len = checked_shape_len(shape);
+        if offset.checked_add(len).is_none_or(|end| end > xlen) {
+            panic!(
+                "view of {shape:?} ({len} elements) at {offset} exceeds the {xlen} elements of \
+                 shape {:?}",
+                self.shape(x)
+            );
+        }
         let (base, base_offset) = self.storage(x);
         let rg = self.recording && self.requires_grad(x);
         let value = super::Value::View {
@@ -930,37 +1043,45 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// x under another shape with the same element count: a view.
+    #[track_caller]
     pub fn reshape(&mut self, x: Var, shape: &[usize]) -> Var {
-        let n: usize = shape.iter().product();
-        assert_eq!(
-            n,
-            self.value(x).len(),
-            "reshape {:?} to {shape:?}",
-            self.shape(x)
-        );
+        let xlen = self.value(x).len();
+        if shape_len(shape) != Some(xlen) {
+            panic!(
+                "reshape of {:?} ({xlen} elements) to {shape:?}",
+                self.shape(x)
+            );
+        }
         self.view(x, 0, shape)
     }
 
     /// Rows start..start+len of a matrix: a view.
+    #[track_caller]
     pub fn narrow_rows(&mut self, x: Var, start: usize, len: usize) -> Var {
-        let (m, n) = self.dims(x);
-        assert!(start + len <= m, "narrow_rows {start}+{len} of {m} rows");
+        let (m, n) = self.matrix(x, "narrow_rows");
+        if start.checked_add(len).is_none_or(|end| end > m) {
+            panic!("narrow_rows: rows {start}+{len} of {m} rows");
+        }
         self.view(x, start * n, &[len, n])
     }
 
     /// The flat elements start..start+len: a view of shape `[len]`.
+    #[track_caller]
     pub fn narrow_flat(&mut self, x: Var, start: usize, len: usize) -> Var {
         self.view(x, start, &[len])
     }
 
     /// Rows of x [m×n] picked by `indices` (an embedding lookup): [indices.len()×n].
+    #[track_caller]
     pub fn gather_rows(&mut self, x: Var, indices: &[usize]) -> Var {
-        let (m, n) = self.dims(x);
-        let mut out = self.pool.take(indices.len() * n);
+        let (m, n) = self.matrix(x, "gather_rows");
+        if let Some(&i) = indices.iter().find(|&&i| i >= m) {
+            panic!("gather_rows: index {i} of {m} rows");
+        }
+        let mut out = self.pool.take(output_len("gather_rows", indices.len(), n));
         out.clear();
         let xv = self.value(x);
         for &i in indices {
-            assert!(i < m, "gather_rows: index {i} of {m} rows");
             out.extend_from_slice(&xv[i * n..(i + 1) * n]);
         }
         let op = Op::GatherRows {
@@ -982,13 +1103,17 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// x [m×n] stacked `times` times: [times·m × n] (one task embedding beside every chunk
     /// embedding is `repeat_rows` of a row).
+    #[track_caller]
     pub fn repeat_rows(&mut self, x: Var, times: usize) -> Var {
-        let (m, n) = self.dims(x);
-        let mut out = self.pool.take(times * m * n);
+        let (m, n) = self.matrix(x, "repeat_rows");
+        let Some(rows) = times.checked_mul(m) else {
+            panic!("repeat_rows: {times}×{m} rows overflow usize");
+        };
+        let mut out = self.pool.take(output_len("repeat_rows", rows, n));
         let xv = self.value(x);
         out.chunks_exact_mut((m * n).max(1))
             .for_each(|c| c.copy_from_slice(xv));
-        self.push(Op::RepeatRows { x, times }, &[x], vec![times * m, n], out)
+        self.push(Op::RepeatRows { x, times }, &[x], vec![rows, n], out)
     }
 
     /// dx = Σ over the copies of their block of g.
@@ -1005,27 +1130,32 @@ impl<'a, F: Float> Tape<'a, F> {
 // ---------------------------------------------------------------------------------------------
 // Losses
 
-/// Row-wise log-sum-exp, stable for large logits: max + ln Σ e^(x − max).
-fn log_sum_exp<F: Float>(row: &[F]) -> F {
+/// Shifts a row of logits by its maximum in place, x ← z = x − max, and returns ln Σ e^z:
+/// then log softmax(x) = z − ln Σ e^z. The log-sum-exp max + ln Σ e^z is never formed: at
+/// large logits (1e8 in f32, 1e16 in f64) adding the max back rounds ln Σ e^z away, and
+/// x − (max + ln Σ e^z) loses the whole log-probability.
+///
+/// NaN propagates: a NaN logit makes ln Σ NaN (the max ignores it, its e^z does not), and so
+/// the whole row; an infinite logit likewise gives NaN (∞ − ∞).
+fn shift_by_max<F: Float>(row: &mut [F]) -> F {
     let mx = row
         .iter()
         .fold(F::from_f64(f64::NEG_INFINITY), |a, &b| a.max(b));
-    if !mx.is_finite() {
-        return mx;
-    }
-    let s: F = row.iter().map(|&v| (v - mx).exp()).sum();
-    mx + s.ln()
+    row.iter_mut().for_each(|v| *v -= mx);
+    let s: F = row.iter().map(|&z| z.exp()).sum();
+    s.ln()
 }
 
 impl<'a, F: Float> Tape<'a, F> {
-    /// y = x − logΣexp(x), row-wise.
+    /// y = (x − max) − ln Σ e^(x − max), row-wise: log softmax, stable at any logit.
+    #[track_caller]
     pub fn log_softmax(&mut self, x: Var) -> Var {
-        let (_, n) = self.dims(x);
+        let (_, n) = self.matrix(x, "log_softmax");
         let mut out = self.pool.take(self.value(x).len());
         out.copy_from_slice(self.value(x));
         for row in out.chunks_exact_mut(n.max(1)) {
-            let lse = log_sum_exp(row);
-            row.iter_mut().for_each(|v| *v -= lse);
+            let log_sum = shift_by_max(row);
+            row.iter_mut().for_each(|z| *z -= log_sum);
         }
         let shape = self.shape(x).to_vec();
         self.push(Op::LogSoftmax(x), &[x], shape, out)
@@ -1049,21 +1179,15 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// Mean over rows of −log softmax(logits)ᵢ\[labelᵢ\]: fused, stable at logits of ±1e4.
+    /// Mean over rows of −log softmax(logits)ᵢ\[labelᵢ\] = ln Σⱼ e^(zᵢⱼ) − zᵢ\[labelᵢ\] with
+    /// z = logits − row max: fused, and exact at logits of any size. NaN for zero rows (a mean
+    /// of nothing).
     ///
     /// # Panics
     /// If the label count differs from the row count or a label is out of range.
+    #[track_caller]
     pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Var {
-        let (m, n) = self.dims(logits);
-        assert_eq!(
-            labels.len(),
-            m,
-            "softmax_cross_entropy: {} labels for {m} rows",
-            labels.len()
-        );
-        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
-            panic!("softmax_cross_entropy: label {label} for {n} classes");
-        }
+        self.check_labels(logits, labels, "softmax_cross_entropy");
         self.push_softmax_cross_entropy(logits, labels, 0.0)
     }
 
@@ -1072,52 +1196,60 @@ impl<'a, F: Float> Tape<'a, F> {
     /// code's `--soft_targets` with ε = 0.05; a single class keeps q = 1). Fused and stable
     /// like [`Self::softmax_cross_entropy`], which is ε = 0.
     ///
-    /// Fails if the label count differs from the row count, a label is out of range or ε is
-    /// not in [0, 1).
+    /// # Panics
+    /// Like [`Self::softmax_cross_entropy`], and if ε is not in [0, 1).
+    #[track_caller]
     pub fn softmax_cross_entropy_smoothed(
         &mut self,
         logits: Var,
         labels: &[usize],
         smoothing: f64,
-    ) -> crate::Result<Var> {
-        let (m, n) = self.dims(logits);
-        let bad = |what: String| crate::Error::config("softmax_cross_entropy_smoothed", what);
-        if labels.len() != m {
-            return Err(bad(format!(
-                "expected {m} labels (one per row), found {}",
-                labels.len()
-            )));
-        }
-        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
-            return Err(bad(format!("expected labels below {n}, found {label}")));
-        }
+    ) -> Var {
+        let what = "softmax_cross_entropy_smoothed";
+        self.check_labels(logits, labels, what);
         if !(0.0..1.0).contains(&smoothing) {
-            return Err(bad(format!(
-                "expected a smoothing ε in [0, 1), found {smoothing}"
-            )));
+            panic!("{what}: a smoothing ε of {smoothing}, expected one in [0, 1)");
         }
-        Ok(self.push_softmax_cross_entropy(logits, labels, smoothing))
+        self.push_softmax_cross_entropy(logits, labels, smoothing)
     }
 
+    /// Checks that `logits` is a matrix with one label per row, each below its column count.
+    #[track_caller]
+    fn check_labels(&self, logits: Var, labels: &[usize], what: &str) {
+        let (m, n) = self.matrix(logits, what);
+        if labels.len() != m {
+            panic!(
+                "{what}: {} labels for {m} rows (logits of shape {:?})",
+                labels.len(),
+                self.shape(logits)
+            );
+        }
+        if let Some(&label) = labels.iter().find(|&&l| l >= n) {
+            panic!("{what}: label {label} for {n} classes");
+        }
+    }
+
+    /// The loss Σ_c q_c (ln Σ e^z − z_c) of each row, z = logits − row max (q summing to 1;
+    /// one-hot: ln Σ e^z − z_label), and the softmax e^z / Σ e^z kept for backward.
     fn push_softmax_cross_entropy(&mut self, logits: Var, labels: &[usize], smoothing: f64) -> Var {
         let (m, n) = self.dims(logits);
         let mut probs = self.pool.take(self.value(logits).len());
         probs.copy_from_slice(self.value(logits));
         let mut total = 0.0f64;
         for (row, &label) in probs.chunks_exact_mut(n.max(1)).zip(labels) {
-            let lse = log_sum_exp(row);
+            let log_sum = shift_by_max(row);
             total += if smoothing == 0.0 {
-                (lse - row[label]).to_f64()
+                (log_sum - row[label]).to_f64()
             } else {
-                // Σ_c q_c (lse − x_c), q summing to 1.
                 row.iter()
                     .enumerate()
-                    .map(|(j, &v)| soft_target(j, label, n, smoothing) * (lse - v).to_f64())
+                    .map(|(j, &z)| soft_target(j, label, n, smoothing) * (log_sum - z).to_f64())
                     .sum::<f64>()
             };
-            row.iter_mut().for_each(|v| *v = (*v - lse).exp());
+            row.iter_mut().for_each(|z| *z = (*z - log_sum).exp());
         }
-        let loss = F::from_f64(total / m.max(1) as f64);
+        // A mean over no rows is 0/0 = NaN.
+        let loss = F::from_f64(total / m as f64);
         let op = Op::SoftmaxCrossEntropy {
             logits,
             labels: labels.to_vec(),
@@ -1153,7 +1285,9 @@ impl<'a, F: Float> Tape<'a, F> {
         }
     }
 
-    /// Σ (a − b)² over all elements (b is typically a constant target).
+    /// Σ (a − b)² over all elements of a and b of equal shapes (b is typically a constant
+    /// target).
+    #[track_caller]
     pub fn squared_distance(&mut self, a: Var, b: Var) -> Var {
         self.binary_shape(a, b, "squared_distance");
         let s = kernels::sum_zip(self.value(a), self.value(b), |x, y| {
@@ -1191,10 +1325,12 @@ fn softplus(x: f64) -> f64 {
 
 impl<'a, F: Float> Tape<'a, F> {
     /// (1/N) Σ softplus(x) − x·y over the N elements: the mean of −y·ln σ(x) − (1 − y)·ln(1 − σ(x)),
-    /// fused so that it stays finite at logits of ±1e4 (targets y usually in [0, 1]).
+    /// fused so that it stays finite at logits of ±1e4 (targets y usually in [0, 1], of the
+    /// logits' shape). NaN for no elements (a mean of nothing).
+    #[track_caller]
     pub fn bce_with_logits(&mut self, logits: Var, targets: Var) -> Var {
         self.binary_shape(logits, targets, "bce_with_logits");
-        let n = self.value(logits).len().max(1) as f64;
+        let n = self.value(logits).len() as f64;
         let s = kernels::sum_zip(self.value(logits), self.value(targets), |x, y| {
             let (x, y) = (x.to_f64(), y.to_f64());
             softplus(x) - x * y
@@ -1238,6 +1374,11 @@ impl<'a, F: Float> Tape<'a, F> {
     /// made panel by panel and, on a recording tape, turned into the gradients of x, W and b
     /// at once, while in cache (the op is the end of a loss, so backward always follows);
     /// otherwise y − t is kept for backward.
+    ///
+    /// # Panics
+    /// If the shapes do not fit: x [m×k], W [n×k], b a row of n, `groups` dividing m, and the
+    /// target a [groups × len] matrix (a row `[len]` for one group) with len ≤ (m/groups)·n.
+    #[track_caller]
     pub fn linear_squared_distance(
         &mut self,
         x: Var,
@@ -1251,7 +1392,9 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// [`Tape::linear_squared_distance`] with the target given as values or as the output of
     /// another dense layer (the regularizer's h(e, θ*) recomputed from θ*: on the panel path
-    /// no [m×n] buffer is made for it).
+    /// no [m×n] buffer is made for it). A dense target's layer must produce y's shape,
+    /// [m×n], and its `len` stand for the target's row length.
+    #[track_caller]
     pub fn linear_squared_distance_to(
         &mut self,
         x: Var,
@@ -1260,18 +1403,16 @@ impl<'a, F: Float> Tape<'a, F> {
         target: DistanceTarget,
         groups: usize,
     ) -> Var {
-        let (m, k) = self.dims(x);
-        let n = self.dims(w).0;
-        assert!(
-            groups > 0 && m % groups == 0,
-            "{m} rows do not form {groups} groups"
-        );
+        const WHAT: &str = "linear_squared_distance";
+        let (m, k, n) = self.check_dense(x, w, b, WHAT);
+        if groups == 0 || m % groups != 0 {
+            panic!("{WHAT}: {m} rows do not form {groups} groups");
+        }
         let group_len = m / groups * n;
         let len = self.distance_target_len(target, m, n, groups);
-        assert!(
-            len <= group_len,
-            "target rows of {len} exceed groups of {group_len}"
-        );
+        if len > group_len {
+            panic!("{WHAT}: target rows of {len} exceed groups of {group_len}");
+        }
         let target_grad = self.recording && target.vars().iter().any(|&v| self.requires_grad(v));
         let (total, saved) = if kernels::panels_pay_off(m, n, k) && !target_grad {
             self.squared_distance_by_panels(x, w, b, target, groups, len)
@@ -1322,6 +1463,7 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// Elements of each of the `groups` groups of y [m×n] that `target` covers, its shapes
     /// checked.
+    #[track_caller]
     fn distance_target_len(
         &self,
         target: DistanceTarget,
@@ -1329,31 +1471,24 @@ impl<'a, F: Float> Tape<'a, F> {
         n: usize,
         groups: usize,
     ) -> usize {
+        const WHAT: &str = "linear_squared_distance";
         match target {
             DistanceTarget::Values(t) => {
-                let total = self.value(t).len();
-                assert_eq!(
-                    total % groups,
-                    0,
-                    "target of {total} elements in {groups} rows"
-                );
-                total / groups
+                let (rows, len) = self.matrix(t, WHAT);
+                if rows != groups {
+                    panic!(
+                        "{WHAT}: a target of shape {:?} for {groups} groups (expected \
+                         [{groups}, len])",
+                        self.shape(t)
+                    );
+                }
+                len
             }
             DistanceTarget::Dense { x, w, b, len } => {
-                let ((mt, k), (nt, k2)) = (self.dims(x), self.dims(w));
-                assert_eq!(
-                    (mt, nt),
-                    (m, n),
-                    "target layer's output is {mt}×{nt}, not {m}×{n}"
-                );
-                assert_eq!(
-                    k, k2,
-                    "target layer: input width {k} but weight is {nt}×{k2}"
-                );
-                assert!(
-                    b.is_none_or(|b| self.value(b).len() == n),
-                    "target layer's bias"
-                );
+                let (mt, _, nt) = self.check_dense(x, w, b, WHAT);
+                if (mt, nt) != (m, n) {
+                    panic!("{WHAT}: the target layer's output is {mt}×{nt}, not {m}×{n}");
+                }
                 len
             }
         }
