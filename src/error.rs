@@ -23,6 +23,9 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// A run directory is held by another process (one writer per run directory).
+    #[error("{}: in use by {holder}; a run directory has one writer at a time: wait for it to end, or use another directory", path.display())]
+    Locked { path: PathBuf, holder: String },
     /// A configuration value is impossible or inconsistent.
     #[error("invalid configuration: {field}: {message}")]
     Config { field: String, message: String },

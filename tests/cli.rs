@@ -2,9 +2,12 @@
 //! and failures that name their cause (a missing data directory, a bad option, a truncated IDX
 //! file, a file whose SHA-256 does not match).
 
+mod common;
+
 use assert_cmd::Command;
+use common::mnist_dir;
 use hypertape::data::read_idx;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const FILES: [&str; 4] = [
     "train-images-idx3-ubyte.gz",
@@ -12,10 +15,6 @@ const FILES: [&str; 4] = [
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 ];
-
-fn mnist_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
-}
 
 fn hypertape() -> Command {
     Command::cargo_bin("hypertape").unwrap()

@@ -1,14 +1,12 @@
 //! The command line of the scenarios, baselines, compare grid and toy regression: what each
 //! writes and prints, and a bad method named.
 
-use assert_cmd::Command;
-use hypertape::cl::{Method, Scenario};
-use hypertape::run::{Benchmark, ExperimentConfig, RunState};
-use std::path::PathBuf;
+mod common;
 
-fn mnist_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/mnist")
-}
+use assert_cmd::Command;
+use common::{mnist_dir, split_config};
+use hypertape::cl::{Method, Scenario};
+use hypertape::run::{ExperimentConfig, RunDir, RunState};
 
 /// A tiny SplitMNIST compare grid (hnet and SI, CL1 and CL3, 2 tasks of 5 steps) into `out`.
 fn tiny_compare(out: &std::path::Path) -> std::process::Output {
@@ -80,7 +78,7 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     state
         .learn_task(config.task_specs()[0], &data[..1], &mut |_| {})
         .unwrap();
-    state.save(&si_dir).unwrap();
+    state.save(&RunDir::open(&si_dir, "test").unwrap()).unwrap();
     let resumed = tiny_compare(out.path());
     assert!(resumed.status.success());
     let log = String::from_utf8_lossy(&resumed.stderr);
@@ -101,7 +99,12 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     std::fs::remove_dir_all(&si_dir).unwrap();
     let mut other = RunState::new(&cell_config(Method::Si, Scenario::Cl1, 6)).unwrap();
     other
-        .continue_run(&data, Some(&si_dir), &mut |_| {}, &mut |_| {})
+        .continue_run(
+            &data,
+            Some(&RunDir::open(&si_dir, "test").unwrap()),
+            &mut |_| {},
+            &mut |_| {},
+        )
         .unwrap();
     let refused = tiny_compare(out.path());
     assert!(!refused.status.success());
@@ -166,11 +169,8 @@ fn compare_writes_a_table_and_json_for_every_cell() {
 
 /// The configuration of one cell of [`tiny_compare`]'s grid, with `iterations` steps.
 fn cell_config(method: Method, scenario: Scenario, iterations: usize) -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
-    c.num_tasks = 2;
+    let mut c = split_config(method, scenario, 2);
     c.train.iterations = iterations;
-    c.data_dir = mnist_dir();
-    c.set_method_and_scenario(method, scenario);
     c
 }
 

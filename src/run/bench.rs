@@ -253,12 +253,20 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// GFLOP/s of `matrixmultiply::sgemm` on an n×n by n×n product (row-major, β = 0): 2n³
 /// over the median of `reps` timed calls after one warm-up call.
+///
+/// # Panics
+/// If n·n overflows `usize` or does not fit in an `isize` stride.
 pub fn sgemm_gflops(n: usize, reps: usize) -> f64 {
+    let len = n
+        .checked_mul(n)
+        .filter(|&l| isize::try_from(l).is_ok())
+        .unwrap_or_else(|| panic!("sgemm_gflops: an {n}×{n} matrix overflows usize"));
     let a = square_matrix(n, 1);
     let b = square_matrix(n, 2);
-    let mut c = vec![0.0f32; n * n];
+    let mut c = vec![0.0f32; len];
+    assert!(a.len() == len && b.len() == len);
     let s = median_seconds(reps, || {
-        // SAFETY: a, b and c hold n·n elements each, addressed row-major with these strides;
+        // SAFETY: a, b and c hold n·n elements each (checked above), addressed row-major with these strides;
         // c is a unique borrow, disjoint from a and b.
         unsafe {
             matrixmultiply::sgemm(
@@ -387,8 +395,7 @@ mod tests {
     fn brute_flops(tape: &Tape<'_, f64>) -> (f64, usize) {
         let mut flops = 0.0;
         let mut products = 0;
-        for i in 0..tape.len() {
-            let v = crate::Var(i);
+        for v in tape.vars() {
             let (m, k, n, ins) = match tape.op(v) {
                 Op::Linear { x, w, .. } | Op::LinearSquaredDistance { x, w, .. } => {
                     let (m, k) = tape.dims(*x);

@@ -4,6 +4,7 @@
 
 use super::config::ExperimentConfig;
 use super::record::{write_results, RunResults};
+use super::rundir::RunDir;
 use super::runner::RunState;
 use super::store;
 use crate::cl::{Method, Scenario};
@@ -158,6 +159,7 @@ fn run_cell(
     fresh: bool,
     on_task_end: &mut dyn FnMut(&RunState),
 ) -> Result<(RunResults, CellOrigin)> {
+    let lock = RunDir::open(dir, "hypertape compare (a cell)")?;
     let mut state = if !fresh && store::exists(dir) {
         let mut state = RunState::load(dir)?;
         state.config.check_same(config).map_err(|e| {
@@ -187,7 +189,7 @@ fn run_cell(
         completed => CellOrigin::Resumed { completed },
     };
     let data = state.load_data()?;
-    state.continue_run(&data, Some(dir), &mut |_| {}, on_task_end)?;
+    state.continue_run(&data, Some(&lock), &mut |_| {}, on_task_end)?;
     let results = state.results();
     write_results(dir, &results)?;
     write_replay_pictures(dir, &state.replay_samples(&data))?;

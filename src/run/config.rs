@@ -169,6 +169,11 @@ impl ExperimentConfig {
     /// networks are built, so a crafted configuration cannot ask for more memory than its
     /// file holds.
     pub fn learner_values(&self) -> Option<u64> {
+        self.sizes().map(|(values, _)| values)
+    }
+
+    /// (learner values, target network weights): see [`ExperimentConfig::learner_values`].
+    fn sizes(&self) -> Option<(u64, u64)> {
         const LIMIT: u64 = 1 << 40;
         let fits = |v: Option<u64>| v.filter(|&v| v <= LIMIT);
         let mul = |a: u64, b: u64| fits(a.checked_mul(b));
@@ -215,7 +220,34 @@ impl ExperimentConfig {
             let decoder = mlp(z, &r.decoder_hidden, input)?;
             values = add(values, hnet(&r.hnet, decoder)?)?;
         }
-        Some(values)
+        Some((values, target))
+    }
+
+    /// A rough estimate of the memory a run of this configuration needs, in bytes: every
+    /// learner value with its gradient and Adam moments (16 bytes), the generated target
+    /// weights with their gradients, the stored regularizer targets of every task, a batch's
+    /// activations and the MNIST images. `None` if a size overflows.
+    pub fn memory_estimate(&self) -> Option<u64> {
+        let (values, target) = self.sizes()?;
+        let mul = |a: u64, b: u64| a.checked_mul(b);
+        let (input, head) = self.io_dims();
+        let widths = (input as u64)
+            .checked_add(self.target_hidden.iter().map(|&h| h as u64).sum::<u64>())?
+            .checked_add(mul(self.num_heads() as u64, head as u64)?)?;
+        let activations = mul(mul(self.train.batch_size as u64, widths)?, 4 * 6)?;
+        let targets = if matches!(self.method, Method::Hnet | Method::HnetTir)
+            && !self.train.online_targets
+        {
+            mul(mul(self.num_tasks as u64, target)?, 4)?
+        } else {
+            0
+        };
+        const DATA: u64 = 256 << 20;
+        mul(values, 16)?
+            .checked_add(mul(target, 12)?)?
+            .checked_add(targets)?
+            .checked_add(activations)?
+            .checked_add(DATA)
     }
 
     /// Inputs and outputs per head of the benchmark.
@@ -431,6 +463,44 @@ impl ExperimentConfig {
         if self.method.replays() {
             self.replay.validate()?;
         }
+        self.check_memory()
+    }
+
+    /// Refuses a configuration whose networks overflow a size computation or whose
+    /// [`ExperimentConfig::memory_estimate`] exceeds this machine's physical memory, before
+    /// anything is allocated; the error gives the estimate.
+    pub fn check_memory(&self) -> Result<()> {
+        let too_large = || {
+            Error::config(
+                "sizes",
+                format!(
+                    "the networks of this configuration are too large to count (target widths {:?}, {} heads of {}, hypernetwork widths {:?}, chunks of {:?}, batch {})",
+                    self.target_hidden,
+                    self.num_heads(),
+                    self.io_dims().1,
+                    self.hnet.hidden,
+                    self.hnet.chunk_size,
+                    self.train.batch_size
+                ),
+            )
+        };
+        let (values, target) = self.sizes().ok_or_else(too_large)?;
+        let estimate = self.memory_estimate().ok_or_else(too_large)?;
+        if let Some(memory) = physical_memory() {
+            if estimate > memory {
+                let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+                return Err(Error::config(
+                    "sizes",
+                    format!(
+                        "this configuration needs about {:.1} GiB ({values} trained values, a target network of {target} weights, {} tasks, batch {}), more than this machine's {:.1} GiB",
+                        gib(estimate),
+                        self.num_tasks,
+                        self.train.batch_size,
+                        gib(memory)
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -473,4 +543,13 @@ fn first_difference(
         });
     }
     (a != b).then(|| (path.to_string(), a.to_string(), b.to_string()))
+}
+
+/// The machine's physical memory in bytes (`MemTotal` of /proc/meminfo; `None` where there is
+/// none).
+fn physical_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }

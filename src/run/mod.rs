@@ -4,7 +4,8 @@
 //! - [`config`]: a run's configuration with the official code's defaults per benchmark.
 //! - [`runner`]: [`RunState`] and the one run loop every method goes through; it saves the
 //!   run after every task.
-//! - [`store`]: checkpoints on disk (one schema for every method, atomic generations).
+//! - [`store`]: checkpoints on disk (one schema for every method, atomic generations);
+//!   [`rundir`]: a run directory and its one writer (an exclusive lock).
 //! - [`record`]: the record of a run, its results and metrics (BWT, forgetting), result files.
 //! - [`export`]: one task's target weights as safetensors.
 //! - [`compare`]: a grid of methods × scenarios × seeds, each cell a resumable run.
@@ -15,10 +16,12 @@ pub mod compare;
 pub mod config;
 pub mod export;
 pub mod record;
+pub mod rundir;
 pub mod runner;
 pub mod store;
 pub mod toy;
 
 pub use config::{Benchmark, ExperimentConfig};
 pub use record::{History, RunResults, TaskAccuracy};
+pub use rundir::RunDir;
 pub use runner::{new_learner, run, RunOutput, RunState};

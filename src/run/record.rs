@@ -4,7 +4,10 @@
 //!
 //! Metrics, from the accuracy matrix A (row i: test accuracies after task i, T the last task):
 //! backward transfer = mean over j < T of `A[T][j]` − `A[j][j]` (Lopez-Paz & Ranzato 2017);
-//! forgetting = mean over j < T of max_i `A[i][j]` − `A[T][j]`.
+//! forgetting = mean over j < T of max over i < T of `A[i][j]` − `A[T][j]` (Chaudhry et al.
+//! 2018, eq. 3; negative when tasks end better than they ever were before the last one).
+//! Results written before this rule carry `metrics_version` 1, whose forgetting took the
+//! max over i ≤ T (never negative); [`METRICS_VERSION`] is the current one.
 
 use super::config::ExperimentConfig;
 use crate::cl::{EvalRow, InferredEval, LearnerReport};
@@ -47,8 +50,14 @@ pub struct RunResults {
     /// Backward transfer: mean over tasks j before the last of `A[last][j]` − `A[j][j]` (none with
     /// one task).
     pub backward_transfer: Option<f64>,
-    /// Forgetting: mean over tasks j before the last of max_i `A[i][j]` − `A[last][j]`.
+    /// Forgetting: mean over tasks j before the last T of max over i < T of `A[i][j]` −
+    /// `A[T][j]` (Chaudhry et al. 2018, eq. 3; with `metrics_version` 1 the max ran over
+    /// i ≤ T).
     pub forgetting: Option<f64>,
+    /// Which definitions the metrics follow: 2 = this release's (forgetting over i < T);
+    /// 1 (results written before the field existed) = forgetting over i ≤ T.
+    #[serde(default = "metrics_version_1")]
+    pub metrics_version: u32,
     /// CL2/CL3: row i = percent of each task's test inputs whose task was inferred correctly
     /// after training task i.
     pub task_inference_matrix: Option<Vec<Vec<f64>>>,
@@ -154,15 +163,23 @@ pub fn backward_transfer(matrix: &[Vec<f64>]) -> Option<f64> {
     (t > 0).then(|| (0..t).map(|j| last[j] - matrix[j][j]).sum::<f64>() / t as f64)
 }
 
-/// Forgetting: mean over j < T of max_i `A[i][j]` − `A[T][j]` (i over the rows that hold task
-/// j); `None` with fewer than two tasks.
+/// The definitions [`RunResults`] follow (see `RunResults::metrics_version`).
+pub const METRICS_VERSION: u32 = 2;
+
+fn metrics_version_1() -> u32 {
+    1
+}
+
+/// Forgetting (Chaudhry et al. 2018, eq. 3): mean over j < T of max over i < T of `A[i][j]`
+/// − `A[T][j]`, i over the rows before the last that hold task j (j ≤ i < T); `None` with
+/// fewer than two tasks.
 pub fn forgetting(matrix: &[Vec<f64>]) -> Option<f64> {
     let last = matrix.last()?;
     let t = matrix.len() - 1;
     (t > 0).then(|| {
         (0..t)
             .map(|j| {
-                let best = matrix[j..]
+                let best = matrix[j..t]
                     .iter()
                     .map(|r| r[j])
                     .fold(f64::NEG_INFINITY, f64::max);
@@ -196,6 +213,7 @@ pub fn summarize(
         during_mean_accuracy: mean(&during_accuracy),
         backward_transfer: backward_transfer(matrix),
         forgetting: forgetting(matrix),
+        metrics_version: METRICS_VERSION,
         task_inference_matrix: None,
         final_task_inference_accuracy: None,
         final_mean_task_inference_accuracy: None,
@@ -240,7 +258,6 @@ pub fn summarize(
     }
     results
 }
-
 
 /// Writes `dir/results.json`, `dir/accuracy_matrix.csv` and `dir/accuracy.svg`, each
 /// atomically.
@@ -350,5 +367,9 @@ mod tests {
         assert!((backward_transfer(&m).unwrap() - 2.5).abs() < 1e-12);
         assert_eq!(backward_transfer(&m[..1]), None);
         assert_eq!(forgetting(&[]), None);
+        // The best accuracy before the last task counts, not the last one: a task that ends
+        // better than it ever was is negative forgetting. Task 0: 80 before, 90 at the end.
+        let m = vec![vec![80.0], vec![90.0, 95.0]];
+        assert!((forgetting(&m).unwrap() + 10.0).abs() < 1e-12);
     }
 }

@@ -10,6 +10,7 @@
 
 use super::config::ExperimentConfig;
 use super::record::{summarize, write_results, History, RunResults, TaskAccuracy};
+use super::rundir::RunDir;
 use super::store::{self, Snapshot};
 use crate::cl::baselines::BaselineLearner;
 use crate::cl::hnet::HnetLearner;
@@ -113,8 +114,10 @@ impl RunState {
     }
 
     /// Writes the checkpoint to `dir` (a new generation), then `results.json`,
-    /// `accuracy_matrix.csv` and `accuracy.svg`.
-    pub fn save(&self, dir: &Path) -> Result<()> {
+    /// `accuracy_matrix.csv` and `accuracy.svg`. A state with a NaN or infinite value is not
+    /// written (the error names it; `dir` keeps its last checkpoint).
+    pub fn save(&self, dir: &RunDir) -> Result<()> {
+        let dir = dir.path();
         store::save(
             dir,
             &Snapshot {
@@ -161,7 +164,7 @@ impl RunState {
     pub fn continue_run(
         &mut self,
         data: &[ClassificationTask],
-        dir: Option<&Path>,
+        dir: Option<&RunDir>,
         on_progress: &mut dyn FnMut(&Progress),
         on_task_end: &mut dyn FnMut(&RunState),
     ) -> Result<()> {

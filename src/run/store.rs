@@ -96,7 +96,29 @@ pub fn exists(dir: &Path) -> bool {
 }
 
 /// Writes `snapshot` to `dir` as a new generation and makes it current (see the module doc).
+/// Errors: a tensor or scalar that is NaN or infinite ([`Error::NonFinite`], naming it: a
+/// diverged run must not leave a checkpoint its loader rejects; the current generation stays
+/// as it was), or a failed write (naming the file).
 pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<()> {
+    let state = &snapshot.state;
+    let bad_tensor = state
+        .tensors
+        .iter()
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()));
+    let bad_scalar = state
+        .scalars
+        .iter()
+        .find(|(_, v)| v.iter().any(|x| !x.is_finite()));
+    if let Some(name) = bad_tensor
+        .map(|(n, _)| format!("tensor {n}"))
+        .or_else(|| bad_scalar.map(|(n, _)| format!("scalars {n}")))
+    {
+        return Err(Error::NonFinite(format!(
+            "{name} holds a NaN or infinite value after task {}; not written, {} keeps its last checkpoint",
+            snapshot.tasks.len().saturating_sub(1),
+            dir.display()
+        )));
+    }
     let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = snapshot
         .state
         .tensors
@@ -126,7 +148,7 @@ pub fn save(dir: &Path, snapshot: &Snapshot) -> Result<()> {
 /// configuration, record and tensors; returns it with the path of its tensor file (which an
 /// error about the learner's values should name).
 pub fn load(dir: &Path) -> Result<(Snapshot, PathBuf)> {
-    let generation = read_generation(dir)?;
+    let generation = read_current_generation(dir)?;
     let state_path = generation.dir.join(STATE_FILE);
     let model_path = generation.dir.join(MODEL_FILE);
     let bad =
@@ -340,6 +362,64 @@ fn write_generation(dir: &Path, model: &[u8], state: &[u8]) -> Result<()> {
         let _ = std::fs::remove_dir_all(path);
     }
     Ok(())
+}
+
+/// [`read_generation`], again if a writer switched `CURRENT` and removed the generation while
+/// it was being read (a reader never holds the run directory's lock).
+fn read_current_generation(dir: &Path) -> Result<Generation> {
+    let mut attempts = 0;
+    loop {
+        let before = std::fs::read(dir.join(CURRENT_FILE)).ok();
+        match read_generation(dir) {
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound
+                    && attempts < 3
+                    && std::fs::read(dir.join(CURRENT_FILE)).ok() != before =>
+            {
+                attempts += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Removes what an interrupted writer of `dir` left: temporary files of atomic writes
+/// (`.NAME.tmpPID`) and generation directories that `CURRENT` does not name (all of them when
+/// there is no `CURRENT`: none was ever complete). Leaves everything when `CURRENT` exists but
+/// cannot be read (loading reports that). Call it only while holding the directory's lock
+/// ([`crate::run::RunDir`]).
+pub fn clean(dir: &Path) -> Result<()> {
+    let current = match std::fs::read(dir.join(CURRENT_FILE)) {
+        Ok(bytes) => match std::str::from_utf8(&bytes).map(str::trim) {
+            Ok(name) if generation_number(name).is_some() => Some(name.to_string()),
+            _ => return Ok(()),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(_) => return Ok(()),
+    };
+    for (_, path) in generations(dir)? {
+        if current.as_deref() != path.file_name().and_then(|n| n.to_str()) {
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if is_temporary(&name) && entry.path().is_file() {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a temporary file of [`write_atomic`]: `.NAME.tmpPID`.
+fn is_temporary(name: &str) -> bool {
+    name.starts_with('.')
+        && name
+            .rsplit_once(".tmp")
+            .is_some_and(|(_, pid)| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The generation directories in `dir` with their numbers.

@@ -56,6 +56,38 @@ impl Default for ToyConfig {
     }
 }
 
+impl ToyConfig {
+    /// Checks every field; the error names the flag and what is allowed.
+    pub fn validate(&self) -> Result<()> {
+        /// Largest batch: the toy's buffers for it stay below a few hundred MB.
+        const MAX_BATCH: usize = 1 << 20;
+        if self.iterations == 0 {
+            return Err(Error::config("--iterations", "must be at least 1"));
+        }
+        if self.batch_size == 0 || self.batch_size > MAX_BATCH {
+            return Err(Error::config(
+                "--batch-size",
+                format!("must be 1 to {MAX_BATCH}, got {}", self.batch_size),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config(
+                "--lr",
+                format!("must be a positive finite number, got {}", self.lr),
+            ));
+        }
+        for (flag, v) in [("--beta", self.beta), ("--ewc-lambda", self.ewc_lambda)] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(Error::config(
+                    flag,
+                    format!("must be finite and >= 0, got {v}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One method's outcome.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ToyMethodResult {
@@ -278,12 +310,7 @@ pub fn run_toy(
     config: &ToyConfig,
     methods: &[Method],
 ) -> Result<(ToyResults, Vec<RegressionTask>)> {
-    if config.iterations == 0 || config.batch_size == 0 {
-        return Err(Error::config(
-            "iterations",
-            "iterations and batch size must be at least 1",
-        ));
-    }
+    config.validate()?;
     let tasks = toy_regression(config.seed);
     let start = Instant::now();
     let mut out = Vec::new();

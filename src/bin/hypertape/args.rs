@@ -1,6 +1,7 @@
 //! The command line's arguments: parsed once by clap, then turned into the library's values
 //! (an [`ExperimentConfig`] and the settings the user typed).
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hypertape::cl::hnet::{EntropyCalibration, Lookahead};
 use hypertape::cl::replay::UnseenClasses;
@@ -263,8 +264,8 @@ pub struct CompareArgs {
     /// Scenarios, comma-separated (columns).
     #[arg(long, value_delimiter = ',', default_values = ["cl1", "cl2", "cl3"])]
     pub scenarios: Vec<Scenario>,
-    /// Number of seeds: 42, 43, …
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Number of seeds: 42, 43, … (at most 10000).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub seeds: u64,
     /// Number of tasks [5 / 10].
     #[arg(long)]
@@ -299,8 +300,10 @@ pub struct GradcheckArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Dimensions (m, k, n) of the op inputs.
-    #[arg(long, num_args = 3, value_names = ["M", "K", "N"], default_values_t = [5, 3, 7])]
+    /// Dimensions (m, k, n) of the op inputs, each 1 to 256 (every element is perturbed
+    /// twice, so the check's cost grows with their product).
+    #[arg(long, num_args = 3, value_names = ["M", "K", "N"], default_values_t = [5, 3, 7],
+          value_parser = clap::value_parser!(u64).range(1..=256).map(|v| v as usize))]
     pub dims: Vec<usize>,
     /// Largest accepted error |a − n| / max(|a|, |n|, 1).
     #[arg(long, default_value_t = 1e-6)]
@@ -320,8 +323,8 @@ pub struct BenchArgs {
     /// Regularizer targets recomputed from θ* in every step (as `run --online-targets`).
     #[arg(long)]
     pub online_targets: bool,
-    /// Timed steps per configuration (median reported, after 3 warm-up steps).
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Timed steps per configuration (median reported, after 3 warm-up steps), at most 100000.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub steps: u64,
     /// Numbers of previous tasks to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 9])]
@@ -335,6 +338,8 @@ pub struct BenchArgs {
 pub struct Setting {
     /// The flag and its value as on the command line.
     pub flag: String,
+    /// The flag alone (`--scenario`).
+    name: String,
     apply: Box<dyn Fn(&mut ExperimentConfig)>,
 }
 
@@ -346,6 +351,7 @@ impl Setting {
     ) -> Self {
         let value = value.to_string();
         Self {
+            name: flag.to_string(),
             flag: if value.is_empty() {
                 flag.to_string()
             } else {
@@ -358,6 +364,80 @@ impl Setting {
     /// Sets the option's value in `config`.
     pub fn apply(&self, config: &mut ExperimentConfig) {
         (self.apply)(config)
+    }
+
+    /// Whether the option means anything for a run of `method` on `benchmark`; the error
+    /// names the flag and where it applies (an option a run ignores is refused rather than
+    /// stored, so it never surprises a later `--resume`).
+    pub fn check_applies(&self, method: Method, benchmark: Benchmark) -> Result<(), Error> {
+        use Method::*;
+        const HNET_CLASSIFIER: &[Method] = &[Hnet, HnetTir];
+        let methods: &[Method] = match self.name.as_str() {
+            "--emb-lr" | "--beta" | "--reg-batch" | "--online-targets" | "--hnet-hidden"
+            | "--hnet-activation" | "--hnet-init" | "--chunk-size" | "--chunk-emb-dim"
+            | "--task-emb-dim" => HNET_CLASSIFIER,
+            // The replay model's decoder hypernetwork looks ahead too.
+            "--no-lookahead" | "--sgd-lookahead" => &[Hnet, HnetTir, HnetR],
+            "--label-smoothing" | "--entropy-calibration" => &[Hnet],
+            "--latent-dim" | "--encoder-hidden" | "--decoder-hidden" | "--replay-beta" => {
+                &[HnetR, HnetTir]
+            }
+            "--unseen-classes" => &[HnetR],
+            "--ewc-lambda" | "--fisher-samples" => &[Ewc, OnlineEwc],
+            "--online-ewc-gamma" => &[OnlineEwc],
+            "--si-c" | "--si-xi" => &[Si],
+            "--data-seed" => {
+                if benchmark != Benchmark::PermutedMnist {
+                    return Err(Error::config(
+                        self.flag.clone(),
+                        "applies to permuted-mnist (the permutations' seed) only",
+                    ));
+                }
+                &Method::ALL
+            }
+            _ => &Method::ALL,
+        };
+        if methods.contains(&method) {
+            return Ok(());
+        }
+        let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
+        Err(Error::config(
+            self.flag.clone(),
+            format!(
+                "applies to --method {}, not {}",
+                names.join(" or "),
+                method.name()
+            ),
+        ))
+    }
+}
+
+/// An option's value written as a user types it (`1`, not `1.0`).
+trait Typed {
+    fn typed(&self) -> String;
+}
+
+impl Typed for usize {
+    fn typed(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Typed for u64 {
+    fn typed(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Typed for f64 {
+    fn typed(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Typed for PathBuf {
+    fn typed(&self) -> String {
+        self.display().to_string()
     }
 }
 
@@ -388,8 +468,7 @@ impl RunArgs {
         macro_rules! opt {
             ($field:ident, $flag:literal, |$c:ident, $v:ident| $body:expr) => {
                 if let Some(v) = self.$field.clone() {
-                    let shown = format!("{v:?}");
-                    let shown = shown.trim_matches('"').to_string();
+                    let shown = Typed::typed(&v);
                     s.push(Setting::new(
                         $flag,
                         shown,
@@ -518,17 +597,17 @@ impl RunArgs {
     }
 
     /// The configuration of a new run: the paper's settings for the benchmark, the method's
-    /// and scenario's defaults, then every option given.
-    pub fn new_config(&self, benchmark: Benchmark) -> ExperimentConfig {
+    /// and scenario's defaults, then every option given. Errors: an option that does not
+    /// apply to the method or benchmark (named as typed).
+    pub fn new_config(&self, benchmark: Benchmark) -> Result<ExperimentConfig, Error> {
+        let method = self.method.unwrap_or_default();
         let mut c = ExperimentConfig::paper_defaults(benchmark);
-        c.set_method_and_scenario(
-            self.method.unwrap_or_default(),
-            self.scenario.unwrap_or_default(),
-        );
+        c.set_method_and_scenario(method, self.scenario.unwrap_or_default());
         for s in self.settings() {
+            s.check_applies(method, benchmark)?;
             s.apply(&mut c);
         }
-        c
+        Ok(c)
     }
 }
 

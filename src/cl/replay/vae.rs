@@ -165,7 +165,8 @@ impl Vae {
             ));
         }
         let config = self.train_config(train);
-        let mut session = TaskSession::begin(&mut self.decoder, t, 0, &config);
+        let mut session =
+            TaskSession::begin(&mut self.decoder, t, 0, &config).with_beta_flag("--replay-beta");
         let mut enc_opt = Adam::new(self.encoder_weights.len(), self.config.lr);
         let mut noise = Rng::derived(self.seed, "vae-noise", t as u64);
         let (dim, latent, conds) = (data.input_dim(), self.config.latent_dim, self.conditions);

@@ -2,7 +2,7 @@
 
 use crate::args::{benchmark_of, BenchArgs};
 use hypertape::run::bench;
-use hypertape::Result;
+use hypertape::{Error, Result};
 use std::process::ExitCode;
 
 /// Runs the command.
@@ -11,6 +11,14 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
         benchmark: benchmark_of(args.benchmark),
         online_targets: args.online_targets,
     };
+    for &p in &args.previous {
+        bench::bench_config(setup, p)
+            .check_memory()
+            .map_err(|e| match e {
+                Error::Config { message, .. } => Error::config(format!("--previous {p}"), message),
+                other => other,
+            })?;
+    }
     let report = bench::run_bench(setup, &args.previous, args.steps as usize);
     if args.json {
         let json = serde_json::to_string(&report).expect("the report serializes");

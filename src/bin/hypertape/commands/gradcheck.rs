@@ -11,6 +11,20 @@ use std::process::ExitCode;
 
 /// Runs the command.
 pub fn exec(args: &GradcheckArgs) -> Result<ExitCode> {
+    let positive = |flag: &str, v: f64| {
+        if v.is_finite() && v > 0.0 {
+            Ok(())
+        } else {
+            Err(Error::config(
+                flag,
+                format!("must be a positive finite number, got {v}"),
+            ))
+        }
+    };
+    positive("--tolerance", args.tolerance)?;
+    if let Some(eps) = args.eps {
+        positive("--eps", eps)?;
+    }
     if args.pipeline {
         gradcheck_pipeline(args)
     } else {
@@ -30,12 +44,6 @@ fn options(args: &GradcheckArgs) -> GradCheckOptions {
 /// Every op of the tape.
 fn gradcheck_ops(args: &GradcheckArgs) -> Result<ExitCode> {
     let dims = (args.dims[0], args.dims[1], args.dims[2]);
-    if dims.0 == 0 || dims.1 == 0 || dims.2 == 0 {
-        return Err(Error::config(
-            "--dims",
-            "every dimension must be at least 1",
-        ));
-    }
     let options = options(args);
     let audits = audit_ops(dims, args.seed, &options);
     println!(

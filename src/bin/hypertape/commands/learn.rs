@@ -2,12 +2,17 @@
 
 use super::{format_row, progress_bar};
 use crate::args::LearnArgs;
-use hypertape::run::RunState;
-use hypertape::Result;
+use hypertape::run::{RunDir, RunState};
+use hypertape::{Error, Result};
 use std::process::ExitCode;
 
 /// Runs the command.
 pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
+    // Opening locks (and would create) the directory: first make sure it is one.
+    if !args.dir.is_dir() {
+        return Err(Error::format(&args.dir, "no run directory here"));
+    }
+    let dir = RunDir::open(&args.dir, "hypertape learn")?;
     let mut state = RunState::load(&args.dir)?;
     if let Some(d) = &args.data_dir {
         state.config.data_dir = d.clone();
@@ -26,7 +31,7 @@ pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
         state.config.train.iterations
     );
     state.learn_task(args.task, &data, &mut progress_bar())?;
-    state.save(&args.dir)?;
+    state.save(&dir)?;
     println!(
         "after task {t} ({}): test accuracy % [{}]",
         args.task,

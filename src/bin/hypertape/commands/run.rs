@@ -6,7 +6,7 @@ use crate::args::{RunArgs, RunTarget};
 use hypertape::cl::Method;
 use hypertape::fsio::write_atomic;
 use hypertape::report::write_replay_pictures;
-use hypertape::run::{store, toy, ExperimentConfig, RunState};
+use hypertape::run::{store, toy, ExperimentConfig, RunDir, RunState};
 use hypertape::{Error, Result};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -22,15 +22,30 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
         }
         return run_toy(args);
     }
-    let (out, mut state) = match &args.resume {
-        Some(dir) => (dir.clone(), resume(args, dir)?),
+    let (dir, mut state) = match &args.resume {
+        Some(path) => {
+            // Opening locks (and would create) the directory: first make sure it is one.
+            if !path.is_dir() {
+                return Err(Error::config(
+                    "--resume",
+                    format!("{}: no run directory here", path.display()),
+                ));
+            }
+            let dir = RunDir::open(path, "hypertape run --resume")?;
+            let state = resume(args, path)?;
+            (dir, state)
+        }
         None => {
             let benchmark = args
                 .benchmark()
                 .expect("clap requires a benchmark without --resume");
-            let config = args.new_config(benchmark);
+            let config = args.new_config(benchmark)?;
             config.validate()?;
             let out = out_dir(args, &config);
+            let dir = RunDir::open(&out, "hypertape run").map_err(|e| match e {
+                Error::Locked { .. } => e,
+                other => Error::config("--out", other.to_string()),
+            })?;
             if store::exists(&out) {
                 return Err(Error::config(
                     "--out",
@@ -40,9 +55,10 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
                     ),
                 ));
             }
-            (out, RunState::new(&config)?)
+            (dir, RunState::new(&config)?)
         }
     };
+    let out = dir.path().to_path_buf();
     let data = state.load_data()?;
     print_setup(&state.config, &state);
     let mut on_task_end = |s: &RunState| {
@@ -52,7 +68,7 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
             format_row(&s.history.accuracy_matrix[t])
         );
     };
-    state.continue_run(&data, Some(&out), &mut progress_bar(), &mut on_task_end)?;
+    state.continue_run(&data, Some(&dir), &mut progress_bar(), &mut on_task_end)?;
     let results = state.results();
     let pictures = write_replay_pictures(&out, &state.replay_samples(&data))?;
     print_results(&results);
@@ -177,6 +193,7 @@ fn run_toy(args: &RunArgs) -> Result<ExitCode> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/toy-regression-seed{}", c.seed)));
+    c.validate()?;
     eprintln!(
         "toy regression: 3 tasks, {} steps of {} per task, hnet vs finetune vs ewc (λ {})",
         c.iterations, c.batch_size, c.ewc_lambda
