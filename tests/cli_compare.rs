@@ -10,9 +10,13 @@ use hypertape::run::{ExperimentConfig, RunDir, RunState};
 
 /// A tiny SplitMNIST compare grid (hnet and SI, CL1 and CL3, 2 tasks of 5 steps) into `out`.
 fn tiny_compare(out: &std::path::Path) -> std::process::Output {
-    Command::cargo_bin("hypertape")
-        .unwrap()
-        .args(["compare", "split-mnist", "--methods", "hnet,si"])
+    tiny_grid(out).output().unwrap()
+}
+
+/// The command of [`tiny_compare`]'s grid, to add options to.
+fn tiny_grid(out: &std::path::Path) -> Command {
+    let mut cmd = Command::cargo_bin("hypertape").unwrap();
+    cmd.args(["compare", "split-mnist", "--methods", "hnet,si"])
         .args([
             "--scenarios",
             "cl1,cl3",
@@ -24,9 +28,8 @@ fn tiny_compare(out: &std::path::Path) -> std::process::Output {
         .arg("--data-dir")
         .arg(mnist_dir())
         .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap()
+        .arg(out);
+    cmd
 }
 
 #[test]
@@ -320,4 +323,337 @@ fn bad_replay_settings_are_refused_with_their_name() {
             "{stderr}"
         );
     }
+}
+
+/// The bytes of `dir/name`.
+fn read(dir: &std::path::Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(name).display()))
+}
+
+/// `results.json` of a cell directory, without the fields that vary between runs of the
+/// same settings (the wall time, the data directory).
+fn cell_results(dir: &std::path::Path) -> serde_json::Value {
+    let mut r: serde_json::Value = serde_json::from_slice(&read(dir, "results.json")).unwrap();
+    let r_obj = r.as_object_mut().unwrap();
+    r_obj.remove("wall_seconds");
+    r_obj["config"].as_object_mut().unwrap().remove("data_dir");
+    r
+}
+
+#[test]
+fn compare_list_numbers_the_cells_in_table_order() {
+    let out = tempfile::tempdir().unwrap();
+    let o = tiny_grid(out.path())
+        .args(["--seeds", "2", "--list"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let mut expected = Vec::new();
+    for method in ["hnet", "si"] {
+        for scenario in ["cl1", "cl3"] {
+            for seed in ["42", "43"] {
+                expected.push((method, scenario, seed));
+            }
+        }
+    }
+    assert_eq!(rows.len(), expected.len(), "{stdout}");
+    for (k, (row, (method, scenario, seed))) in rows.iter().zip(expected).enumerate() {
+        let dir = out.path().join(format!("{method}-{scenario}-seed{seed}"));
+        assert_eq!(
+            row,
+            &[
+                &k.to_string(),
+                method,
+                scenario,
+                seed,
+                dir.to_str().unwrap()
+            ],
+            "{stdout}"
+        );
+    }
+    // Nothing ran, nothing was written.
+    assert_eq!(std::fs::read_dir(out.path()).unwrap().count(), 0);
+
+    // A cell outside the grid is refused with the range; --jobs does not go with --cell.
+    let o = tiny_grid(out.path())
+        .args(["--cell", "4"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("numbered 0 to 3"), "{err}");
+    let o = tiny_grid(out.path())
+        .args(["--cell", "1", "--jobs", "2"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn compare_by_cells_and_with_jobs_equals_the_serial_grid() {
+    let tmp = tempfile::tempdir().unwrap();
+    let serial = tmp.path().join("serial");
+    let o = tiny_compare(&serial);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cells = [
+        "hnet-cl1-seed42",
+        "hnet-cl3-seed42",
+        "si-cl1-seed42",
+        "si-cl3-seed42",
+    ];
+
+    // --cell K runs exactly cell K, as the full run did.
+    let split = tmp.path().join("split");
+    let o = tiny_grid(&split).args(["--cell", "2"]).output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("cell 2: si cl1 seed 42: after task 1,"),
+        "{log}"
+    );
+    assert!(
+        log.contains("[cell 2 of 0-3] cell 2: si cl1 seed 42: final mean accuracy"),
+        "{log}"
+    );
+    let made: Vec<String> = std::fs::read_dir(&split)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(made, ["si-cl1-seed42"]);
+    assert_eq!(
+        cell_results(&split.join("si-cl1-seed42")),
+        cell_results(&serial.join("si-cl1-seed42"))
+    );
+
+    // --collect with cells missing: what there is, the missing named, exit status 3.
+    let o = tiny_grid(&split).arg("--collect").output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3 of 4 runs missing"), "{err}");
+    for (k, name) in [
+        (0, "hnet cl1 seed 42"),
+        (1, "hnet cl3 seed 42"),
+        (3, "si cl3 seed 42"),
+    ] {
+        assert!(err.contains(&format!("cell {k}: {name} (")), "{err}");
+    }
+    assert!(err.contains("not started"), "{err}");
+    assert!(err.contains("--array=0,1,3"), "{err}");
+    let table = String::from_utf8_lossy(&read(&split, "table.md")).to_string();
+    assert!(
+        table.contains("| hnet (CL2/CL3: HNET+ENT) | missing | missing |"),
+        "{table}"
+    );
+    assert!(table.contains("Incomplete: 3 run(s) missing"), "{table}");
+    let json: serde_json::Value = serde_json::from_slice(&read(&split, "compare.json")).unwrap();
+    assert_eq!(json["cells"].as_array().unwrap().len(), 1);
+    assert_eq!(json["missing"].as_array().unwrap().len(), 3);
+    assert_eq!(json["missing"][2]["index"], 3);
+
+    // A cell stopped after its first task is named so.
+    let config = cell_config(Method::Hnet, Scenario::Cl1, 5);
+    let mut state = RunState::new(&config).unwrap();
+    let data = state.load_data().unwrap();
+    state
+        .learn_task(config.task_specs()[0], &data[..1], &mut |_| {})
+        .unwrap();
+    let hnet_dir = split.join("hnet-cl1-seed42");
+    state
+        .save(&RunDir::open(&hnet_dir, "test").unwrap())
+        .unwrap();
+    let o = tiny_grid(&split).arg("--collect").output().unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("cell 0: hnet cl1 seed 42 (") && err.contains("stopped after task 0 of 2"),
+        "{err}"
+    );
+
+    // The other cells one by one (cell 0 resumes), then --collect: the serial grid's table and
+    // compare.json, byte for byte.
+    for k in ["0", "1", "3"] {
+        let o = tiny_grid(&split).args(["--cell", k]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        if k == "0" {
+            assert!(String::from_utf8_lossy(&o.stderr).contains("resumed after task 0"));
+        }
+    }
+    let o = tiny_grid(&split).arg("--collect").output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["table.md", "compare.json"] {
+        assert_eq!(read(&split, f), read(&serial, f), "{f}");
+    }
+    for c in cells {
+        assert_eq!(
+            cell_results(&split.join(c)),
+            cell_results(&serial.join(c)),
+            "{c}"
+        );
+    }
+
+    // --jobs 2: the same table, cells one thread each, two at once; progress names each cell.
+    let jobs = tmp.path().join("jobs");
+    let o = tiny_grid(&jobs).args(["--jobs", "2"]).output().unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    for f in ["table.md", "compare.json"] {
+        assert_eq!(read(&jobs, f), read(&serial, f), "{f}");
+    }
+    for c in cells {
+        assert_eq!(
+            cell_results(&jobs.join(c)),
+            cell_results(&serial.join(c)),
+            "{c}"
+        );
+    }
+    for (k, name) in ["hnet cl1", "hnet cl3", "si cl1", "si cl3"]
+        .iter()
+        .enumerate()
+    {
+        assert!(
+            log.contains(&format!("cell {k}: {name} seed 42: started")),
+            "{log}"
+        );
+        for t in 0..2 {
+            let line = format!("cell {k}: {name} seed 42: after task {t}, mean test accuracy");
+            assert!(log.contains(&line), "{line} in {log}");
+        }
+    }
+    assert_eq!(log.matches("] cell ").count(), 4, "{log}");
+    assert!(log.contains("[4/4] cell "), "{log}");
+    // Every line whole: a cell's prefix starts each one.
+    for line in log.lines() {
+        assert!(
+            line.starts_with("  cell ") || line.starts_with('['),
+            "{line:?} in {log}"
+        );
+    }
+}
+
+#[test]
+fn compare_slurm_writes_an_array_script_of_cell_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_hypertape"));
+    // Relative --out, --data-dir and FILE: the script names them absolutely.
+    let data = tmp.path().join("data");
+    std::os::unix::fs::symlink(mnist_dir(), &data).unwrap();
+    let o = Command::cargo_bin("hypertape")
+        .unwrap()
+        .current_dir(tmp.path())
+        .args([
+            "compare",
+            "split-mnist",
+            "--methods",
+            "hnet,si",
+            "--scenarios",
+            "cl1,cl3",
+        ])
+        .args(["--seeds", "2", "--tasks", "2", "--iterations", "5"])
+        .args([
+            "--data-dir",
+            "data",
+            "--out",
+            "grid",
+            "--slurm",
+            "grid.sbatch",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let script = std::fs::read_to_string(tmp.path().join("grid.sbatch")).unwrap();
+    let out = tmp.path().join("grid");
+    assert!(
+        out.is_dir(),
+        "the log directory exists before the array starts"
+    );
+    let grid = format!(
+        "{} compare split-mnist --methods hnet,si --scenarios cl1,cl3 --seeds 2 --tasks 2 --iterations 5 --data-dir {} --out {}",
+        exe.display(),
+        data.display(),
+        out.display()
+    );
+    for line in [
+        "#!/bin/bash\n".to_string(),
+        "\n#SBATCH --array=0-7\n".to_string(),
+        format!("\n#SBATCH --output={}/slurm-%A_%a.log\n", out.display()),
+        "\n#SBATCH --cpus-per-task=1\n".to_string(),
+        "\n#SBATCH --time=0:15:00\n".to_string(),
+        "\n#SBATCH --mem=512M\n".to_string(),
+        format!("\nexec {grid} --cell \"$SLURM_ARRAY_TASK_ID\"\n"),
+    ] {
+        assert!(script.contains(&line), "{line:?} in\n{script}");
+    }
+    // Every #SBATCH line before the first command, as sbatch reads them.
+    let first_command = script.find("\nset -eu").unwrap();
+    assert!(script.rfind("#SBATCH").unwrap() < first_command, "{script}");
+    // The collect step.
+    assert!(
+        stdout.contains("sbatch --dependency=afterany:$jobid"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("--wrap='{grid} --collect'")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("\n  {grid} --collect\n")),
+        "{stdout}"
+    );
+
+    // The script runs the cell Slurm names, as an array task would.
+    let o = std::process::Command::new("bash")
+        .arg(tmp.path().join("grid.sbatch"))
+        .env("SLURM_ARRAY_TASK_ID", "5")
+        .env("SLURM_CPUS_PER_TASK", "1")
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{log}");
+    assert!(
+        log.contains("cell 5: si cl1 seed 43: final mean accuracy"),
+        "{log}"
+    );
+    assert!(out.join("si-cl1-seed43/results.json").is_file());
+
+    // --slurm runs nothing else and refuses what a script cannot name.
+    let o = Command::cargo_bin("hypertape")
+        .unwrap()
+        .args(["compare", "split-mnist", "--out"])
+        .arg(tmp.path().join("with space"))
+        .arg("--slurm")
+        .arg(tmp.path().join("x.sbatch"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("whitespace"));
+}
+
+/// The end-to-end test on a real one-node Slurm (scripts/slurm/e2e.sh), only with
+/// HYPERTAPE_SLURM_E2E=1: it needs root, installs slurm-wlm and munge where missing and
+/// starts munged, slurmctld and slurmd for about a minute.
+#[test]
+fn slurm_end_to_end_when_asked() {
+    if std::env::var("HYPERTAPE_SLURM_E2E").as_deref() != Ok("1") {
+        eprintln!("skipped: set HYPERTAPE_SLURM_E2E=1 to run scripts/slurm/e2e.sh");
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/slurm/e2e.sh");
+    let o = std::process::Command::new("bash")
+        .arg(script)
+        .env("HYPERTAPE", env!("CARGO_BIN_EXE_hypertape"))
+        .output()
+        .unwrap();
+    let log = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(o.status.success(), "{log}");
+    assert!(log.contains("e2e: PASSED"), "{log}");
 }

@@ -281,9 +281,35 @@ pub struct CompareArgs {
     /// reads; the data directory may differ) is not run again.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Run every cell again, even where the output directory holds its results.
-    #[arg(long)]
+    /// Run every cell again (with --cell: that cell), even where the output directory holds
+    /// its results.
+    #[arg(long, conflicts_with_all = ["list", "collect", "slurm"])]
     pub fresh: bool,
+    /// Print the grid's cells, one a line: index, method, scenario, seed, run directory. The
+    /// index runs over methods × scenarios × seeds in the table's order. Runs nothing.
+    #[arg(long, conflicts_with_all = ["cell", "collect", "slurm"])]
+    pub list: bool,
+    /// Run only cell K of --list, in its run directory: resumed after its last completed
+    /// task, or reused when finished, like any cell. Writes no table (see --collect).
+    #[arg(long, value_name = "K", conflicts_with_all = ["collect", "slurm"])]
+    pub cell: Option<usize>,
+    /// Run nothing: build table.md and compare.json from the cells that have finished and
+    /// name the missing ones. With any missing the table and compare.json are still written
+    /// (with the missing runs listed), and the exit status is 3.
+    #[arg(long, conflicts_with = "slurm")]
+    pub collect: bool,
+    /// Run nothing: write FILE, an sbatch script that runs the grid as a Slurm job array (one
+    /// array task per cell, each `--cell $SLURM_ARRAY_TASK_ID`, a log per cell in --out), and
+    /// print how to submit it and collect the table. Its #SBATCH resource lines (one CPU,
+    /// time, memory from the configuration's estimate) may be edited.
+    #[arg(long, value_name = "FILE")]
+    pub slurm: Option<PathBuf>,
+    /// Run N cells at once, each on one thread; the results are the same bit for bit as one
+    /// at a time. 1: one cell at a time on all cores.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u64).range(1..=1024).map(|v| v as usize),
+          conflicts_with_all = ["list", "cell", "collect", "slurm"])]
+    pub jobs: usize,
 }
 
 #[derive(Args)]
