@@ -464,6 +464,8 @@ mod matmul {
         "linear (no bias)",
         "linear_squared_distance (2 groups)",
         "linear_squared_distance (to dense)",
+        "linear_squared_distance_factored",
+        "linear_squared_distance_factored (no biases, half of each group)",
     ];
 
     catalogue_checks!(OPS);

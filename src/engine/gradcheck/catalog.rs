@@ -346,6 +346,45 @@ pub fn op_cases() -> Vec<OpCase> {
                 t.linear_squared_distance_to(x[0], x[1], Some(x[2]), target, 2)
             }
         ),
+        case!(
+            "linear_squared_distance_factored",
+            Any,
+            |m, k, n| vec![
+                vec![2 * m, k],
+                vec![n, k],
+                vec![n],
+                vec![2 * m, k],
+                vec![n, k],
+                vec![n]
+            ],
+            |t, x| {
+                // All but the last output of each group of m rows: its last row is cut.
+                let group_len = t.dims(x[0]).0 / 2 * t.dims(x[1]).0;
+                let target = DistanceTarget::Dense {
+                    x: x[3],
+                    w: x[4],
+                    b: Some(x[5]),
+                    len: group_len.saturating_sub(1).max(1),
+                };
+                t.linear_squared_distance_factored(x[0], x[1], Some(x[2]), target, 2)
+            }
+        ),
+        case!(
+            "linear_squared_distance_factored (no biases, half of each group)",
+            Any,
+            |m, k, n| vec![vec![3 * m, k], vec![n, k], vec![3 * m, k], vec![n, k]],
+            |t, x| {
+                // Rows compared whole, one cut, the rest not compared.
+                let group_len = t.dims(x[0]).0 / 3 * t.dims(x[1]).0;
+                let target = DistanceTarget::Dense {
+                    x: x[2],
+                    w: x[3],
+                    b: None,
+                    len: group_len / 2 + 1,
+                };
+                t.linear_squared_distance_factored(x[0], x[1], None, target, 3)
+            }
+        ),
     ]
 }
 
@@ -398,6 +437,29 @@ pub fn wide_op_cases() -> Vec<OpCase> {
                     len: 2 * WIDE - 5,
                 };
                 t.linear_squared_distance_to(x[0], x[1], Some(x[2]), target, 2)
+            }
+        ),
+        case!(
+            "linear_squared_distance_factored (wide: blocks and lanes)",
+            Small,
+            |m, k, n| vec![
+                vec![4, 2],
+                vec![WIDE, 2],
+                vec![WIDE],
+                vec![4, 2],
+                vec![WIDE, 2],
+                vec![WIDE]
+            ],
+            |t, x| {
+                // All but the last 5 outputs of each group of two rows: W's rows are summed
+                // in blocks over several lanes, apart before and after the cut.
+                let target = DistanceTarget::Dense {
+                    x: x[3],
+                    w: x[4],
+                    b: Some(x[5]),
+                    len: 2 * WIDE - 5,
+                };
+                t.linear_squared_distance_factored(x[0], x[1], Some(x[2]), target, 2)
             }
         ),
     ]

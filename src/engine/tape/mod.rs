@@ -184,6 +184,9 @@ impl<'a, F: Float> Tape<'a, F> {
                 Op::LinearSquaredDistance { saved, .. } => {
                     saved.into_buffers().into_iter().for_each(|b| pool.give(b))
                 }
+                Op::FactoredSquaredDistance { grads, .. } => {
+                    grads.into_iter().for_each(|b| pool.give(b))
+                }
                 _ => {}
             }
         }

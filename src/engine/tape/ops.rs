@@ -186,6 +186,17 @@ pub enum Op<F> {
         groups: usize,
         saved: DistanceSaved<F>,
     },
+    /// [`Op::LinearSquaredDistance`] to a [`DistanceTarget::Dense`] target of the same shape,
+    /// computed from k×k Gram matrices ([`kernels::factored_squared_distance`]); keeps the
+    /// gradients of its inputs (in the order of [`Op::inputs`]) for an output gradient of 1.
+    FactoredSquaredDistance {
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+        grads: Vec<Vec<F>>,
+    },
 }
 
 /// The target of [`Tape::linear_squared_distance_to`].
@@ -272,6 +283,7 @@ impl<F> Op<F> {
             Op::SquaredDistance(..) => "squared_distance",
             Op::BceWithLogits { .. } => "bce_with_logits",
             Op::LinearSquaredDistance { .. } => "linear_squared_distance",
+            Op::FactoredSquaredDistance { .. } => "linear_squared_distance_factored",
         }
     }
 
@@ -285,6 +297,9 @@ impl<F> Op<F> {
             Op::SquaredDistance(a, b) => vec![*a, *b],
             Op::BceWithLogits { logits, targets } => vec![*logits, *targets],
             Op::LinearSquaredDistance {
+                x, w, b, target, ..
+            }
+            | Op::FactoredSquaredDistance {
                 x, w, b, target, ..
             } => [Some(*x), Some(*w), *b]
                 .into_iter()
@@ -357,6 +372,10 @@ impl<'a, F: Float> Tape<'a, F> {
                 saved,
             } => {
                 self.linear_squared_distance_backward(*x, *w, *b, *target, *groups, saved, g, grads)
+            }
+            Op::FactoredSquaredDistance { grads: saved, .. } => {
+                let inputs = self.nodes[v.index()].op.inputs();
+                self.factored_squared_distance_backward(&inputs, saved, g, grads)
             }
         }
     }
@@ -1641,6 +1660,138 @@ impl<'a, F: Float> Tape<'a, F> {
                 }
             }
             DistanceTarget::Dense { x, w, b, .. } => self.dense_backward(x, w, b, -s, diff, grads),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused and factored: the squared distance between two dense layers' outputs from Gram matrices
+
+impl<'a, F: Float> Tape<'a, F> {
+    /// [`Tape::linear_squared_distance_to`] with a dense target of the same shape, computed
+    /// without either output: with δx = x − x_t, D = W − W_t, e = b − b_t, row i's difference
+    /// is r_i = W δx_i + D x_t,i + e, and
+    /// ‖r_i‖² = δxᵀGδx + 2 δxᵀM x_t + x_tᵀH x_t + 2 δxᵀu + 2 x_tᵀv + ‖e‖²
+    /// with G = WᵀW, M = WᵀD, H = DᵀD, u = Wᵀe, v = Dᵀe: O(n·k²) for the layer, O(k²) per row
+    /// instead of O(n·k) (see [`kernels::factored_squared_distance`]; the sums over W's rows
+    /// are kept apart where a group's `len` cuts a row). For a hypernetwork's output
+    /// regularizer: x the last hidden layer at θ, x_t at θ*, one group per task. On a recording
+    /// tape the gradients of every input that needs one are made in the same pass.
+    ///
+    /// # Panics
+    /// If the target is not [`DistanceTarget::Dense`], or the shapes do not fit: x and x_t
+    /// [m×k], W and W_t [n×k], b and b_t rows of n, `groups` dividing m, len ≤ (m/groups)·n.
+    #[track_caller]
+    pub fn linear_squared_distance_factored(
+        &mut self,
+        x: Var,
+        w: Var,
+        b: Option<Var>,
+        target: DistanceTarget,
+        groups: usize,
+    ) -> Var {
+        const WHAT: &str = "linear_squared_distance_factored";
+        let (m, k, n) = self.check_dense(x, w, b, WHAT);
+        let DistanceTarget::Dense {
+            x: xt,
+            w: wt,
+            b: bt,
+            len,
+        } = target
+        else {
+            panic!("{WHAT}: the target must be a dense layer (DistanceTarget::Dense)");
+        };
+        let (mt, kt, nt) = self.check_dense(xt, wt, bt, WHAT);
+        if (mt, kt, nt) != (m, k, n) {
+            panic!(
+                "{WHAT}: the target layer reads {mt}×{kt} and makes {nt} outputs, not {m}×{k} and {n}"
+            );
+        }
+        if groups == 0 || m % groups != 0 {
+            panic!("{WHAT}: {m} rows do not form {groups} groups");
+        }
+        let group_len = output_len(WHAT, m / groups, n);
+        if len > group_len {
+            panic!("{WHAT}: target rows of {len} exceed groups of {group_len}");
+        }
+        let vars: [Option<Var>; 6] = [Some(x), Some(w), b, Some(xt), Some(wt), bt];
+        let lens: Vec<Option<usize>> = vars
+            .iter()
+            .map(|v| {
+                v.filter(|&v| self.recording && self.requires_grad(v))
+                    .map(|v| self.value(v).len())
+            })
+            .collect();
+        let mut bufs: Vec<Option<Vec<F>>> = lens
+            .into_iter()
+            .map(|l| l.map(|l| self.pool.take(l)))
+            .collect();
+        let total = {
+            let [gx, gw, gb, gxt, gwt, gbt]: [Option<&mut [F]>; 6] = bufs
+                .iter_mut()
+                .map(|b| b.as_deref_mut())
+                .collect::<Vec<_>>()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("six inputs"));
+            let grads = kernels::PairGrads {
+                x: gx,
+                w: gw,
+                b: gb,
+                xt: gxt,
+                wt: gwt,
+                bt: gbt,
+            };
+            let pair = kernels::LayerPair {
+                m,
+                k,
+                n,
+                x: self.value(x),
+                w: self.value(w),
+                b: b.map(|b| self.value(b)),
+                xt: self.value(xt),
+                wt: self.value(wt),
+                bt: bt.map(|b| self.value(b)),
+                rows_per_group: m / groups,
+                len,
+            };
+            kernels::factored_squared_distance(pair, grads)
+        };
+        // One saved gradient per input, in the order of `Op::inputs` (empty: none needed).
+        let grads: Vec<Vec<F>> = vars
+            .iter()
+            .zip(bufs)
+            .filter(|(v, _)| v.is_some())
+            .map(|(_, g)| g.unwrap_or_default())
+            .collect();
+        let inputs: Vec<Var> = vars.iter().flatten().copied().collect();
+        let op = Op::FactoredSquaredDistance {
+            x,
+            w,
+            b,
+            target,
+            groups,
+            grads,
+        };
+        self.push(op, &inputs, vec![], vec![F::from_f64(total)])
+    }
+
+    /// Each input's gradient is g times the one the forward pass made for an output gradient
+    /// of 1.
+    fn factored_squared_distance_backward(
+        &self,
+        inputs: &[Var],
+        saved: &[Vec<F>],
+        g: &[F],
+        grads: &mut GradBuffers<F>,
+    ) {
+        let g = g[0];
+        for (&v, saved) in inputs.iter().zip(saved) {
+            if saved.is_empty() {
+                continue;
+            }
+            if let Some(slot) = self.grad_of(v, grads) {
+                kernels::update(slot, saved, |acc, d| acc + g * d);
+            }
         }
     }
 }
