@@ -155,3 +155,69 @@ fn full_size_split_mnist_step_passes_the_directional_audit() {
         assert!(report.passed, "{lookahead:?}: {report}");
     }
 }
+
+#[test]
+fn tiny_pipeline_audit_passes_with_the_factored_regularizer() {
+    // The trainer's gradient with the factored form against finite differences of R by its
+    // definition (the direct form with stored targets): both the gradient and the form's
+    // value are audited.
+    use hypertape::cl::hnet::{RegTargets, RegularizerForm};
+    for seed in [0, 1, 42] {
+        for online in [false, true] {
+            let setup = AuditSetup::tiny_with_form(seed, RegularizerForm::Factored, online);
+            assert!(matches!(
+                (setup.reg.targets(), online),
+                (RegTargets::Factors { .. }, false) | (RegTargets::Online { .. }, true)
+            ));
+            assert_eq!(
+                setup.reg.form_for(&setup.model.hnet, 2),
+                RegularizerForm::Factored
+            );
+            for lookahead in LOOKAHEADS {
+                let report = setup.audit(lookahead, &GradCheckOptions::default());
+                assert!(
+                    report.passed(),
+                    "seed {seed}, online {online}, {lookahead:?}:\n{report}"
+                );
+            }
+            // The same gradient as the direct form's, to rounding.
+            let direct = AuditSetup::tiny(seed);
+            let (gf, ef, df) = setup.step_gradients(Lookahead::Adam);
+            let (gd, ed, dd) = direct.step_gradients(Lookahead::Adam);
+            assert_eq!(
+                (ef, df),
+                (ed, dd),
+                "task gradient and Δθ do not depend on the form"
+            );
+            for (a, b) in gf.iter().zip(&gd) {
+                assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} vs {b}");
+            }
+        }
+    }
+}
+
+#[test]
+fn full_size_permuted_mnist_step_with_the_factored_regularizer_passes_the_directional_audit() {
+    use hypertape::cl::hnet::RegularizerForm;
+    use hypertape::run::{Benchmark, ExperimentConfig};
+    let options = GradCheckOptions {
+        eps: 1e-4,
+        tolerance: 1e-6,
+    };
+    for c in [
+        ExperimentConfig::paper_defaults(Benchmark::PermutedMnist),
+        ExperimentConfig::paper_defaults(Benchmark::SplitMnist),
+    ] {
+        let setup = AuditSetup::with_form(
+            c.target(),
+            &c.hnet,
+            3,
+            4,
+            5,
+            RegularizerForm::Factored,
+            false,
+        );
+        let report = setup.directional_audit(Lookahead::Adam, 5, &options);
+        assert!(report.passed, "{:?}: {report}", c.benchmark);
+    }
+}

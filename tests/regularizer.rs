@@ -2,12 +2,17 @@
 //! by hand on hypernetworks without hidden layers (h(e) = W·e + b, or per chunk
 //! W·[e; c_i] + b), for precomputed and online targets and subsets of the previous tasks; its
 //! f64 gradient with Δθ held fixed; and the gradient of a whole step against its two parts
-//! computed separately.
+//! computed separately. Every test runs the direct and the factored form (and the automatic
+//! choice); the factored op has its own literal test, and a property test and a sweep hold the
+//! two forms equal in f64 over shapes, chunk counts, partial last chunks and task subsets.
+
+mod common;
 
 use hypertape::cl::hnet::{
-    step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, RegTargets, StepInput,
-    StepWorkspace,
+    last_width, step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, RegTargets,
+    RegularizerForm, StepInput, StepWorkspace,
 };
+use hypertape::engine::tape::DistanceTarget;
 use hypertape::gradcheck::{gradcheck, GradCheckOptions};
 use hypertape::nn::{Activation, Hnet, HnetConfig, Mlp};
 use hypertape::optim::{sgd_delta, Adam};
@@ -105,6 +110,12 @@ fn reg_loss(reg: &OutputRegularizer<f64>, hnet: &Hnet, theta: &[f64], subset: &[
 
 const SUBSETS: [&[usize]; 5] = [&[0, 1, 2], &[0], &[2], &[0, 2], &[2, 1]];
 
+const FORMS: [RegularizerForm; 3] = [
+    RegularizerForm::Direct,
+    RegularizerForm::Factored,
+    RegularizerForm::Auto,
+];
+
 #[test]
 fn regularizer_equals_the_formula_by_hand() {
     for chunk in [None, Some(5)] {
@@ -114,13 +125,18 @@ fn regularizer_equals_the_formula_by_hand() {
         }
         let theta_star = m.theta.clone();
         let theta = moved(&theta_star, 1);
-        for online in [false, true] {
+        for (online, form) in [false, true]
+            .into_iter()
+            .flat_map(|o| FORMS.map(|f| (o, f)))
+        {
             let beta = 0.37;
-            let reg = OutputRegularizer::new(&m, 3, beta, online);
+            let reg = OutputRegularizer::with_form(&m, 3, beta, online, form);
             assert_eq!(reg.num_prev(), 3);
             assert_eq!(reg.beta(), beta);
+            assert_eq!(reg.form(), form);
             match (reg.targets(), online) {
                 (RegTargets::Precomputed(ts), false) => {
+                    assert_ne!(form, RegularizerForm::Factored);
                     assert_eq!(ts.len(), 3 * m.hnet.num_weights());
                     for t in 0..3 {
                         let target = reg.precomputed_target(t).unwrap();
@@ -131,6 +147,19 @@ fn regularizer_equals_the_formula_by_hand() {
                     }
                 }
                 (RegTargets::Online { theta_star: ts }, true) => assert_eq!(ts, &theta_star),
+                (
+                    RegTargets::Factors {
+                        theta_star: ts,
+                        activations,
+                    },
+                    false,
+                ) => {
+                    assert_ne!(form, RegularizerForm::Direct);
+                    assert_eq!(ts, &theta_star);
+                    let per_task = m.hnet.num_chunks() * last_width(&m.hnet);
+                    assert_eq!(activations.len(), 3 * per_task);
+                    assert_eq!(reg.stored_values(), ts.len() + 3 * per_task);
+                }
                 _ => panic!("online = {online} gave the other kind of targets"),
             }
             for subset in SUBSETS {
@@ -139,7 +168,7 @@ fn regularizer_equals_the_formula_by_hand() {
                 assert!(want > 1e-3, "the test needs θ ≠ θ*");
                 assert!(
                     (got - want).abs() <= 1e-12 * want.max(1.0),
-                    "chunk {chunk:?}, online {online}, subset {subset:?}: {got} vs {want}"
+                    "chunk {chunk:?}, online {online}, {form:?}, subset {subset:?}: {got} vs {want}"
                 );
             }
             // The regularizer holds θ*: moving the model afterwards does not move its targets.
@@ -157,13 +186,16 @@ fn regularizer_equals_the_formula_by_hand() {
 fn regularizer_is_exactly_zero_at_theta_star() {
     for (chunk, hidden) in [(None, vec![]), (Some(5), vec![]), (Some(7), vec![4, 3])] {
         let m = model(chunk, hidden, 3);
-        for online in [false, true] {
-            let reg = OutputRegularizer::new(&m, 3, 1.5, online);
+        for (online, form) in [false, true]
+            .into_iter()
+            .flat_map(|o| FORMS.map(|f| (o, f)))
+        {
+            let reg = OutputRegularizer::with_form(&m, 3, 1.5, online, form);
             for subset in SUBSETS {
                 let got = reg_loss(&reg, &m.hnet, &m.theta, subset);
                 assert_eq!(
                     got, 0.0,
-                    "chunk {chunk:?}, online {online}, subset {subset:?}"
+                    "chunk {chunk:?}, online {online}, {form:?}, subset {subset:?}"
                 );
             }
         }
@@ -194,11 +226,15 @@ fn regularizer_gradient_with_fixed_lookahead_passes_the_gradient_check() {
         let theta = moved(&m.theta, 3);
         let mut rng = Rng::new(4);
         let delta: Vec<f64> = theta.iter().map(|_| 0.01 * rng.normal()).collect();
-        for online in [false, true] {
+        for (online, form) in [false, true]
+            .into_iter()
+            .flat_map(|o| FORMS.map(|f| (o, f)))
+        {
             // OutputRegularizer::loss ties the regularizer's borrow to the tape's lifetime, and
             // gradcheck's closure is generic over that lifetime: the regularizer must be 'static.
-            let reg: &'static OutputRegularizer<f64> =
-                Box::leak(Box::new(OutputRegularizer::new(&m, 3, 0.8, online)));
+            let reg: &'static OutputRegularizer<f64> = Box::leak(Box::new(
+                OutputRegularizer::with_form(&m, 3, 0.8, online, form),
+            ));
             for subset in [&[0usize, 1, 2][..], &[1]] {
                 let report = gradcheck(
                     &[Tensor::from_vec(&[theta.len()], theta.clone())],
@@ -211,7 +247,7 @@ fn regularizer_gradient_with_fixed_lookahead_passes_the_gradient_check() {
                 );
                 assert!(
                     report.passed(),
-                    "chunk {chunk:?}, online {online}, subset {subset:?}:\n{report}"
+                    "chunk {chunk:?}, online {online}, {form:?}, subset {subset:?}:\n{report}"
                 );
             }
         }
@@ -372,4 +408,283 @@ fn lookahead_changes_the_step_gradient() {
     assert_ne!(off, adam);
     assert_ne!(off, sgd);
     assert_ne!(adam, sgd);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The factored form
+
+#[test]
+fn factored_op_by_hand() {
+    // x = [[1], [2]], W = [[3], [1]], b = [0.5, −1]; x_t = [[1.5], [1]], W_t = [[2], [1]],
+    // b_t = [0, 0]; one group of two rows, len 3: row 1 is compared on its first output only.
+    // y = [[3.5, 0], [6.5, 1]], y_t = [[3, 1.5], [2, 1]], r = [[0.5, −1.5], [4.5, ·]]:
+    // value 0.25 + 2.25 + 20.25 = 22.75. With output gradient 0.5:
+    // ∂x_i = 2·0.5·Σ_j r_ij W_j: x_0 = 0.5·3 − 1.5·1 = 0, x_1 = 4.5·3 = 13.5;
+    // ∂W_j = Σ_i r_ij x_i: W_0 = 0.5·1 + 4.5·2 = 9.5, W_1 = −1.5·1 = −1.5;
+    // ∂b_j = Σ_i r_ij: 5, −1.5;
+    // ∂x_t,i = −Σ_j r_ij W_t,j: −(0.5·2 − 1.5·1) = 0.5, −(4.5·2) = −9;
+    // ∂W_t,j = −Σ_i r_ij x_t,i: −(0.5·1.5 + 4.5·1) = −5.25, −(−1.5·1.5) = 2.25;
+    // ∂b_t = −∂b.
+    let t = |shape: &[usize], v: &[f64]| Tensor::from_vec(shape, v.to_vec());
+    let inputs = [
+        t(&[2, 1], &[1.0, 2.0]),
+        t(&[2, 1], &[3.0, 1.0]),
+        t(&[2], &[0.5, -1.0]),
+        t(&[2, 1], &[1.5, 1.0]),
+        t(&[2, 1], &[2.0, 1.0]),
+        t(&[2], &[0.0, 0.0]),
+    ];
+    common::check_by_hand(
+        &inputs,
+        |tape, v| {
+            let target = DistanceTarget::Dense {
+                x: v[3],
+                w: v[4],
+                b: Some(v[5]),
+                len: 3,
+            };
+            tape.linear_squared_distance_factored(v[0], v[1], Some(v[2]), target, 1)
+        },
+        &[0.5],
+        &[22.75],
+        &[
+            &[0.0, 13.5],
+            &[9.5, -1.5],
+            &[5.0, -1.5],
+            &[0.5, -9.0],
+            &[-5.25, 2.25],
+            &[-5.0, 1.5],
+        ],
+    );
+}
+
+/// The value and ∂/∂θ of `reg` over `subset` at θ = `theta`.
+fn reg_value_and_grad(
+    reg: &OutputRegularizer<f64>,
+    hnet: &Hnet,
+    theta: &[f64],
+    subset: &[usize],
+) -> (f64, Vec<f64>) {
+    let mut tape = Tape::new();
+    let th = tape.leaf_ref(&[theta.len()], theta);
+    let loss = reg.loss(&mut tape, hnet, th, subset);
+    let value = tape.item(loss);
+    let grad = tape.backward(loss).get_or_zeros(th, theta.len());
+    (value, grad)
+}
+
+/// Largest differences of the factored form from the direct one: (value abs, value rel,
+/// gradient abs, gradient abs / ‖direct gradient‖∞).
+#[derive(Clone, Copy, Debug, Default)]
+struct Differences {
+    value_abs: f64,
+    value_rel: f64,
+    grad_abs: f64,
+    grad_rel: f64,
+}
+
+impl Differences {
+    fn max(self, o: Self) -> Self {
+        Self {
+            value_abs: self.value_abs.max(o.value_abs),
+            value_rel: self.value_rel.max(o.value_rel),
+            grad_abs: self.grad_abs.max(o.grad_abs),
+            grad_rel: self.grad_rel.max(o.grad_rel),
+        }
+    }
+}
+
+/// Both forms (precomputed or online targets) over `subset` at θ* moved by N(0, `step`²):
+/// their differences.
+fn compare_forms(
+    m: &HnetModel<f64>,
+    prev: usize,
+    online: bool,
+    subset: &[usize],
+    step: f64,
+    seed: u64,
+) -> Differences {
+    let direct = OutputRegularizer::with_form(m, prev, 0.7, online, RegularizerForm::Direct);
+    let factored = OutputRegularizer::with_form(m, prev, 0.7, online, RegularizerForm::Factored);
+    assert_eq!(
+        factored.form_for(&m.hnet, subset.len()),
+        RegularizerForm::Factored
+    );
+    let mut rng = Rng::new(seed);
+    let theta: Vec<f64> = m.theta.iter().map(|v| v + step * rng.normal()).collect();
+    let (vd, gd) = reg_value_and_grad(&direct, &m.hnet, &theta, subset);
+    let (vf, gf) = reg_value_and_grad(&factored, &m.hnet, &theta, subset);
+    assert!(vd > 0.0);
+    let scale = gd.iter().fold(0.0f64, |a, g| a.max(g.abs()));
+    let grad_abs = gd
+        .iter()
+        .zip(&gf)
+        .fold(0.0f64, |a, (d, f)| a.max((d - f).abs()));
+    Differences {
+        value_abs: (vd - vf).abs(),
+        value_rel: (vd - vf).abs() / vd.abs(),
+        grad_abs,
+        grad_rel: grad_abs / scale.max(f64::MIN_POSITIVE),
+    }
+}
+
+/// A random small model: target MLP and hypernetwork shapes, activation, chunking (often with
+/// a partial last chunk) all drawn from `rng`, with `tasks` task embeddings.
+fn random_model(rng: &mut Rng, tasks: usize) -> HnetModel<f64> {
+    let heads = 1 + rng.below(3);
+    let target = Mlp::new(
+        1 + rng.below(5),
+        &[1 + rng.below(4)],
+        1 + rng.below(3),
+        heads,
+    );
+    let hidden: Vec<usize> = (0..rng.below(3)).map(|_| 1 + rng.below(6)).collect();
+    let activation = [
+        Activation::Elu,
+        Activation::Relu,
+        Activation::Tanh,
+        Activation::Sigmoid,
+    ][rng.below(4)];
+    let chunk_size = match rng.below(4) {
+        0 => None,
+        _ => Some(1 + rng.below(target.num_weights())),
+    };
+    let config = HnetConfig {
+        task_emb_dim: 1 + rng.below(4),
+        hidden,
+        activation,
+        chunk_size,
+        chunk_emb_dim: 1 + rng.below(3),
+    };
+    let hnet = Hnet::new(&config, target.num_weights());
+    let mut m = HnetModel::new(target, hnet, rng.next_u64());
+    for _ in 0..tasks {
+        m.add_task(rng.next_u64());
+    }
+    // Non-zero biases.
+    m.theta.iter_mut().for_each(|v| *v += 0.3 * rng.normal());
+    m
+}
+
+/// A random non-empty subset of 0..n in random order.
+fn random_subset(rng: &mut Rng, n: usize) -> Vec<usize> {
+    let k = 1 + rng.below(n);
+    rng.choose_distinct(n, k)
+}
+
+const EXACT: f64 = 1e-10;
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 48, ..Default::default() })]
+
+    /// In f64 the factored form equals the direct one in value and gradient, for any shapes,
+    /// chunk counts (partial last chunks included), task subsets and both kinds of targets.
+    #[test]
+    fn factored_equals_direct_in_f64(seed in 0u64..1_000_000, tasks in 1usize..6, online: bool) {
+        let mut rng = Rng::new(seed);
+        let m = random_model(&mut rng, tasks);
+        let subset = random_subset(&mut rng, tasks);
+        let d = compare_forms(&m, tasks, online, &subset, 0.1, seed);
+        proptest::prop_assert!(
+            d.value_rel <= EXACT && d.grad_rel <= EXACT,
+            "{:?}, subset {:?}: {:?}", m.hnet.config(), subset, d
+        );
+    }
+}
+
+#[test]
+fn factored_equals_direct_over_many_shapes() {
+    let mut worst = Differences::default();
+    let mut partial = 0;
+    for seed in 0..300u64 {
+        let mut rng = Rng::derived(seed, "forms", 0);
+        let tasks = 1 + rng.below(6);
+        let m = random_model(&mut rng, tasks);
+        partial += usize::from(m.hnet.row_stride() > m.hnet.num_weights());
+        let subset = random_subset(&mut rng, tasks);
+        let online = rng.below(2) == 1;
+        let d = compare_forms(&m, tasks, online, &subset, 0.1, seed);
+        assert!(
+            d.value_rel <= EXACT && d.grad_rel <= EXACT,
+            "seed {seed}: {d:?}"
+        );
+        worst = worst.max(d);
+    }
+    assert!(partial > 100, "{partial} models with a partial last chunk");
+    println!("factored vs direct, f64, 300 random models: {worst:?}");
+}
+
+#[test]
+fn factored_equals_direct_at_the_paper_sizes_in_f64() {
+    use hypertape::run::{Benchmark, ExperimentConfig};
+    let c100 = ExperimentConfig::paper_defaults_for(Benchmark::PermutedMnist, 100);
+    for (name, c) in [
+        (
+            "split-mnist",
+            ExperimentConfig::paper_defaults(Benchmark::SplitMnist),
+        ),
+        (
+            "permuted-mnist-10",
+            ExperimentConfig::paper_defaults(Benchmark::PermutedMnist),
+        ),
+        ("permuted-mnist-100", c100),
+    ] {
+        let target = c.target();
+        let hnet = Hnet::new(&c.hnet, target.num_weights());
+        let mut m = HnetModel::<f64>::new(target, hnet, 3);
+        for _ in 0..4 {
+            m.add_task(3);
+        }
+        assert!(
+            m.hnet.row_stride() > m.hnet.num_weights(),
+            "a partial chunk"
+        );
+        // A look-ahead-sized step (1e-3) and a larger one.
+        for (step, subset) in [(1e-3, &[0usize, 1, 2, 3][..]), (1e-2, &[3, 1])] {
+            let d = compare_forms(&m, 4, false, subset, step, 9);
+            println!("{name}, step {step}, subset {subset:?}: {d:?}");
+            assert!(d.value_rel <= EXACT && d.grad_rel <= EXACT, "{name}: {d:?}");
+        }
+        let d = compare_forms(&m, 4, true, &[2, 0], 1e-3, 10);
+        println!("{name}, online targets: {d:?}");
+        assert!(d.value_rel <= EXACT && d.grad_rel <= EXACT, "{name}: {d:?}");
+    }
+}
+
+#[test]
+fn auto_form_follows_the_cost_model() {
+    use hypertape::cl::hnet::RegularizerCost;
+    use hypertape::run::{Benchmark, ExperimentConfig};
+    let c = ExperimentConfig::paper_defaults(Benchmark::PermutedMnist);
+    let target = c.target();
+    let hnet = Hnet::new(&c.hnet, target.num_weights());
+    // PermutedMNIST-10: n = 78 000, d = 25, 28 chunks. Stored targets: direct 3·28·n·d =
+    // 164 M per task against 5·n·d² = 244 M once: direct for one task, factored from two.
+    let one = RegularizerCost::of(&hnet, 1, true);
+    assert_eq!(one.direct, 3.0 * 28.0 * 78_000.0 * 25.0);
+    assert_eq!(one.factored, 5.0 * 78_000.0 * 625.0 + 6.0 * 28.0 * 625.0);
+    assert!(!one.factored_pays_off());
+    assert!(RegularizerCost::of(&hnet, 2, true).factored_pays_off());
+    assert!(RegularizerCost::of(&hnet, 99, false).factored_pays_off());
+    // The automatic form stores targets for one previous task, factors for more.
+    let mut m = HnetModel::<f32>::new(target, hnet, 1);
+    for _ in 0..3 {
+        m.add_task(1);
+    }
+    let one = OutputRegularizer::with_form(&m, 1, 0.1, false, RegularizerForm::Auto);
+    assert!(matches!(one.targets(), RegTargets::Precomputed(_)));
+    assert_eq!(one.form_for(&m.hnet, 1), RegularizerForm::Direct);
+    let three = OutputRegularizer::with_form(&m, 3, 0.1, false, RegularizerForm::Auto);
+    assert!(matches!(three.targets(), RegTargets::Factors { .. }));
+    assert_eq!(three.form_for(&m.hnet, 3), RegularizerForm::Factored);
+    assert_eq!(three.form_for(&m.hnet, 1), RegularizerForm::Direct);
+    // Memory: θ* and 28·25 activations per task, not 2.1 M targets per task.
+    assert_eq!(
+        three.stored_values(),
+        m.theta.len() + 3 * 28 * 25,
+        "factors"
+    );
+    let online = OutputRegularizer::with_form(&m, 3, 0.1, true, RegularizerForm::Auto);
+    assert_eq!(online.stored_values(), m.theta.len());
+    assert_eq!(online.form_for(&m.hnet, 3), RegularizerForm::Factored);
 }

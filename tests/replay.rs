@@ -6,7 +6,7 @@
 mod common;
 
 use common::{split_tasks, TinySplit};
-use hypertape::cl::hnet::Lookahead;
+use hypertape::cl::hnet::{Lookahead, RegularizerForm};
 use hypertape::cl::replay::audit::vae_audit;
 use hypertape::cl::replay::{distillation_targets, vae_loss, ReplayConfig, UnseenClasses, Vae};
 use hypertape::cl::{Method, Scenario, TrainConfig};
@@ -132,6 +132,7 @@ fn vae_train(beta: f64) -> TrainConfig {
         lookahead: Lookahead::Adam,
         reg_batch: None,
         online_targets: false,
+        regularizer: RegularizerForm::Auto,
         label_smoothing: 0.0,
         seed: 5,
     }

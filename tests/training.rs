@@ -253,3 +253,41 @@ fn one_and_two_threads_train_bit_identical_parameters() {
         .all(|(a, b)| a.to_bits() == b.to_bits()));
     assert_eq!(one.task_embs, two.task_embs);
 }
+
+#[test]
+fn one_and_two_threads_train_bit_identical_parameters_with_the_factored_regularizer() {
+    // Three tasks, so that the last one regularizes two in the factored form, with the targets
+    // stored (activations of θ*) and recomputed from θ*; the Gram sums over the output
+    // layer's rows are split over lanes and threads.
+    use hypertape::cl::hnet::RegularizerForm;
+    for online in [false, true] {
+        let mut c = ExperimentConfig::paper_defaults(Benchmark::SplitMnist);
+        c.num_tasks = 3;
+        c.train.iterations = 4;
+        c.train.regularizer = RegularizerForm::Factored;
+        c.train.online_targets = online;
+        let train = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut model = new_model(&c);
+                for (t, task) in split_tasks(3).iter().enumerate() {
+                    train_task(&mut model, t, t, &task.train, &c.train, &mut |_| {}).unwrap();
+                }
+                model
+            })
+        };
+        let one = train(1);
+        let two = train(2);
+        assert!(
+            one.theta
+                .iter()
+                .zip(&two.theta)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "online {online}"
+        );
+        assert_eq!(one.task_embs, two.task_embs);
+    }
+}

@@ -19,6 +19,49 @@ pub enum Lookahead {
     Sgd,
 }
 
+/// How the hypernetwork's output regularizer is computed (the others ignore it). Every form
+/// gives the same value and gradient up to rounding; they differ in cost and memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RegularizerForm {
+    /// Every previous task's generated weights made whole and compared with their targets,
+    /// stored (growing with the tasks) or recomputed from θ*: O(chunks · chunk size · width)
+    /// per task.
+    Direct,
+    /// From Gram matrices of the output layer, which is linear: O(chunk size · width²) per
+    /// step, then O(chunks · width²) per task; stores the last hidden activations of θ* per
+    /// task (or recomputes them), not the targets.
+    Factored,
+    /// Whichever of the two a cost model from the shapes finds cheaper, per step.
+    #[default]
+    Auto,
+}
+
+impl RegularizerForm {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            RegularizerForm::Direct => "direct",
+            RegularizerForm::Factored => "factored",
+            RegularizerForm::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for RegularizerForm {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "direct" => Ok(RegularizerForm::Direct),
+            "factored" => Ok(RegularizerForm::Factored),
+            "auto" => Ok(RegularizerForm::Auto),
+            _ => Err(format!(
+                "unknown regularizer form '{s}' (direct, factored, auto)"
+            )),
+        }
+    }
+}
+
 /// Settings of the training loop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -38,6 +81,10 @@ pub struct TrainConfig {
     pub reg_batch: Option<usize>,
     /// Recompute the regularizer's targets from a frozen θ* instead of storing them.
     pub online_targets: bool,
+    /// How the output regularizer is computed (configurations stored before it existed:
+    /// auto).
+    #[serde(default)]
+    pub regularizer: RegularizerForm,
     /// Label smoothing ε of the task loss (hypernetwork only): the soft target puts 1 − ε on
     /// the label and ε/(n − 1) on each other class of the head (0: one-hot targets).
     #[serde(default)]

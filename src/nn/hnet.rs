@@ -246,8 +246,9 @@ impl Hnet {
         tape.linear_squared_distance_to(h, w, Some(b), target, n)
     }
 
-    /// The input of the output layer: [n·num_chunks × last hidden width], rows task-major.
-    fn last_hidden<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
+    /// The input of the output layer for the n tasks whose embeddings are the rows of `embs`:
+    /// [n·num_chunks × last hidden width], rows task-major (the output layer reads it whole).
+    pub fn last_hidden<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var, embs: Var) -> Var {
         let (n, d) = tape.dims(embs);
         assert_eq!(d, self.config.task_emb_dim, "task embedding width");
         let mut h = if self.num_chunks == 1 && self.chunk_embs.is_none() {
@@ -275,8 +276,9 @@ impl Hnet {
         h
     }
 
-    /// Views of the output layer's weight and bias in θ.
-    fn output_layer<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var) -> (Var, Var) {
+    /// Views of the output layer's weight [chunk_size × last hidden width] and bias
+    /// [chunk_size] in θ.
+    pub fn output_layer<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var) -> (Var, Var) {
         let hidden = self.config.hidden.len();
         let w = self.layout.view(tape, theta, 2 * hidden);
         let b = self.layout.view(tape, theta, 2 * hidden + 1);

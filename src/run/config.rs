@@ -4,7 +4,7 @@
 //! flag); and the tasks of a benchmark.
 
 use crate::cl::baselines::BaselineConfig;
-use crate::cl::hnet::{EntropyCalibration, Lookahead};
+use crate::cl::hnet::{EntropyCalibration, Lookahead, RegularizerForm};
 use crate::cl::replay::ReplayConfig;
 use crate::cl::{Method, Scenario, TrainConfig};
 use crate::data::{load_tasks, ClassificationTask, TaskSpec};
@@ -80,8 +80,34 @@ pub struct ExperimentConfig {
     pub replay: ReplayConfig,
 }
 
+/// Tasks from which a PermutedMNIST run takes the official code's configuration for long
+/// sequences (PermutedMNIST-100) instead of PermutedMNIST-10's.
+pub const LONG_SEQUENCE_TASKS: usize = 100;
+
 impl ExperimentConfig {
-    /// The settings of the official code for `benchmark`.
+    /// The settings of the official code for `benchmark` with `num_tasks` tasks: those of
+    /// [`ExperimentConfig::paper_defaults`], except that PermutedMNIST with
+    /// [`LONG_SEQUENCE_TASKS`] tasks or more gets the official code's PermutedMNIST-100
+    /// hypernetwork: hidden 200, 250, 350 with ReLU, chunks of 7500, task embeddings of 128,
+    /// chunk embeddings of 12, and β = 0.01 (learning rate, batch and steps as for
+    /// PermutedMNIST-10).
+    pub fn paper_defaults_for(benchmark: Benchmark, num_tasks: usize) -> Self {
+        let mut c = Self::paper_defaults(benchmark);
+        c.num_tasks = num_tasks;
+        if benchmark == Benchmark::PermutedMnist && num_tasks >= LONG_SEQUENCE_TASKS {
+            c.hnet = HnetConfig {
+                task_emb_dim: 128,
+                hidden: vec![200, 250, 350],
+                activation: Activation::Relu,
+                chunk_size: Some(7500),
+                chunk_emb_dim: 12,
+            };
+            c.train.beta = 0.01;
+        }
+        c
+    }
+
+    /// The settings of the official code for `benchmark` (PermutedMNIST: PermutedMNIST-10's).
     pub fn paper_defaults(benchmark: Benchmark) -> Self {
         let (num_tasks, target_hidden, hnet, iterations, lr, beta) = match benchmark {
             Benchmark::SplitMnist => (
@@ -129,6 +155,7 @@ impl ExperimentConfig {
                 lookahead: Lookahead::Adam,
                 reg_batch: None,
                 online_targets: false,
+                regularizer: RegularizerForm::Auto,
                 label_smoothing: 0.0,
                 seed: 42,
             },
@@ -235,10 +262,8 @@ impl ExperimentConfig {
             .checked_add(self.target_hidden.iter().map(|&h| h as u64).sum::<u64>())?
             .checked_add(mul(self.num_heads() as u64, head as u64)?)?;
         let activations = mul(mul(self.train.batch_size as u64, widths)?, 4 * 6)?;
-        let targets = if matches!(self.method, Method::Hnet | Method::HnetTir)
-            && !self.train.online_targets
-        {
-            mul(mul(self.num_tasks as u64, target)?, 4)?
+        let targets = if matches!(self.method, Method::Hnet | Method::HnetTir) {
+            self.regularizer_memory(values, target)?
         } else {
             0
         };
@@ -248,6 +273,56 @@ impl ExperimentConfig {
             .checked_add(targets)?
             .checked_add(activations)?
             .checked_add(DATA)
+    }
+
+    /// Bytes the hypernetwork classifier's output regularizer keeps at most, for θ of
+    /// `values` values and a target network of `target` weights: the direct form's stored
+    /// targets ([previous tasks × target weights]), or θ* (online targets, the factored form)
+    /// and the factored form's last hidden activations of every previous task; the automatic
+    /// form stores targets only over the first tasks, where the direct form is cheaper.
+    fn regularizer_memory(&self, values: u64, target: u64) -> Option<u64> {
+        use crate::cl::hnet::RegularizerCost;
+        let mul = |a: u64, b: u64| a.checked_mul(b);
+        let tasks = self.num_tasks as u64;
+        let stored_targets = |t: u64| mul(mul(t, target)?, 4);
+        let theta_star = mul(values, 4)?;
+        let h = &self.hnet;
+        let chunk = h.chunk_size.map_or(target, |c| c as u64).max(1);
+        let chunks = target.div_ceil(chunk);
+        let width = match h.hidden.last() {
+            Some(&w) => w as u64,
+            None => (h.task_emb_dim + h.chunk_size.map_or(0, |_| h.chunk_emb_dim)) as u64,
+        };
+        let factors = theta_star.checked_add(mul(mul(mul(tasks, chunks)?, width)?, 4)?)?;
+        if self.train.online_targets {
+            return Some(theta_star);
+        }
+        match self.train.regularizer {
+            RegularizerForm::Direct => stored_targets(tasks),
+            RegularizerForm::Factored => Some(factors),
+            RegularizerForm::Auto => {
+                // Previous tasks P over which the direct form with stored targets is cheaper:
+                // both costs are linear in P, direct a·P against factored c + b·P.
+                let cost = |p| {
+                    RegularizerCost::of_shapes(
+                        chunk as usize,
+                        width as usize,
+                        chunks as usize,
+                        p,
+                        true,
+                    )
+                };
+                let (zero, one) = (cost(0), cost(1));
+                let (a, b, c) = (one.direct, one.factored - zero.factored, zero.factored);
+                let most = tasks.saturating_sub(1);
+                let direct_tasks = if a > b {
+                    ((c / (a - b)).floor() as u64).min(most)
+                } else {
+                    most
+                };
+                factors.checked_add(stored_targets(direct_tasks)?)
+            }
+        }
     }
 
     /// Inputs and outputs per head of the benchmark.

@@ -21,7 +21,7 @@ pub mod runner;
 pub mod store;
 pub mod toy;
 
-pub use config::{Benchmark, ExperimentConfig};
+pub use config::{Benchmark, ExperimentConfig, LONG_SEQUENCE_TASKS};
 pub use record::{History, RunResults, TaskAccuracy};
 pub use rundir::RunDir;
 pub use runner::{new_learner, run, RunOutput, RunState};

@@ -13,7 +13,7 @@
 
 use crate::cl::baselines::diagonal_fisher;
 use crate::cl::baselines::{BaselineConfig, DirectLearner};
-use crate::cl::hnet::{HnetModel, Lookahead, TaskSession};
+use crate::cl::hnet::{HnetModel, Lookahead, RegularizerForm, TaskSession};
 use crate::cl::train::BatchSampler;
 use crate::cl::{Method, TrainConfig};
 use crate::data::{toy_regression, RegressionTask};
@@ -197,6 +197,7 @@ fn run_hnet(config: &ToyConfig, tasks: &[RegressionTask]) -> Result<ToyMethodRes
         lookahead: Lookahead::Adam,
         reg_batch: None,
         online_targets: false,
+        regularizer: RegularizerForm::Auto,
         label_smoothing: 0.0,
         seed: config.seed,
     };

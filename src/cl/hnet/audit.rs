@@ -1,9 +1,12 @@
 //! The end-to-end gradient audit of a training step, in f64: the gradient the trainer uses,
 //! ∂/∂(θ, e(T)) of L_task(θ, e(T)) + R(θ + Δθ) with Δθ the (detached) look-ahead, against
-//! central finite differences of that same objective.
+//! central finite differences of that same objective. The trainer's regularizer may be in any
+//! form ([`RegularizerForm`]); the objective always evaluates R by its definition (the direct
+//! form with stored targets), so the audit of the factored form also checks that it is R.
 
 use super::{
-    step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, StepInput, StepWorkspace,
+    step_gradients, task_loss, HnetModel, Lookahead, OutputRegularizer, RegularizerForm, StepInput,
+    StepWorkspace,
 };
 use crate::engine::gradcheck::{
     compare_with_differences, directional_compare, DirectionalReport, GradCheckOptions,
@@ -20,8 +23,11 @@ use crate::Tensor;
 pub struct AuditSetup {
     /// The model (θ, embeddings of the previous tasks and the current one).
     pub model: HnetModel<f64>,
-    /// The regularizer with the previous tasks' targets.
+    /// The trainer's regularizer over the previous tasks (in the form audited).
     pub reg: OutputRegularizer<f64>,
+    /// R by its definition: the direct form with the targets stored, which the objective
+    /// evaluates.
+    pub reference: OutputRegularizer<f64>,
     /// θ's optimizer, after a few steps (so Δθ is not the trivial first step).
     pub theta_opt: Adam<f64>,
     /// Batch inputs.
@@ -36,13 +42,35 @@ pub struct AuditSetup {
 
 impl AuditSetup {
     /// A setup on `target` and `hnet`, with `num_prev` previous tasks, a batch of `batch` rows
-    /// and random state drawn from `seed`.
+    /// and random state drawn from `seed`; the trainer's regularizer in the direct form.
     pub fn new(
         target: Mlp,
         hnet_config: &HnetConfig,
         num_prev: usize,
         batch: usize,
         seed: u64,
+    ) -> Self {
+        Self::with_form(
+            target,
+            hnet_config,
+            num_prev,
+            batch,
+            seed,
+            RegularizerForm::Direct,
+            false,
+        )
+    }
+
+    /// [`AuditSetup::new`] with the trainer's regularizer in `form`, with online targets if
+    /// `online`.
+    pub fn with_form(
+        target: Mlp,
+        hnet_config: &HnetConfig,
+        num_prev: usize,
+        batch: usize,
+        seed: u64,
+        form: RegularizerForm,
+        online: bool,
     ) -> Self {
         let hnet = Hnet::new(hnet_config, target.num_weights());
         let mut model = HnetModel::new(target, hnet, seed);
@@ -58,7 +86,8 @@ impl AuditSetup {
             theta: targets_theta,
             ..model.clone()
         };
-        let reg = OutputRegularizer::new(&reg_model, num_prev, beta, false);
+        let reg = OutputRegularizer::with_form(&reg_model, num_prev, beta, online, form);
+        let reference = OutputRegularizer::new(&reg_model, num_prev, beta, false);
         model
             .theta
             .iter_mut()
@@ -78,6 +107,7 @@ impl AuditSetup {
         Self {
             model,
             reg,
+            reference,
             theta_opt,
             x,
             labels,
@@ -87,8 +117,15 @@ impl AuditSetup {
     }
 
     /// The tiny configuration of the audit: target 5-4-3 with a head per task, a chunked
-    /// hypernetwork with ELU, two previous tasks.
+    /// hypernetwork with ELU (its last chunk partial), two previous tasks; the trainer's
+    /// regularizer in the direct form.
     pub fn tiny(seed: u64) -> Self {
+        Self::tiny_with_form(seed, RegularizerForm::Direct, false)
+    }
+
+    /// [`AuditSetup::tiny`] with the trainer's regularizer in `form` (online targets if
+    /// `online`).
+    pub fn tiny_with_form(seed: u64, form: RegularizerForm, online: bool) -> Self {
         let target = Mlp::new(5, &[4], 3, 3);
         let hnet = HnetConfig {
             task_emb_dim: 3,
@@ -97,7 +134,7 @@ impl AuditSetup {
             chunk_size: Some(17),
             chunk_emb_dim: 2,
         };
-        Self::new(target, &hnet, 2, 4, seed)
+        Self::with_form(target, &hnet, 2, 4, seed, form, online)
     }
 
     fn input(&self) -> StepInput<'_, f64> {
@@ -130,7 +167,8 @@ impl AuditSetup {
         (g.theta, g.task_emb, delta)
     }
 
-    /// L_task(θ, e) + R(θ + Δθ) with Δθ fixed, evaluated without recording.
+    /// L_task(θ, e) + R(θ + Δθ) with Δθ fixed, evaluated without recording (R by its
+    /// definition, [`AuditSetup::reference`]).
     pub fn objective(&self, theta: &[f64], emb: &[f64], delta: &[f64]) -> f64 {
         let mut model = HnetModel {
             theta: theta.to_vec(),
@@ -145,7 +183,7 @@ impl AuditSetup {
         let shifted: Vec<f64> = theta.iter().zip(delta).map(|(t, d)| t + d).collect();
         let sh = tape.constant_ref(&[shifted.len()], &shifted);
         let subset: Vec<usize> = (0..self.reg.num_prev()).collect();
-        let r = self.reg.loss(&mut tape, &model.hnet, sh, &subset);
+        let r = self.reference.loss(&mut tape, &model.hnet, sh, &subset);
         tape.item(lt) + tape.item(r)
     }
 

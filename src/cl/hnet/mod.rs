@@ -2,7 +2,8 @@
 //!
 //! - [`HnetModel`]: the target network, the hypernetwork, θ and the task embeddings.
 //! - [`OutputRegularizer`]: keeps the hypernetwork's outputs for earlier tasks where they were
-//!   before the current task, all regularized tasks in one batched pass.
+//!   before the current task, all regularized tasks in one batched pass, directly or from Gram
+//!   matrices of the output layer ([`RegularizerForm`], [`RegularizerCost`]).
 //! - [`step_gradients`]: one training step's gradients: task loss, look-ahead Δθ, regularizer.
 //! - [`trainer`]: the steps of one task and the accuracy of a learned task.
 //! - [`entropy`]: task inference by predictive entropy (HNET+ENT) and its calibration.
@@ -17,13 +18,13 @@ mod regularizer;
 mod step;
 pub mod trainer;
 
-pub use crate::cl::train::Lookahead;
+pub use crate::cl::train::{Lookahead, RegularizerForm};
 pub use entropy::{
     entropy_inference, infer_tasks, logit_gap_temperature, EntropyCalibration, TaskScore,
 };
 pub use learner::HnetLearner;
 pub use model::HnetModel;
-pub use regularizer::{OutputRegularizer, RegTargets};
+pub use regularizer::{last_width, OutputRegularizer, RegTargets, RegularizerCost};
 pub use step::{
     step_gradients, step_gradients_extra, step_gradients_with, task_loss, StepGradients, StepInput,
     StepWorkspace,

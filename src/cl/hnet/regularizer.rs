@@ -1,11 +1,29 @@
 //! The output regularizer (von Oswald et al. 2020, Eq. 2): while learning task T,
 //! (β / |S|) Σ_{t∈S} ‖h(e(t), θ*) − h(e(t), θ + Δθ)‖² over previous tasks S, with θ* the
 //! parameters before task T began. All tasks of S go through the hypernetwork as one batch.
+//!
+//! Two forms compute it ([`RegularizerForm`]). The *direct* form makes every task's generated
+//! weights (its output layer fused with the distance) and compares them with targets stored
+//! or recomputed from θ*: each task costs the output layer, O(chunks · chunk size · width).
+//! The *factored* form uses that the output layer o = W a + b is linear: with a, a* the last
+//! hidden activations of a chunk at θ + Δθ and θ*, W', b' and W*, b* the output layers,
+//! δa = a − a*, δW = W' − W*, δb = b' − b*,
+//!
+//! ```text
+//! ‖o' − o*‖² = δaᵀGδa + 2 δaᵀM a* + a*ᵀH a* + 2 δaᵀu + 2 a*ᵀv + ‖δb‖²,
+//! G = W'ᵀW', M = W'ᵀδW, H = δWᵀδW, u = W'ᵀδb, v = δWᵀδb
+//! ```
+//!
+//! so G, M, H cost O(chunk size · width²) once per step and each task O(chunks · width²)
+//! ([`Tape::linear_squared_distance_factored`]). It stores a* per task (or recomputes it from
+//! θ*) and θ*, not the targets. [`RegularizerCost`] models both from the shapes.
 
 use super::HnetModel;
-use crate::engine::tape::{Tape, Var};
+use crate::cl::train::RegularizerForm;
+use crate::engine::tape::{DistanceTarget, Tape, Var};
 use crate::engine::tensor::{Float, Tensor};
 use crate::nn::Hnet;
+use serde::Serialize;
 
 /// Where the targets h(e(t), θ*) come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -14,40 +32,145 @@ pub enum RegTargets<F> {
     /// the number of tasks).
     Precomputed(Vec<F>),
     /// Recomputed at every step from a frozen copy of θ*, fused with the distance (memory
-    /// does not grow with the tasks; each step runs the output layer a second time).
+    /// does not grow with the tasks; each step runs θ*'s hidden layers and, in the direct form,
+    /// its output layer too).
     Online {
         /// θ*.
         theta_star: Vec<F>,
     },
+    /// The factors of the targets: θ* (whose output layer is W*, b*) and the last hidden
+    /// activations a* of θ* for every chunk of every previous task, computed once before the
+    /// task ([previous tasks · chunks × width], task-major; chunks · width values per task).
+    Factors {
+        /// θ*.
+        theta_star: Vec<F>,
+        /// a*.
+        activations: Vec<F>,
+    },
 }
 
-/// The regularizer for one task: the frozen previous embeddings, the targets and β.
+/// Multiply-adds of the output layer's part of one step's regularizer over some previous
+/// tasks, in each form, from the shapes (the hidden layers cost the same in both and are left
+/// out). With n outputs per chunk, width d of the last hidden layer, C chunks per task and P
+/// tasks:
+///
+/// - direct: the output layer on P·C rows, forward and both backward products, 3·P·C·n·d,
+///   and 4·P·C·n·d when the targets are made from θ*'s output layer rather than stored;
+/// - factored: G, M and H, and the weight gradient [W' | δW]·[Σ δa a'ᵀ; Σ a* a'ᵀ], 5·n·d²
+///   once, then per row its two sums for the gradient and y, y* (6·d²), 6·P·C·d².
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RegularizerCost {
+    /// The direct form.
+    pub direct: f64,
+    /// The factored form.
+    pub factored: f64,
+}
+
+impl RegularizerCost {
+    /// The cost over `tasks` tasks of a hypernetwork whose output layer makes `n` outputs per
+    /// chunk from `width` hidden units, `chunks` chunks per task; `stored_targets`: the
+    /// direct form reads its targets instead of making them.
+    pub fn of_shapes(
+        n: usize,
+        width: usize,
+        chunks: usize,
+        tasks: usize,
+        stored_targets: bool,
+    ) -> Self {
+        let (n, d) = (n as f64, width as f64);
+        let rows = tasks as f64 * chunks as f64;
+        let products = if stored_targets { 3.0 } else { 4.0 };
+        Self {
+            direct: products * rows * n * d,
+            factored: 5.0 * n * d * d + 6.0 * rows * d * d,
+        }
+    }
+
+    /// [`RegularizerCost::of_shapes`] for `hnet`.
+    pub fn of(hnet: &Hnet, tasks: usize, stored_targets: bool) -> Self {
+        let n = hnet.row_stride() / hnet.num_chunks().max(1);
+        Self::of_shapes(
+            n,
+            last_width(hnet),
+            hnet.num_chunks(),
+            tasks,
+            stored_targets,
+        )
+    }
+
+    /// Whether the factored form is the cheaper.
+    pub fn factored_pays_off(&self) -> bool {
+        self.factored < self.direct
+    }
+}
+
+/// Width of the input of `hnet`'s output layer: its last hidden layer, or without hidden
+/// layers [e(t), c(i)].
+pub fn last_width(hnet: &Hnet) -> usize {
+    let c = hnet.config();
+    match c.hidden.last() {
+        Some(&h) => h,
+        None if c.chunk_size.is_some() => c.task_emb_dim + c.chunk_emb_dim,
+        None => c.task_emb_dim,
+    }
+}
+
+/// The regularizer for one task: the frozen previous embeddings, the targets, β and the form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OutputRegularizer<F> {
     beta: f64,
     prev_embs: Vec<Vec<F>>,
     num_weights: usize,
     targets: RegTargets<F>,
+    form: RegularizerForm,
 }
 
 impl<F: Float> OutputRegularizer<F> {
     /// Captures θ* and the embeddings of tasks 0..`num_prev` of `model` before training the
-    /// next task; with `online`, keeps θ* instead of the targets.
+    /// next task; with `online`, keeps θ* instead of the targets. The direct form (see
+    /// [`OutputRegularizer::with_form`]).
     pub fn new(model: &HnetModel<F>, num_prev: usize, beta: f64, online: bool) -> Self {
+        Self::with_form(model, num_prev, beta, online, RegularizerForm::Direct)
+    }
+
+    /// [`OutputRegularizer::new`] computed in `form`. What it stores: the direct form the
+    /// targets (with `online`: θ*); the factored form θ* and, unless `online`, a* per task.
+    /// The automatic form stores what the factored one does, or, when the direct form with
+    /// stored targets is cheaper even over all `num_prev` tasks (one task, typically), the
+    /// targets.
+    pub fn with_form(
+        model: &HnetModel<F>,
+        num_prev: usize,
+        beta: f64,
+        online: bool,
+        form: RegularizerForm,
+    ) -> Self {
         let prev_embs = model.task_embs[..num_prev].to_vec();
-        let targets = if online {
-            RegTargets::Online {
+        let hnet = &model.hnet;
+        let all: Vec<usize> = (0..num_prev).collect();
+        let targets = match form {
+            _ if online => RegTargets::Online {
                 theta_star: model.theta.clone(),
+            },
+            RegularizerForm::Auto
+                if !RegularizerCost::of(hnet, num_prev, true).factored_pays_off() =>
+            {
+                RegTargets::Precomputed(generate(hnet, &model.theta, &prev_embs, &all))
             }
-        } else {
-            let all: Vec<usize> = (0..num_prev).collect();
-            RegTargets::Precomputed(generate(&model.hnet, &model.theta, &prev_embs, &all))
+            RegularizerForm::Direct => {
+                RegTargets::Precomputed(generate(hnet, &model.theta, &prev_embs, &all))
+            }
+            RegularizerForm::Factored | RegularizerForm::Auto => RegTargets::Factors {
+                activations: activations(hnet, &model.theta, &prev_embs),
+                theta_star: model.theta.clone(),
+            },
         };
         Self {
             beta,
             prev_embs,
             num_weights: model.hnet.num_weights(),
             targets,
+            form,
         }
     }
 
@@ -66,19 +189,55 @@ impl<F: Float> OutputRegularizer<F> {
         &self.targets
     }
 
-    /// The stored target h(e(t), θ*) of previous task `t` (`None` with online targets).
+    /// The form it was asked for.
+    pub fn form(&self) -> RegularizerForm {
+        self.form
+    }
+
+    /// The form [`OutputRegularizer::loss`] takes over `tasks` previous tasks with `hnet`:
+    /// direct or factored (the automatic form decided by [`RegularizerCost`]).
+    pub fn form_for(&self, hnet: &Hnet, tasks: usize) -> RegularizerForm {
+        match (&self.targets, self.form) {
+            (RegTargets::Precomputed(_), _) | (_, RegularizerForm::Direct) => {
+                RegularizerForm::Direct
+            }
+            (_, RegularizerForm::Factored) => RegularizerForm::Factored,
+            (_, RegularizerForm::Auto) => {
+                if RegularizerCost::of(hnet, tasks, false).factored_pays_off() {
+                    RegularizerForm::Factored
+                } else {
+                    RegularizerForm::Direct
+                }
+            }
+        }
+    }
+
+    /// Values it holds besides the embeddings: the targets, θ* and the activations.
+    pub fn stored_values(&self) -> usize {
+        match &self.targets {
+            RegTargets::Precomputed(t) => t.len(),
+            RegTargets::Online { theta_star } => theta_star.len(),
+            RegTargets::Factors {
+                theta_star,
+                activations,
+            } => theta_star.len() + activations.len(),
+        }
+    }
+
+    /// The stored target h(e(t), θ*) of previous task `t` (`None` unless the targets are
+    /// stored).
     pub fn precomputed_target(&self, t: usize) -> Option<&[F]> {
         match &self.targets {
             RegTargets::Precomputed(flat) => {
                 Some(&flat[t * self.num_weights..(t + 1) * self.num_weights])
             }
-            RegTargets::Online { .. } => None,
+            RegTargets::Online { .. } | RegTargets::Factors { .. } => None,
         }
     }
 
     /// (β / |S|) Σ_{t∈S} ‖target(t) − h(e(t), θ)‖² on `tape`, θ being the flat var `theta`
     /// (θ + Δθ for the look-ahead), S = `subset` of the previous tasks, in one batched pass
-    /// whose output layer is fused with the distance.
+    /// in the form [`OutputRegularizer::form_for`] gives for |S| tasks.
     pub fn loss<'a>(
         &'a self,
         tape: &mut Tape<'a, F>,
@@ -97,9 +256,10 @@ impl<F: Float> OutputRegularizer<F> {
         let shape = [subset.len(), n];
         let all_in_order =
             subset.iter().enumerate().all(|(i, &t)| i == t) && subset.len() == self.num_prev();
-        let distance = match &self.targets {
+        let form = self.form_for(hnet, subset.len());
+        let distance = match (&self.targets, form) {
             // The common case borrows the stored targets; a subset gathers its rows.
-            RegTargets::Precomputed(flat) => {
+            (RegTargets::Precomputed(flat), _) => {
                 let targets = if all_in_order {
                     tape.constant_ref(&shape, flat)
                 } else {
@@ -110,13 +270,87 @@ impl<F: Float> OutputRegularizer<F> {
                 };
                 hnet.squared_distance_to(tape, theta, e, targets)
             }
-            RegTargets::Online { theta_star } => {
+            (RegTargets::Online { theta_star }, RegularizerForm::Direct) => {
                 let theta_star = tape.constant_ref(&[theta_star.len()], theta_star);
                 hnet.squared_distance_to_output_of(tape, theta, e, theta_star)
+            }
+            (RegTargets::Online { theta_star }, _) => {
+                let ts = tape.constant_ref(&[theta_star.len()], theta_star);
+                let a_star = hnet.last_hidden(tape, ts, e);
+                self.distance_of_layers(tape, hnet, theta, e, ts, a_star, form)
+            }
+            (
+                RegTargets::Factors {
+                    theta_star,
+                    activations,
+                },
+                _,
+            ) => {
+                let ts = tape.constant_ref(&[theta_star.len()], theta_star);
+                let width = last_width(hnet);
+                let rows = subset.len() * hnet.num_chunks();
+                let a_star = if all_in_order {
+                    tape.constant_ref(&[rows, width], activations)
+                } else {
+                    let per_task = hnet.num_chunks() * width;
+                    let picked = subset.iter().flat_map(|&t| {
+                        activations[t * per_task..(t + 1) * per_task]
+                            .iter()
+                            .copied()
+                    });
+                    tape.constant(Tensor::from_vec(&[rows, width], picked.collect()))
+                };
+                self.distance_of_layers(tape, hnet, theta, e, ts, a_star, form)
             }
         };
         tape.scale(distance, F::from_f64(self.beta / subset.len() as f64))
     }
+
+    /// Σ over the tasks of `e` of ‖h(e, θ) − (W* a* + b*)‖², W*, b* the output layer of θ* =
+    /// `theta_star` and a* [tasks · chunks × width] its last hidden activations, in `form`.
+    #[allow(clippy::too_many_arguments)]
+    fn distance_of_layers(
+        &self,
+        tape: &mut Tape<'_, F>,
+        hnet: &Hnet,
+        theta: Var,
+        e: Var,
+        theta_star: Var,
+        a_star: Var,
+        form: RegularizerForm,
+    ) -> Var {
+        let tasks = tape.dims(e).0;
+        let a = hnet.last_hidden(tape, theta, e);
+        let (w, b) = hnet.output_layer(tape, theta);
+        let (w_star, b_star) = hnet.output_layer(tape, theta_star);
+        let target = DistanceTarget::Dense {
+            x: a_star,
+            w: w_star,
+            b: Some(b_star),
+            len: self.num_weights,
+        };
+        match form {
+            RegularizerForm::Factored => {
+                tape.linear_squared_distance_factored(a, w, Some(b), target, tasks)
+            }
+            _ => tape.linear_squared_distance_to(a, w, Some(b), target, tasks),
+        }
+    }
+}
+
+/// The last hidden activations of θ = `theta` for every chunk of every task of `embs`, as one
+/// flat [tasks · chunks × width] buffer (task-major), without recording.
+fn activations<F: Float>(hnet: &Hnet, theta: &[F], embs: &[Vec<F>]) -> Vec<F> {
+    if embs.is_empty() {
+        return Vec::new();
+    }
+    let d = hnet.config().task_emb_dim;
+    let mut tape = Tape::no_grad();
+    let th = tape.constant_ref(&[theta.len()], theta);
+    let stacked: Vec<F> = embs.iter().flatten().copied().collect();
+    let e = tape.constant(Tensor::from_vec(&[embs.len(), d], stacked));
+    let a = hnet.last_hidden(&mut tape, th, e);
+    tape.value(a).to_vec()
 }
 
 /// h(e(t), θ) for t in `tasks`, as one flat [|tasks| × num_weights] buffer, without recording.

@@ -60,8 +60,15 @@ impl TaskSession {
     ) -> Self {
         assert_eq!(model.task_embs.len(), task, "tasks are learned in order");
         model.add_task(config.seed);
-        let reg = (task > 0 && config.beta > 0.0)
-            .then(|| OutputRegularizer::new(model, task, config.beta, config.online_targets));
+        let reg = (task > 0 && config.beta > 0.0).then(|| {
+            OutputRegularizer::with_form(
+                model,
+                task,
+                config.beta,
+                config.online_targets,
+                config.regularizer,
+            )
+        });
         Self {
             task,
             head,
@@ -76,6 +83,11 @@ impl TaskSession {
             beta_flag: "--beta",
             label_smoothing: config.label_smoothing,
         }
+    }
+
+    /// The regularizer over the earlier tasks (`None` for the first task or β = 0).
+    pub fn regularizer(&self) -> Option<&OutputRegularizer<f32>> {
+        self.reg.as_ref()
     }
 
     /// Names β's flag `flag` in the hint of a diverged step (the replay model's session).

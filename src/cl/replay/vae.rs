@@ -140,6 +140,7 @@ impl Vae {
             lookahead: train.lookahead,
             reg_batch: None,
             online_targets: false,
+            regularizer: train.regularizer,
             label_smoothing: 0.0,
             seed: self.seed,
         }

@@ -3,7 +3,7 @@
 
 use crate::args::GradcheckArgs;
 use hypertape::cl::hnet::audit::AuditSetup;
-use hypertape::cl::hnet::Lookahead;
+use hypertape::cl::hnet::{Lookahead, RegularizerForm};
 use hypertape::gradcheck::{audit_ops, GradCheckOptions};
 use hypertape::run::{Benchmark, ExperimentConfig};
 use hypertape::{Error, Result};
@@ -83,27 +83,42 @@ fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
     let options = options(args);
     let mut all_passed = true;
     let lookaheads = [Lookahead::Adam, Lookahead::Sgd, Lookahead::Off];
+    // The trainer's regularizer in each form; the objective is always R by its definition.
+    let forms = [
+        (RegularizerForm::Direct, false, "direct regularizer"),
+        (RegularizerForm::Factored, false, "factored regularizer"),
+        (
+            RegularizerForm::Factored,
+            true,
+            "factored regularizer, online targets",
+        ),
+    ];
     if args.full_size {
         for benchmark in [Benchmark::SplitMnist, Benchmark::PermutedMnist] {
             let c = ExperimentConfig::paper_defaults(benchmark);
-            let setup = AuditSetup::new(c.target(), &c.hnet, 2, 8, args.seed);
-            let report = setup.directional_audit(Lookahead::Adam, args.seed, &options);
-            println!(
-                "{} (θ: {} parameters, target {} weights, 2 previous tasks, Adam look-ahead): {report}",
-                benchmark.name(),
-                setup.model.theta.len(),
-                setup.model.target.num_weights()
-            );
-            all_passed &= report.passed;
+            for &(form, online, what) in &forms[..2] {
+                let setup =
+                    AuditSetup::with_form(c.target(), &c.hnet, 2, 8, args.seed, form, online);
+                let report = setup.directional_audit(Lookahead::Adam, args.seed, &options);
+                println!(
+                    "{} (θ: {} parameters, target {} weights, 2 previous tasks, Adam look-ahead, {what}): {report}",
+                    benchmark.name(),
+                    setup.model.theta.len(),
+                    setup.model.target.num_weights()
+                );
+                all_passed &= report.passed;
+            }
         }
     } else {
-        let setup = AuditSetup::tiny(args.seed);
-        for lookahead in lookaheads {
-            let report = setup.audit(lookahead, &options);
-            println!(
-                "pipeline, look-ahead {lookahead:?} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}"
-            );
-            all_passed &= report.passed();
+        for (form, online, what) in forms {
+            let setup = AuditSetup::tiny_with_form(args.seed, form, online);
+            for lookahead in lookaheads {
+                let report = setup.audit(lookahead, &options);
+                println!(
+                    "pipeline, look-ahead {lookahead:?}, {what} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}"
+                );
+                all_passed &= report.passed();
+            }
         }
         let report = hypertape::cl::replay::audit::vae_audit(args.seed, &options);
         println!(
