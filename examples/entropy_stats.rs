@@ -38,9 +38,22 @@ fn argmax(row: &[f32]) -> usize {
         .unwrap()
 }
 
-fn main() -> hypertape::Result<()> {
-    let dir = std::env::args().nth(1).expect("usage: entropy_stats DIR");
-    let (snapshot, model_path) = store::load(Path::new(&dir))?;
+fn main() -> std::process::ExitCode {
+    let Some(dir) = std::env::args().nth(1) else {
+        eprintln!("usage: cargo run --release --example entropy_stats -- DIR (a hypernetwork run directory)");
+        return std::process::ExitCode::from(2);
+    };
+    match stats(&dir) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn stats(dir: &str) -> hypertape::Result<()> {
+    let (snapshot, model_path) = store::load(Path::new(dir))?;
     let c = &snapshot.config;
     if c.method != Method::Hnet {
         return Err(Error::config(

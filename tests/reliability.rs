@@ -19,12 +19,10 @@ fn hypertape() -> Command {
     Command::cargo_bin("hypertape").unwrap()
 }
 
-/// `hypertape run split-mnist` on the bundled data with `args`, tiny networks unless `args`
-/// say otherwise.
+/// `hypertape run split-mnist` on the bundled data with `args`, a tiny target network.
 fn run(out: &Path, args: &[&str]) -> std::process::Output {
     hypertape()
         .args(["run", "split-mnist", "--target-hidden", "20"])
-        .args(["--hnet-hidden", "5,5"])
         .args(args)
         .arg("--data-dir")
         .arg(mnist_dir())
@@ -254,8 +252,8 @@ fn absurd_sizes_are_refused_with_an_estimate_before_allocating() {
     let out = dir.path().join("never");
     let max = usize::MAX.to_string();
     for args in [
-        vec!["--target-hidden", "1000000000"],
-        vec!["--hnet-hidden", &max],
+        vec!["--encoder-hidden", "1000000000", "--method", "hnet-r"],
+        vec!["--task-emb-dim", &max],
         vec!["--heads", &max],
         vec!["--batch-size", &max],
         vec!["--chunk-size", &max],
@@ -263,9 +261,24 @@ fn absurd_sizes_are_refused_with_an_estimate_before_allocating() {
         let o = run(&out, &args);
         assert!(!o.status.success(), "{args:?}");
         let err = stderr(&o);
-        assert!(err.contains("sizes:"), "{args:?}: {err}");
+        // The options that set the sizes are named (or the limit of the one given).
+        assert!(
+            err.contains(args[0]) || err.contains("batch-size"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("panicked") && !err.contains("memory allocation"));
     }
+    let o = hypertape()
+        .args(["run", "split-mnist", "--target-hidden", "1000000000"])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&o).contains("--target-hidden 1000000000: this configuration needs about"),
+        "{}",
+        stderr(&o)
+    );
     let o = hypertape()
         .args(["run", "permuted-mnist", "--tasks", "1000000"])
         .arg("--out")
@@ -315,4 +328,173 @@ fn a_bad_out_is_refused_before_training() {
         );
     }
     assert_eq!(std::fs::read(&file).unwrap(), b"not a directory");
+}
+
+#[test]
+fn faults_found_by_the_second_probe_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let max = usize::MAX.to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "split-mnist", "--iterations", &max],
+            "iterations: must be at most 10000000",
+        ),
+        (
+            vec![
+                "run",
+                "split-mnist",
+                "--method",
+                "hnet-r",
+                "--latent-dim",
+                &max,
+            ],
+            "--latent-dim 18446744073709551615: the networks",
+        ),
+        (
+            vec!["bench", "--benchmark", "split-mnist", "--previous", &max],
+            "at most 1000 previous tasks",
+        ),
+        (
+            vec!["run", "toy-regression", "--method", "ewc"],
+            "--method ewc: not read by toy-regression",
+        ),
+        (
+            vec!["gradcheck", "--pipeline", "--dims", "2", "2", "2"],
+            "cannot be used with",
+        ),
+        (
+            vec!["gradcheck", "--eps", "1e300"],
+            "--eps: must be between 1e-12 and 0.1",
+        ),
+        (
+            vec![
+                "compare",
+                "split-mnist",
+                "--methods",
+                "hnet,si,hnet",
+                "--list",
+            ],
+            "--methods hnet,si,hnet: hnet is given twice",
+        ),
+    ];
+    for (args, expected) in cases {
+        let o = hypertape()
+            .args(&args)
+            .arg("--out")
+            .arg(dir.path().join("never"))
+            .output()
+            .unwrap();
+        let o = if stderr(&o).contains("unexpected argument '--out'") {
+            hypertape().args(&args).output().unwrap()
+        } else {
+            o
+        };
+        assert!(!o.status.success(), "{args:?}");
+        assert!(stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn a_diverging_penalty_names_its_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, expected) in [
+        (
+            &["--method", "ewc", "--ewc-lambda", "1e300"][..],
+            "try a smaller --ewc-lambda",
+        ),
+        (
+            &["--method", "online-ewc", "--online-ewc-gamma", "1e300"][..],
+            "try a smaller --online-ewc-gamma",
+        ),
+        (
+            &["--method", "si", "--si-xi", "1e-300"][..],
+            "try a larger --si-xi",
+        ),
+    ] {
+        let out = dir.path().join(args[1]);
+        let o = run(
+            &out,
+            &[&["--tasks", "3", "--iterations", "30"], args].concat(),
+        );
+        assert!(!o.status.success(), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(expected), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn export_refuses_to_write_into_its_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = run(&out, &["--tasks", "1", "--iterations", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = current(&out);
+    for target in [out.join("CURRENT"), out.join("weights.safetensors")] {
+        let e = hypertape()
+            .arg("export")
+            .arg(&out)
+            .args(["--task", "0", "--out"])
+            .arg(&target)
+            .output()
+            .unwrap();
+        assert!(!e.status.success());
+        assert!(
+            stderr(&e).contains("inside the run directory"),
+            "{}",
+            stderr(&e)
+        );
+    }
+    assert_eq!(current(&out), before);
+    RunState::load(&out).unwrap();
+}
+
+#[test]
+fn a_stored_configuration_with_an_unknown_field_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = run(&out, &["--tasks", "1", "--iterations", "5"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let gen = out.join(current(&out).trim());
+    let state_path = gen.join("state.json");
+    let text = std::fs::read_to_string(&state_path).unwrap();
+    let text = text.replacen("\"num_tasks\"", "\"zzz_unknown\": 1,\n    \"num_tasks\"", 1);
+    std::fs::write(&state_path, &text).unwrap();
+    let sums: String = ["model.safetensors", "state.json"]
+        .iter()
+        .map(|f| {
+            let bytes = std::fs::read(gen.join(f)).unwrap();
+            format!("{}  {f}\n", hypertape::fsio::sha256_hex(&bytes))
+        })
+        .collect();
+    std::fs::write(gen.join("SHA256SUMS"), sums).unwrap();
+    let e = RunState::load(&out).unwrap_err().to_string();
+    assert!(
+        e.contains("state.json") && e.contains("unknown field `zzz_unknown`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_labels_file_of_another_kind_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(mnist_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name != "SHA256SUMS" && !name.ends_with(".md") {
+            std::fs::copy(&path, dir.path().join(&name)).unwrap();
+        }
+    }
+    // The test images where the test labels should be.
+    std::fs::copy(
+        mnist_dir().join("t10k-images-idx3-ubyte.gz"),
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    let e = hypertape::data::load_mnist(dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("t10k-labels-idx1-ubyte.gz")
+            && e.contains("expected rank 1 for labels, found rank 3"),
+        "{e}"
+    );
 }

@@ -64,6 +64,7 @@ impl std::str::FromStr for RegularizerForm {
 
 /// Settings of the training loop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Steps per task.
     pub iterations: usize,
@@ -187,4 +188,13 @@ pub fn task_loop(
         });
     }
     Ok(())
+}
+
+/// A setting's value as a user would type it: plain in [1e-4, 1e6), else in exponent form.
+pub fn number(v: f64) -> String {
+    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) {
+        format!("{v}")
+    } else {
+        format!("{v:e}")
+    }
 }

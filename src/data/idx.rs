@@ -164,6 +164,8 @@ fn parse_stream<R: Read>(
         .chunks_exact(4)
         .map(|c| BigEndian::read_u32(c) as usize)
         .collect();
+    // The caller's expectations first: a file of another kind is named as such.
+    check(&dims)?;
     // A Vec can hold at most isize::MAX bytes; a larger product cannot be a valid file.
     let count = dims
         .iter()
@@ -177,7 +179,6 @@ fn parse_stream<R: Read>(
                 ),
             )
         })?;
-    check(&dims)?;
     if count > MAX_IDX_DATA {
         return Err(Error::format(
             path,

@@ -32,3 +32,18 @@ pub fn load_tasks(
     let mnist: Mnist = load_mnist(data_dir)?;
     specs.iter().map(|s| s.load(&mnist, validation)).collect()
 }
+
+impl TaskSpec {
+    /// The task's data, read from `mnist`; the last `validation` training samples are held
+    /// out when `validation > 0`. An error naming the spec if `validation` leaves no training
+    /// samples, or if the training, test or validation set lacks one of the task's classes.
+    pub fn load(&self, mnist: &Mnist, validation: usize) -> Result<ClassificationTask> {
+        self.validate()?;
+        match *self {
+            TaskSpec::Split { classes } => split_task(mnist, classes, validation),
+            TaskSpec::Permuted { seed, index } => {
+                permuted_task(mnist, seed.map(|s| (s, index)), validation)
+            }
+        }
+    }
+}

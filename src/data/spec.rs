@@ -7,10 +7,6 @@
 //! `permuted:SEED/INDEX` (from `Rng::derived(SEED, "permutation", INDEX)`: task INDEX of
 //! PermutedMNIST with data seed SEED).
 
-use super::mnist::Mnist;
-use super::permuted::permuted_task;
-use super::split::split_task;
-use super::task::ClassificationTask;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -44,19 +40,6 @@ impl TaskSpec {
                 format!("split: expected two distinct digits 0..=9, found {a},{b}"),
             )),
             _ => Ok(()),
-        }
-    }
-
-    /// The task's data, read from `mnist`; the last `validation` training samples are held
-    /// out when `validation > 0`. An error naming the spec if `validation` leaves no training
-    /// samples, or if the training, test or validation set lacks one of the task's classes.
-    pub fn load(&self, mnist: &Mnist, validation: usize) -> Result<ClassificationTask> {
-        self.validate()?;
-        match *self {
-            TaskSpec::Split { classes } => split_task(mnist, classes, validation),
-            TaskSpec::Permuted { seed, index } => {
-                permuted_task(mnist, seed.map(|s| (s, index)), validation)
-            }
         }
     }
 }

@@ -28,6 +28,7 @@ pub enum HnetInit {
 
 /// The shape of a hypernetwork.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HnetConfig {
     /// Size of a task embedding e(t).
     pub task_emb_dim: usize,

@@ -4,8 +4,10 @@
 //! compared against a PyTorch implementation of it): target MLP 1024-1000-1000 with 10 heads
 //! of 10, chunked hypernetwork [e(t) (24), c(i) (8)] → 25 → 25 → 78 000 with ELU, batch 128,
 //! Adam with lr 1e-4 on θ and on the current task embedding, Adam look-ahead, and the output
-//! regularizer over every previous task with precomputed targets. [`BenchSetup`] picks the
-//! SplitMNIST configuration or online targets instead.
+//! regularizer over every previous task with precomputed targets, in the form training picks
+//! ([`RegularizerForm::Auto`]). [`BenchSetup`] picks the SplitMNIST or the PermutedMNIST-100
+//! configuration (hypernetwork [128 + 12] → 200 → 250 → 350 → 7500, ReLU), online targets or
+//! a fixed form of the regularizer instead.
 //!
 //! Speed is reported as achieved matmul GFLOP/s: the matrix-product FLOPs of one step, counted
 //! from the shapes by [`step_matmul_flops`], divided by the measured time. Set beside the
@@ -15,7 +17,7 @@
 //! allocation) counts as overhead in this measure.
 
 use super::config::{Benchmark, ExperimentConfig};
-use crate::cl::hnet::{HnetModel, TaskSession};
+use crate::cl::hnet::{HnetModel, RegularizerCost, RegularizerForm, TaskSession};
 use crate::engine::tape::Tape;
 use crate::nn::{Hnet, Mlp};
 use crate::rng::Rng;
@@ -36,26 +38,49 @@ pub const YARDSTICK_REPS: usize = 10;
 pub struct BenchSetup {
     /// The benchmark whose paper configuration the step uses.
     pub benchmark: Benchmark,
+    /// The length of the task sequence whose paper configuration is used
+    /// ([`ExperimentConfig::paper_defaults_for`]): PermutedMNIST 10, or 100 for
+    /// PermutedMNIST-100's hypernetwork.
+    pub sequence: usize,
     /// Regularizer targets recomputed from θ* in every step instead of precomputed.
     pub online_targets: bool,
+    /// How the regularizer is computed.
+    pub regularizer: RegularizerForm,
 }
 
 impl Default for BenchSetup {
-    /// The PyTorch reference's step: PermutedMNIST-10, precomputed targets.
+    /// The PyTorch reference's step: PermutedMNIST-10, precomputed targets, the regularizer
+    /// in the form training picks.
     fn default() -> Self {
         Self {
             benchmark: Benchmark::PermutedMnist,
+            sequence: 10,
             online_targets: false,
+            regularizer: RegularizerForm::Auto,
         }
     }
 }
 
-/// The paper configuration of `setup`'s benchmark, with enough heads for `previous_tasks` + 1
-/// tasks.
+impl BenchSetup {
+    /// The configuration's name: `split-mnist`, `permuted-mnist` (10 tasks) or
+    /// `permuted-mnist-100`.
+    pub fn name(&self) -> String {
+        match self.benchmark {
+            Benchmark::PermutedMnist if self.sequence >= super::config::LONG_SEQUENCE_TASKS => {
+                format!("{}-{}", self.benchmark.name(), self.sequence)
+            }
+            b => b.name().to_string(),
+        }
+    }
+}
+
+/// The paper configuration of `setup`'s benchmark and sequence, with enough heads for
+/// `previous_tasks` + 1 tasks.
 pub fn bench_config(setup: BenchSetup, previous_tasks: usize) -> ExperimentConfig {
-    let mut c = ExperimentConfig::paper_defaults(setup.benchmark);
+    let mut c = ExperimentConfig::paper_defaults_for(setup.benchmark, setup.sequence);
     c.num_tasks = c.num_tasks.max(previous_tasks + 1);
     c.train.online_targets = setup.online_targets;
+    c.train.regularizer = setup.regularizer;
     c
 }
 
@@ -106,6 +131,19 @@ impl StepFixture {
     /// Number of previous tasks the regularizer protects.
     pub fn previous_tasks(&self) -> usize {
         self.subset.len()
+    }
+
+    /// The form the regularizer takes over the previous tasks (`None` without any).
+    pub fn regularizer_form(&self) -> Option<RegularizerForm> {
+        let reg = self.session.regularizer()?;
+        Some(reg.form_for(&self.model.hnet, self.subset.len()))
+    }
+
+    /// Bytes the regularizer keeps (stored targets, θ*, activations of θ*).
+    pub fn regularizer_bytes(&self) -> usize {
+        self.session
+            .regularizer()
+            .map_or(0, |r| r.stored_values() * std::mem::size_of::<f32>())
     }
 
     /// One training step as `cl::trainer::train_task` takes it: the gradients (task loss,
@@ -172,15 +210,17 @@ fn hnet_pass_flops(hnet: &Hnet, tasks: usize, backward: bool, input_needs_grad: 
 ///    embeddings as one batch, `previous_tasks · num_chunks` rows, forward + dW + dx per layer,
 ///    except that the first layer's dx is skipped when its input is constant (embeddings of
 ///    previous tasks are constants; with chunk embeddings, which belong to θ, it is not).
-///    The distances to the targets are not products;
+///    The distances to the targets are not products. In the factored `form` the output layer
+///    is replaced by the products of [`RegularizerCost`] (its multiply-adds, times 2);
 /// 4. with `online_targets`, the targets themselves: the hypernetwork at θ* on all previous
-///    embeddings, forward only.
+///    embeddings, forward only (in the factored form its hidden layers only).
 pub fn step_matmul_flops_for(
     target: &Mlp,
     hnet: &Hnet,
     batch: usize,
     previous_tasks: usize,
     online_targets: bool,
+    form: RegularizerForm,
 ) -> f64 {
     let mut flops = hnet_pass_flops(hnet, 1, true, true);
     let mut fan_in = target.input_dim();
@@ -201,23 +241,68 @@ pub fn step_matmul_flops_for(
             .entries()
             .iter()
             .any(|e| e.name == "chunk_embeddings");
-        flops += hnet_pass_flops(hnet, previous_tasks, true, chunk_embs);
-        if online_targets {
-            flops += hnet_pass_flops(hnet, previous_tasks, false, false);
+        let pass = hnet_pass_flops(hnet, previous_tasks, true, chunk_embs);
+        let online = hnet_pass_flops(hnet, previous_tasks, false, false);
+        if form == RegularizerForm::Factored {
+            // The output layer's products (two when it is the only layer and reads constant
+            // embeddings) are replaced by the factored form's.
+            let (out, inp) = *hnet_weight_shapes(hnet).last().expect("an output layer");
+            let rows = previous_tasks * hnet.num_chunks();
+            let output = product(rows, out, inp);
+            let first_only = hnet_weight_shapes(hnet).len() == 1 && !chunk_embs;
+            let direct_output = output * if first_only { 2.0 } else { 3.0 };
+            let factored = 2.0 * RegularizerCost::of(hnet, previous_tasks, false).factored;
+            flops += pass - direct_output + factored;
+            if online_targets {
+                flops += online - output;
+            }
+        } else {
+            flops += pass;
+            if online_targets {
+                flops += online;
+            }
         }
     }
     flops
 }
 
 /// Matmul FLOPs of one step of the fixture [`step_fixture`]`(setup, previous_tasks, _)` (see
-/// [`step_matmul_flops_for`] for what is counted). PermutedMNIST at 0 previous tasks: 0.33
-/// GFLOP in the hypernetwork and 1.30 in the target net; each previous task adds 0.33 (4.58
-/// GFLOP at 9), with online targets 0.44.
+/// [`step_matmul_flops_for`] for what is counted), in the form its regularizer takes.
+/// PermutedMNIST-10 at 0 previous tasks: 0.33 GFLOP in the hypernetwork and 1.30 in the
+/// target net; in the direct form each previous task adds 0.33 (4.58 GFLOP at 9), with online
+/// targets 0.44; in the factored form the regularizer costs 0.49 GFLOP plus 2.4 MFLOP per task.
 pub fn step_matmul_flops(setup: BenchSetup, previous_tasks: usize) -> f64 {
     let config = bench_config(setup, previous_tasks);
     let target = config.target();
     let hnet = Hnet::new(&config.hnet, target.num_weights());
-    step_matmul_flops_for(&target, &hnet, BATCH, previous_tasks, setup.online_targets)
+    let form = resolved_form(setup, &hnet, previous_tasks);
+    step_matmul_flops_for(
+        &target,
+        &hnet,
+        BATCH,
+        previous_tasks,
+        setup.online_targets,
+        form,
+    )
+}
+
+/// The form the step's regularizer takes over `previous_tasks` tasks (as
+/// [`crate::cl::hnet::OutputRegularizer::form_for`] decides for the regularizer the fixture
+/// builds).
+pub fn resolved_form(setup: BenchSetup, hnet: &Hnet, previous_tasks: usize) -> RegularizerForm {
+    match setup.regularizer {
+        RegularizerForm::Auto => {
+            // Precomputed targets are stored (direct) when that is cheaper over all tasks.
+            let stored = !setup.online_targets
+                && !RegularizerCost::of(hnet, previous_tasks, true).factored_pays_off();
+            if stored || !RegularizerCost::of(hnet, previous_tasks, false).factored_pays_off() {
+                RegularizerForm::Direct
+            } else {
+                RegularizerForm::Factored
+            }
+        }
+        form => form,
+    }
 }
 
 /// A deterministic n×n matrix with entries in [−1, 1).
@@ -312,6 +397,11 @@ pub fn engine_matmul_gflops(n: usize, reps: usize) -> f64 {
 pub struct StepTiming {
     /// Tasks the regularizer protects.
     pub previous_tasks: usize,
+    /// The form the regularizer took (`None` without previous tasks).
+    pub form: Option<RegularizerForm>,
+    /// Bytes the regularizer keeps for its targets (stored targets, or θ* and the activations
+    /// of θ*).
+    pub regularizer_bytes: usize,
     /// Median milliseconds per step.
     pub ms_per_step: f64,
     /// Achieved matmul GFLOP/s: [`step_matmul_flops`] over the median step time.
@@ -370,6 +460,8 @@ pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchRe
             let ms = time_steps(&mut fixture, steps);
             StepTiming {
                 previous_tasks: p,
+                form: fixture.regularizer_form(),
+                regularizer_bytes: fixture.regularizer_bytes(),
                 ms_per_step: ms,
                 gflops: step_matmul_flops(setup, p) / (ms * 1e-3) / 1e9,
             }
@@ -453,13 +545,14 @@ mod tests {
             let (reg_flops, reg_products) = brute_flops(&tape);
             assert_eq!(task_products, 6, "3 hnet + 3 target layers");
             assert_eq!(reg_products, 3, "3 hnet layers");
+            let direct = RegularizerForm::Direct;
             assert_eq!(
-                step_matmul_flops_for(&target, &hnet, batch, prev, false),
+                step_matmul_flops_for(&target, &hnet, batch, prev, false, direct),
                 task_flops + reg_flops,
                 "chunked {chunked}"
             );
             assert_eq!(
-                step_matmul_flops_for(&target, &hnet, batch, 0, false),
+                step_matmul_flops_for(&target, &hnet, batch, 0, false, direct),
                 task_flops,
                 "chunked {chunked}"
             );
@@ -472,7 +565,10 @@ mod tests {
         let hnet_fwd = 2.0 * 28.0 * (25.0 * 32.0 + 25.0 * 25.0 + 78_000.0 * 25.0);
         let target =
             2.0 * 128.0 * (2.0 * 1000.0 * 1024.0 + 3.0 * 1000.0 * 1000.0 + 3.0 * 10.0 * 1000.0);
-        let setup = BenchSetup::default();
+        let setup = BenchSetup {
+            regularizer: RegularizerForm::Direct,
+            ..BenchSetup::default()
+        };
         assert_eq!(step_matmul_flops(setup, 0), 3.0 * hnet_fwd + target);
         assert_eq!(step_matmul_flops(setup, 9), 30.0 * hnet_fwd + target);
         let online = BenchSetup {
@@ -481,6 +577,28 @@ mod tests {
         };
         assert_eq!(step_matmul_flops(online, 0), 3.0 * hnet_fwd + target);
         assert_eq!(step_matmul_flops(online, 9), 39.0 * hnet_fwd + target);
+        // Factored (the automatic form from 2 previous tasks): the output layer's 3 products
+        // per task give way to 5·n·d² + 6·rows·d² multiply-adds; hidden layers as before.
+        let hidden_fwd = 2.0 * 28.0 * (25.0 * 32.0 + 25.0 * 25.0);
+        let factored = |tasks: f64| {
+            3.0 * hnet_fwd
+                + target
+                + tasks * 3.0 * hidden_fwd
+                + 2.0 * (5.0 * 78_000.0 * 625.0 + 6.0 * tasks * 28.0 * 625.0)
+        };
+        let auto = BenchSetup::default();
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b;
+        assert!(close(step_matmul_flops(auto, 9), factored(9.0)));
+        assert!(close(step_matmul_flops(auto, 2), factored(2.0)));
+        assert_eq!(step_matmul_flops(auto, 1), step_matmul_flops(setup, 1));
+        let auto_online = BenchSetup {
+            online_targets: true,
+            ..auto
+        };
+        assert!(close(
+            step_matmul_flops(auto_online, 9),
+            factored(9.0) + 9.0 * hidden_fwd
+        ));
     }
 
     #[test]
@@ -492,16 +610,21 @@ mod tests {
         assert!(last < first, "task loss {first} -> {last}");
         for benchmark in [Benchmark::PermutedMnist, Benchmark::SplitMnist] {
             for online_targets in [false, true] {
-                let setup = BenchSetup {
-                    benchmark,
-                    online_targets,
-                };
-                let mut f = step_fixture(setup, 1, 5);
-                let (task, reg) = f.step();
-                assert!(
-                    task.is_finite() && reg > 0.0,
-                    "{setup:?}: look-ahead moves θ off the targets: {reg}"
-                );
+                for regularizer in [RegularizerForm::Direct, RegularizerForm::Factored] {
+                    let setup = BenchSetup {
+                        benchmark,
+                        online_targets,
+                        regularizer,
+                        ..BenchSetup::default()
+                    };
+                    let mut f = step_fixture(setup, 2, 5);
+                    assert_eq!(f.regularizer_form(), Some(regularizer));
+                    let (task, reg) = f.step();
+                    assert!(
+                        task.is_finite() && reg > 0.0,
+                        "{setup:?}: look-ahead moves θ off the targets: {reg}"
+                    );
+                }
             }
         }
     }

@@ -13,6 +13,11 @@ use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Most training steps per task a configuration may ask for (the paper's runs take 5000).
+pub const MAX_ITERATIONS: usize = 10_000_000;
+/// Largest batch a configuration may ask for (the paper's is 128).
+pub const MAX_BATCH: usize = 1 << 20;
+
 /// Which benchmark.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -33,8 +38,10 @@ impl Benchmark {
     }
 }
 
-/// Everything that determines a run.
+/// Everything that determines a run. Stored in checkpoints and results; a stored
+/// configuration with a field this release does not know is refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ExperimentConfig {
     /// The benchmark.
     pub benchmark: Benchmark,
@@ -408,6 +415,12 @@ impl ExperimentConfig {
     /// field, value in `self`, value in `other`) in JSON; the data directory, and settings the
     /// method does not read, do not count (see [`ExperimentConfig::check_same`]).
     pub fn difference(&self, other: &ExperimentConfig) -> Option<(String, String, String)> {
+        self.differences(other).into_iter().next()
+    }
+
+    /// Every setting the method reads where `other` differs from `self` (see
+    /// [`ExperimentConfig::difference`]), in field order.
+    pub fn differences(&self, other: &ExperimentConfig) -> Vec<(String, String, String)> {
         let value = |c: &ExperimentConfig| {
             let mut v = serde_json::to_value(c).expect("the configuration serializes");
             if let Some(m) = v.as_object_mut() {
@@ -422,7 +435,9 @@ impl ExperimentConfig {
             }
             v
         };
-        first_difference(&value(self), &value(other), "")
+        let mut out = Vec::new();
+        all_differences(&value(self), &value(other), "", &mut out);
+        out
     }
 
     /// Checks every field; the error names the field and what is allowed.
@@ -470,6 +485,21 @@ impl ExperimentConfig {
         }
         positive("iterations", self.train.iterations)?;
         positive("batch-size", self.train.batch_size)?;
+        if self.train.iterations > MAX_ITERATIONS {
+            return Err(Error::config(
+                "iterations",
+                format!(
+                    "must be at most {MAX_ITERATIONS} steps per task, got {}",
+                    self.train.iterations
+                ),
+            ));
+        }
+        if self.train.batch_size > MAX_BATCH {
+            return Err(Error::config(
+                "batch-size",
+                format!("must be at most {MAX_BATCH}, got {}", self.train.batch_size),
+            ));
+        }
         rate("lr", self.train.lr)?;
         rate("emb-lr", self.train.emb_lr)?;
         if !(self.train.beta.is_finite() && self.train.beta >= 0.0) {
@@ -546,16 +576,29 @@ impl ExperimentConfig {
     /// anything is allocated; the error gives the estimate.
     pub fn check_memory(&self) -> Result<()> {
         let too_large = || {
+            let chunks = match self.hnet.chunk_size {
+                Some(c) => format!("chunks of {c}"),
+                None => "unchunked".to_string(),
+            };
+            let replay = if self.method.replays() {
+                let r = &self.replay;
+                format!(
+                    ", VAE encoder {:?}, latent {}, decoder {:?}",
+                    r.encoder_hidden, r.latent_dim, r.decoder_hidden
+                )
+            } else {
+                String::new()
+            };
             Error::config(
                 "sizes",
                 format!(
-                    "the networks of this configuration are too large to count (target widths {:?}, {} heads of {}, hypernetwork widths {:?}, chunks of {:?}, batch {})",
+                    "the networks of this configuration are too large to count (target widths {:?}, {} heads of {}, hypernetwork widths {:?}, {chunks}, chunk embedding {}, task embedding {}{replay})",
                     self.target_hidden,
                     self.num_heads(),
                     self.io_dims().1,
                     self.hnet.hidden,
-                    self.hnet.chunk_size,
-                    self.train.batch_size
+                    self.hnet.chunk_emb_dim,
+                    self.hnet.task_emb_dim,
                 ),
             )
         };
@@ -596,28 +639,35 @@ pub fn replay_defaults(benchmark: Benchmark, method: Method) -> ReplayConfig {
     }
 }
 
-/// The first leaf where `a` and `b` differ: (dotted path, value in a, value in b).
-fn first_difference(
+/// Every leaf where `a` and `b` differ: (dotted path, value in a, value in b), keys in order.
+fn all_differences(
     a: &serde_json::Value,
     b: &serde_json::Value,
     path: &str,
-) -> Option<(String, String, String)> {
+    out: &mut Vec<(String, String, String)>,
+) {
     use serde_json::Value;
     if let (Value::Object(x), Value::Object(y)) = (a, b) {
         let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
         keys.sort();
         keys.dedup();
-        return keys.into_iter().find_map(|k| {
+        for k in keys {
             let sub = if path.is_empty() {
                 k.clone()
             } else {
                 format!("{path}.{k}")
             };
             let null = Value::Null;
-            first_difference(x.get(k).unwrap_or(&null), y.get(k).unwrap_or(&null), &sub)
-        });
+            all_differences(
+                x.get(k).unwrap_or(&null),
+                y.get(k).unwrap_or(&null),
+                &sub,
+                out,
+            );
+        }
+    } else if a != b {
+        out.push((path.to_string(), a.to_string(), b.to_string()));
     }
-    (a != b).then(|| (path.to_string(), a.to_string(), b.to_string()))
 }
 
 /// The machine's physical memory in bytes (`MemTotal` of /proc/meminfo; `None` where there is

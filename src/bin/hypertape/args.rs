@@ -3,12 +3,12 @@
 
 use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use hypertape::cl::hnet::{EntropyCalibration, Lookahead};
+use hypertape::cl::hnet::{EntropyCalibration, RegularizerForm};
 use hypertape::cl::replay::UnseenClasses;
 use hypertape::cl::{Method, Scenario};
 use hypertape::data::TaskSpec;
-use hypertape::nn::{Activation, HnetInit};
-use hypertape::run::{Benchmark, ExperimentConfig};
+use hypertape::nn::Activation;
+use hypertape::run::Benchmark;
 use hypertape::Error;
 use std::path::PathBuf;
 
@@ -46,8 +46,9 @@ pub enum Command {
     /// whole training step (--pipeline).
     Gradcheck(GradcheckArgs),
     /// Time one training step of the PermutedMNIST-10 configuration (as the PyTorch
-    /// reference does; --benchmark split-mnist: SplitMNIST's) and report its matmul GFLOP/s
-    /// beside a bare sgemm's.
+    /// reference does; --benchmark split-mnist: SplitMNIST's, permuted-mnist-100:
+    /// PermutedMNIST-100's) at several numbers of previous tasks and report its matmul
+    /// GFLOP/s beside a bare sgemm's, the regularizer's form and the memory it keeps.
     Bench(BenchArgs),
 }
 
@@ -56,6 +57,14 @@ pub enum Command {
 pub enum BenchmarkArg {
     SplitMnist,
     PermutedMnist,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+/// The configuration `bench` times.
+pub enum BenchConfigArg {
+    SplitMnist,
+    PermutedMnist,
+    PermutedMnist100,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,11 +105,11 @@ pub struct RunArgs {
     #[arg(long)]
     pub latent_dim: Option<usize>,
     /// hnet-r/hnet-tir: hidden widths of the VAE's encoder [400,400 / 1000,1000].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub encoder_hidden: Option<Vec<usize>>,
     /// hnet-r/hnet-tir: hidden widths of the VAE's decoder [split-mnist: hnet-r 250,350,
     /// hnet-tir 300,150; permuted-mnist: hnet-r 400,400, hnet-tir 1000,1000].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub decoder_hidden: Option<Vec<usize>>,
     /// hnet-r/hnet-tir: β of the decoder hypernetwork's output regularizer [split-mnist:
     /// hnet-r 0.01, hnet-tir 0.05; permuted-mnist 0.1].
@@ -126,7 +135,10 @@ pub struct RunArgs {
     /// Samples per Fisher estimate of EWC [1000].
     #[arg(long)]
     pub fisher_samples: Option<usize>,
-    /// Number of tasks [split-mnist: 5, permuted-mnist: 10].
+    /// Number of tasks [split-mnist: 5, permuted-mnist: 10]. permuted-mnist with 100 or more
+    /// (PermutedMNIST-100) takes the official code's hypernetwork for long sequences unless
+    /// the options below say otherwise: hidden 200,250,350 ReLU, chunks of 7500, task
+    /// embedding 128, chunk embedding 12, β 0.01 (learning rate, batch and steps as for 10).
     #[arg(long)]
     pub tasks: Option<usize>,
     /// Training steps per task [2000 / 5000].
@@ -141,28 +153,31 @@ pub struct RunArgs {
     /// Adam learning rate of the task embeddings [same as --lr].
     #[arg(long)]
     pub emb_lr: Option<f64>,
-    /// Strength β of the output regularizer [0.01 / 0.1].
+    /// Strength β of the output regularizer [0.01 / 0.1; 100 tasks or more: 0.01].
     #[arg(long)]
     pub beta: Option<f64>,
     /// Hidden widths of the target MLP, comma-separated [400,400 / 1000,1000].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub target_hidden: Option<Vec<usize>>,
-    /// Hidden widths of the hypernetwork, comma-separated [10,10 / 25,25].
-    #[arg(long, value_delimiter = ',')]
+    /// Hidden widths of the hypernetwork, comma-separated [10,10 / 25,25; 100 tasks or more:
+    /// 200,250,350].
+    #[arg(long, value_delimiter = ',', action = clap::ArgAction::Set)]
     pub hnet_hidden: Option<Vec<usize>>,
-    /// Hypernetwork nonlinearity: relu, elu, sigmoid, tanh [relu / elu].
+    /// Hypernetwork nonlinearity: relu, elu, sigmoid, tanh [relu / elu; 100 tasks or more:
+    /// relu].
     #[arg(long)]
     pub hnet_activation: Option<Activation>,
     /// Initialisation of the hypernetwork: xavier (the official code's) or hyperfan [xavier].
     #[arg(long, value_enum)]
     pub hnet_init: Option<HnetInitArg>,
-    /// Weights per hypernetwork chunk; 0 for an unchunked hypernetwork [42000 / 78000].
+    /// Weights per hypernetwork chunk; 0 for an unchunked hypernetwork [42000 / 78000; 100
+    /// tasks or more: 7500].
     #[arg(long)]
     pub chunk_size: Option<usize>,
-    /// Size of a chunk embedding [96 / 8].
+    /// Size of a chunk embedding [96 / 8; 100 tasks or more: 12].
     #[arg(long)]
     pub chunk_emb_dim: Option<usize>,
-    /// Size of a task embedding [96 / 24].
+    /// Size of a task embedding [96 / 24; 100 tasks or more: 128].
     #[arg(long)]
     pub task_emb_dim: Option<usize>,
     /// Seed of initialisation, batches and (unless --data-seed) permutations [42].
@@ -183,6 +198,14 @@ pub struct RunArgs {
     /// Recompute regularizer targets from a frozen copy of θ every step (constant memory).
     #[arg(long)]
     pub online_targets: bool,
+    /// How the output regularizer is computed: direct (every earlier task's generated
+    /// weights made whole; stores them, growing with the tasks), factored (from Gram matrices
+    /// of the hypernetwork's linear output layer; stores θ* and each task's last hidden
+    /// activations) or auto (per step the cheaper by a cost model from the shapes: direct for
+    /// one earlier task, factored from two on with the paper's networks). The same value and
+    /// gradient up to rounding [auto].
+    #[arg(long, value_name = "FORM")]
+    pub regularizer: Option<RegularizerForm>,
     /// Label smoothing ε of the hypernetwork's task loss: soft targets 1 − ε on the label and
     /// ε/(n − 1) on the head's other classes (the official code's --soft_targets is ε = 0.05)
     /// [0].
@@ -328,9 +351,10 @@ pub struct GradcheckArgs {
     pub seed: u64,
     /// Dimensions (m, k, n) of the op inputs, each 1 to 256 (every element is perturbed
     /// twice, so the check's cost grows with their product).
-    #[arg(long, num_args = 3, value_names = ["M", "K", "N"], default_values_t = [5, 3, 7],
+    /// Not with --pipeline. [5 3 7]
+    #[arg(long, num_args = 3, value_names = ["M", "K", "N"], conflicts_with = "pipeline",
           value_parser = clap::value_parser!(u64).range(1..=256).map(|v| v as usize))]
-    pub dims: Vec<usize>,
+    pub dims: Option<Vec<usize>>,
     /// Largest accepted error |a − n| / max(|a|, |n|, 1).
     #[arg(long, default_value_t = 1e-6)]
     pub tolerance: f64,
@@ -342,13 +366,19 @@ pub struct GradcheckArgs {
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// The benchmark whose paper configuration the step uses (permuted-mnist: the PyTorch
-    /// reference's step).
+    /// The configuration of the step: split-mnist, permuted-mnist (PermutedMNIST-10's, the
+    /// PyTorch reference's step) or permuted-mnist-100 (the official code's hypernetwork for
+    /// long sequences, as `run permuted-mnist --tasks 100`).
     #[arg(long, value_enum, default_value = "permuted-mnist")]
-    pub benchmark: BenchmarkArg,
+    pub benchmark: BenchConfigArg,
     /// Regularizer targets recomputed from θ* in every step (as `run --online-targets`).
     #[arg(long)]
     pub online_targets: bool,
+    /// How the output regularizer is computed: direct (every previous task's generated weights
+    /// made whole), factored (from Gram matrices of the output layer) or auto (the cheaper by
+    /// a cost model from the shapes, as training does); the form taken is printed per line.
+    #[arg(long, value_name = "FORM", default_value = "auto")]
+    pub regularizer: RegularizerForm,
     /// Timed steps per configuration (median reported, after 3 warm-up steps), at most 100000.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub steps: u64,
@@ -358,283 +388,6 @@ pub struct BenchArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-/// One option of `run` the user gave: as typed (`--scenario cl2`) and what it sets.
-pub struct Setting {
-    /// The flag and its value as on the command line.
-    pub flag: String,
-    /// The flag alone (`--scenario`).
-    name: String,
-    apply: Box<dyn Fn(&mut ExperimentConfig)>,
-}
-
-impl Setting {
-    fn new(
-        flag: &str,
-        value: impl std::fmt::Display,
-        apply: impl Fn(&mut ExperimentConfig) + 'static,
-    ) -> Self {
-        let value = value.to_string();
-        Self {
-            name: flag.to_string(),
-            flag: if value.is_empty() {
-                flag.to_string()
-            } else {
-                format!("{flag} {value}")
-            },
-            apply: Box::new(apply),
-        }
-    }
-
-    /// Sets the option's value in `config`.
-    pub fn apply(&self, config: &mut ExperimentConfig) {
-        (self.apply)(config)
-    }
-
-    /// Whether the option means anything for a run of `method` on `benchmark`; the error
-    /// names the flag and where it applies (an option a run ignores is refused rather than
-    /// stored, so it never surprises a later `--resume`).
-    pub fn check_applies(&self, method: Method, benchmark: Benchmark) -> Result<(), Error> {
-        use Method::*;
-        const HNET_CLASSIFIER: &[Method] = &[Hnet, HnetTir];
-        let methods: &[Method] = match self.name.as_str() {
-            "--emb-lr" | "--beta" | "--reg-batch" | "--online-targets" | "--hnet-hidden"
-            | "--hnet-activation" | "--hnet-init" | "--chunk-size" | "--chunk-emb-dim"
-            | "--task-emb-dim" => HNET_CLASSIFIER,
-            // The replay model's decoder hypernetwork looks ahead too.
-            "--no-lookahead" | "--sgd-lookahead" => &[Hnet, HnetTir, HnetR],
-            "--label-smoothing" | "--entropy-calibration" => &[Hnet],
-            "--latent-dim" | "--encoder-hidden" | "--decoder-hidden" | "--replay-beta" => {
-                &[HnetR, HnetTir]
-            }
-            "--unseen-classes" => &[HnetR],
-            "--ewc-lambda" | "--fisher-samples" => &[Ewc, OnlineEwc],
-            "--online-ewc-gamma" => &[OnlineEwc],
-            "--si-c" | "--si-xi" => &[Si],
-            "--data-seed" => {
-                if benchmark != Benchmark::PermutedMnist {
-                    return Err(Error::config(
-                        self.flag.clone(),
-                        "applies to permuted-mnist (the permutations' seed) only",
-                    ));
-                }
-                &Method::ALL
-            }
-            _ => &Method::ALL,
-        };
-        if methods.contains(&method) {
-            return Ok(());
-        }
-        let names: Vec<&str> = methods.iter().map(|m| m.name()).collect();
-        Err(Error::config(
-            self.flag.clone(),
-            format!(
-                "applies to --method {}, not {}",
-                names.join(" or "),
-                method.name()
-            ),
-        ))
-    }
-}
-
-/// An option's value written as a user types it (`1`, not `1.0`).
-trait Typed {
-    fn typed(&self) -> String;
-}
-
-impl Typed for usize {
-    fn typed(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Typed for u64 {
-    fn typed(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Typed for f64 {
-    fn typed(&self) -> String {
-        self.to_string()
-    }
-}
-
-impl Typed for PathBuf {
-    fn typed(&self) -> String {
-        self.display().to_string()
-    }
-}
-
-/// A comma-separated list as typed.
-fn list(v: &[usize]) -> String {
-    v.iter()
-        .map(|x| x.to_string())
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-impl RunArgs {
-    /// The benchmark of `split-mnist`/`permuted-mnist` (`None` for the toy or when absent).
-    pub fn benchmark(&self) -> Option<Benchmark> {
-        match self.benchmark? {
-            RunTarget::SplitMnist => Some(Benchmark::SplitMnist),
-            RunTarget::PermutedMnist => Some(Benchmark::PermutedMnist),
-            RunTarget::ToyRegression => None,
-        }
-    }
-
-    /// Every configuration option given, in the order they are applied (`--lr` before
-    /// `--emb-lr`, `--seed` before `--data-seed`). `--method` and `--scenario` set only the
-    /// field; a new run's defaults for them come from
-    /// [`ExperimentConfig::set_method_and_scenario`] first.
-    pub fn settings(&self) -> Vec<Setting> {
-        let mut s = Vec::new();
-        macro_rules! opt {
-            ($field:ident, $flag:literal, |$c:ident, $v:ident| $body:expr) => {
-                if let Some(v) = self.$field.clone() {
-                    let shown = Typed::typed(&v);
-                    s.push(Setting::new(
-                        $flag,
-                        shown,
-                        move |$c: &mut ExperimentConfig| {
-                            let $v = v.clone();
-                            $body;
-                        },
-                    ));
-                }
-            };
-        }
-        if let Some(b) = self.benchmark() {
-            s.push(Setting::new(b.name(), "", move |c| c.benchmark = b));
-        }
-        if let Some(m) = self.method {
-            s.push(Setting::new("--method", m.name(), move |c| c.method = m));
-        }
-        if let Some(sc) = self.scenario {
-            s.push(Setting::new("--scenario", sc.name(), move |c| {
-                c.scenario = sc
-            }));
-        }
-        opt!(latent_dim, "--latent-dim", |c, v| c.replay.latent_dim = v);
-        if let Some(v) = self.encoder_hidden.clone() {
-            s.push(Setting::new("--encoder-hidden", list(&v), move |c| {
-                c.replay.encoder_hidden = v.clone()
-            }));
-        }
-        if let Some(v) = self.decoder_hidden.clone() {
-            s.push(Setting::new("--decoder-hidden", list(&v), move |c| {
-                c.replay.decoder_hidden = v.clone()
-            }));
-        }
-        opt!(replay_beta, "--replay-beta", |c, v| c.replay.beta = v);
-        if let Some(v) = self.unseen_classes {
-            s.push(Setting::new("--unseen-classes", v.name(), move |c| {
-                c.replay.unseen_classes = v
-            }));
-        }
-        opt!(ewc_lambda, "--ewc-lambda", |c, v| c.baseline.ewc_lambda = v);
-        opt!(online_ewc_gamma, "--online-ewc-gamma", |c, v| c
-            .baseline
-            .online_ewc_gamma =
-            v);
-        opt!(si_c, "--si-c", |c, v| c.baseline.si_c = v);
-        opt!(si_xi, "--si-xi", |c, v| c.baseline.si_xi = v);
-        opt!(fisher_samples, "--fisher-samples", |c, v| c
-            .baseline
-            .fisher_samples =
-            v);
-        opt!(tasks, "--tasks", |c, v| c.num_tasks = v);
-        opt!(iterations, "--iterations", |c, v| c.train.iterations = v);
-        opt!(batch_size, "--batch-size", |c, v| c.train.batch_size = v);
-        opt!(lr, "--lr", |c, v| {
-            c.train.lr = v;
-            c.train.emb_lr = v;
-        });
-        opt!(emb_lr, "--emb-lr", |c, v| c.train.emb_lr = v);
-        opt!(beta, "--beta", |c, v| c.train.beta = v);
-        opt!(seed, "--seed", |c, v| {
-            c.train.seed = v;
-            c.data_seed = v;
-        });
-        opt!(data_seed, "--data-seed", |c, v| c.data_seed = v);
-        if self.no_lookahead {
-            s.push(Setting::new("--no-lookahead", "", |c| {
-                c.train.lookahead = Lookahead::Off
-            }));
-        }
-        if self.sgd_lookahead {
-            s.push(Setting::new("--sgd-lookahead", "", |c| {
-                c.train.lookahead = Lookahead::Sgd
-            }));
-        }
-        opt!(reg_batch, "--reg-batch", |c, v| c.train.reg_batch = Some(v));
-        if self.online_targets {
-            s.push(Setting::new("--online-targets", "", |c| {
-                c.train.online_targets = true
-            }));
-        }
-        opt!(label_smoothing, "--label-smoothing", |c, v| c
-            .train
-            .label_smoothing =
-            v);
-        opt!(validation, "--validation", |c, v| c.validation = v);
-        if let Some(v) = self.entropy_calibration {
-            s.push(Setting::new("--entropy-calibration", v.name(), move |c| {
-                c.entropy_calibration = v
-            }));
-        }
-        if let Some(v) = self.target_hidden.clone() {
-            s.push(Setting::new("--target-hidden", list(&v), move |c| {
-                c.target_hidden = v.clone()
-            }));
-        }
-        if let Some(v) = self.hnet_hidden.clone() {
-            s.push(Setting::new("--hnet-hidden", list(&v), move |c| {
-                c.hnet.hidden = v.clone()
-            }));
-        }
-        if let Some(v) = self.hnet_activation {
-            s.push(Setting::new("--hnet-activation", v.name(), move |c| {
-                c.hnet.activation = v
-            }));
-        }
-        if let Some(v) = self.hnet_init {
-            let (name, init) = match v {
-                HnetInitArg::Xavier => ("xavier", HnetInit::Xavier),
-                HnetInitArg::Hyperfan => ("hyperfan", HnetInit::Hyperfan),
-            };
-            s.push(Setting::new("--hnet-init", name, move |c| {
-                c.hnet_init = init
-            }));
-        }
-        opt!(chunk_size, "--chunk-size", |c, v| c.hnet.chunk_size =
-            (v > 0).then_some(v));
-        opt!(chunk_emb_dim, "--chunk-emb-dim", |c, v| c
-            .hnet
-            .chunk_emb_dim =
-            v);
-        opt!(task_emb_dim, "--task-emb-dim", |c, v| c.hnet.task_emb_dim =
-            v);
-        opt!(heads, "--heads", |c, v| c.heads = Some(v));
-        opt!(data_dir, "--data-dir", |c, v| c.data_dir = v);
-        s
-    }
-
-    /// The configuration of a new run: the paper's settings for the benchmark, the method's
-    /// and scenario's defaults, then every option given. Errors: an option that does not
-    /// apply to the method or benchmark (named as typed).
-    pub fn new_config(&self, benchmark: Benchmark) -> Result<ExperimentConfig, Error> {
-        let method = self.method.unwrap_or_default();
-        let mut c = ExperimentConfig::paper_defaults(benchmark);
-        c.set_method_and_scenario(method, self.scenario.unwrap_or_default());
-        for s in self.settings() {
-            s.check_applies(method, benchmark)?;
-            s.apply(&mut c);
-        }
-        Ok(c)
-    }
 }
 
 /// The library's benchmark of a command-line one.

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod settings;
 
 use args::{Cli, Command};
 use clap::Parser;

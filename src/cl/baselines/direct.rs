@@ -138,14 +138,12 @@ impl DirectLearner {
                 Consolidation::Ewc { .. } | Consolidation::OnlineEwc { .. } => Some("--ewc-lambda"),
                 Consolidation::Si { .. } => Some("--si-c"),
             };
+            let lr = crate::cl::train::number(opt.lr);
             let hint = match strength {
-                Some(flag) if loss.is_finite() => {
-                    format!(
-                        "the penalty diverged: try a smaller {flag} or --lr than {}",
-                        opt.lr
-                    )
+                Some(flag) if !penalty.is_finite() => {
+                    format!("the penalty diverged: try a smaller {flag} or --lr than {lr}")
                 }
-                _ => format!("try a smaller --lr than {}", opt.lr),
+                _ => format!("try a smaller --lr than {lr}"),
             };
             return Err(Error::NonFinite(format!(
                 "task loss {loss}, penalty {penalty} ({hint})"
@@ -203,6 +201,11 @@ impl DirectLearner {
             .then(|| self.classification_fisher(task, data, readout, config.seed));
         let weights = self.weights.clone();
         self.consolidation.end_task(&weights, fisher);
+        if let Some(flag) = self.consolidation.non_finite_setting() {
+            return Err(Error::NonFinite(format!(
+                "task {task}: the penalty's importance weights became NaN or infinite at the end of the task (try {flag})"
+            )));
+        }
         Ok(())
     }
 

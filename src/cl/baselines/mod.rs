@@ -33,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 /// Strengths of the weight penalties and the Fisher estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BaselineConfig {
     /// λ of EWC and online EWC.
     pub ewc_lambda: f64,

@@ -49,6 +49,28 @@ pub enum Consolidation<F> {
 }
 
 impl<F: Float> Consolidation<F> {
+    /// If an importance or anchor the penalty keeps is NaN or infinite, how to change the
+    /// setting that most likely made it so: a smaller online-EWC decay (F ← γF + F_new), a
+    /// larger SI damping (Ω += ω / (Δθ² + ξ)), a smaller learning rate for EWC (the Fisher of
+    /// diverged weights).
+    pub fn non_finite_setting(&self) -> Option<&'static str> {
+        let bad = |v: &[F]| v.iter().any(|x| !x.is_finite());
+        match self {
+            Consolidation::None => None,
+            Consolidation::Ewc { tasks, .. } => tasks
+                .iter()
+                .any(|(f, a)| bad(f) || bad(a))
+                .then_some("a smaller --lr"),
+            Consolidation::OnlineEwc { state, .. } => state
+                .as_ref()
+                .is_some_and(|(f, a)| bad(f) || bad(a))
+                .then_some("a smaller --online-ewc-gamma"),
+            Consolidation::Si { omega, anchor, .. } => (bad(omega)
+                || anchor.as_ref().is_some_and(|a| bad(a)))
+            .then_some("a larger --si-xi or a smaller --si-c"),
+        }
+    }
+
     /// The empty state of `method` (not `Hnet`) for `n` weights.
     pub fn new(method: Method, config: &BaselineConfig, n: usize) -> Self {
         match method {

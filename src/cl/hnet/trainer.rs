@@ -11,7 +11,7 @@ use super::{
     OutputRegularizer, StepInput, StepWorkspace,
 };
 use crate::cl::eval::{argmax, for_each_logits};
-use crate::cl::train::{check_not_empty, task_loop};
+use crate::cl::train::{check_not_empty, number, task_loop};
 use crate::cl::{Progress, TrainConfig};
 use crate::data::TaskView;
 use crate::engine::tape::Tape;
@@ -333,13 +333,4 @@ pub fn predict(
         },
     );
     out
-}
-
-/// A setting's value as a user would type it: plain in [1e-4, 1e6), else in exponent form.
-pub(crate) fn number(v: f64) -> String {
-    if v == 0.0 || (1e-4..1e6).contains(&v.abs()) {
-        format!("{v}")
-    } else {
-        format!("{v:e}")
-    }
 }

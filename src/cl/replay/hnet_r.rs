@@ -1,6 +1,6 @@
 //! HNET+R as a [`Learner`].
 
-use super::{ReplayClassifier, ReplayConfig, ReplayReadouts, ReplayTargets, Vae};
+use super::{ReplayClassifier, ReplayConfig, ReplayModel, ReplayReadouts, ReplayTargets};
 use crate::cl::eval::{direct_readout, evaluate_direct};
 use crate::cl::{
     EvalRow, Learner, LearnerReport, LearnerState, Progress, Readout, Scenario, StateResult,
@@ -19,11 +19,9 @@ use crate::Result;
 #[derive(Clone, Debug)]
 pub struct HnetR {
     classifier: ReplayClassifier,
-    vae: Vae,
+    replay: ReplayModel,
     scenario: Scenario,
     train: TrainConfig,
-    num_tasks: usize,
-    vae_losses: Vec<(f64, f64)>,
 }
 
 impl HnetR {
@@ -48,23 +46,11 @@ impl HnetR {
                 replay.replay_weight,
                 seed,
             ),
-            vae: Vae::new(replay, input_dim, num_tasks, seed),
+            replay: ReplayModel::new(replay, input_dim, num_tasks, seed),
             scenario,
             train: train.clone(),
-            num_tasks,
-            vae_losses: Vec::new(),
         }
     }
-}
-
-/// The VAE's mean reconstruction loss and KL per task as flat scalars (and back).
-pub(super) fn flat_losses(losses: &[(f64, f64)]) -> Vec<f64> {
-    losses.iter().flat_map(|&(r, k)| [r, k]).collect()
-}
-
-pub(super) fn take_losses(state: &mut LearnerState, tasks: usize) -> StateResult<Vec<(f64, f64)>> {
-    let v = state.take_scalars("vae.losses", 2 * tasks)?;
-    Ok(v.chunks_exact(2).map(|p| (p[0], p[1])).collect())
 }
 
 impl Learner for HnetR {
@@ -102,18 +88,12 @@ impl Learner for HnetR {
         self.classifier.learn_task(
             t,
             &task.train,
-            &self.vae,
+            &self.replay.vae,
             &readouts,
             &self.train,
             on_progress,
         )?;
-        if t + 1 < self.num_tasks {
-            let losses = self
-                .vae
-                .learn_task(t, &task.train, &self.train, on_progress)?;
-            self.vae_losses.push(losses);
-        }
-        Ok(())
+        self.replay.learn(t, &task.train, &self.train, on_progress)
     }
 
     fn evaluate(&self, tests: &[&TaskView], identity: TaskIdentity) -> EvalRow {
@@ -126,30 +106,27 @@ impl Learner for HnetR {
         self.classifier
             .learner
             .save_state("classifier.", &mut state);
-        self.vae.save_state("vae.", &mut state);
-        state.put_scalars("vae.losses", &flat_losses(&self.vae_losses));
+        self.replay.save(&mut state);
         state
     }
 
     fn restore(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
-        // The VAE learns every task but the last.
-        let vae_tasks = completed.min(self.num_tasks.saturating_sub(1));
         self.classifier
             .learner
             .restore_state("classifier.", completed, &mut state)?;
-        self.vae.restore_state("vae.", vae_tasks, &mut state)?;
-        self.vae_losses = take_losses(&mut state, vae_tasks)?;
+        self.replay
+            .restore(self.replay.tasks_after(completed), &mut state)?;
         state.check_all_taken()
     }
 
     fn max_tasks(&self) -> Option<usize> {
-        Some(self.num_tasks)
+        Some(self.replay.num_tasks())
     }
 
     fn report(&self) -> LearnerReport {
         LearnerReport {
             target_weights: self.classifier.learner.target.num_weights(),
-            vae_losses: Some(self.vae_losses.clone()),
+            vae_losses: Some(self.replay.losses().to_vec()),
             ..LearnerReport::default()
         }
     }
@@ -160,6 +137,6 @@ impl Learner for HnetR {
     }
 
     fn replay_samples(&self, samples: usize, seed: u64) -> Vec<Vec<f32>> {
-        super::vae::replay_samples(&self.vae, samples, seed)
+        super::vae::replay_samples(&self.replay.vae, samples, seed)
     }
 }

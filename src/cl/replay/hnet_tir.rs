@@ -1,7 +1,6 @@
 //! HNET+TIR as a [`Learner`].
 
-use super::hnet_r::{flat_losses, take_losses};
-use super::{ReplayClassifier, ReplayConfig, ReplayReadouts, ReplayTargets, Vae};
+use super::{ReplayClassifier, ReplayConfig, ReplayModel, ReplayReadouts, ReplayTargets};
 use crate::cl::eval::{argmax, for_each_logits};
 use crate::cl::hnet::{infer_tasks, EntropyCalibration, HnetLearner};
 use crate::cl::{
@@ -27,9 +26,7 @@ pub struct HnetTir {
     classifier: HnetLearner,
     task_net: ReplayClassifier,
     task_net_train: TrainConfig,
-    vae: Vae,
-    num_tasks: usize,
-    vae_losses: Vec<(f64, f64)>,
+    replay: ReplayModel,
 }
 
 impl HnetTir {
@@ -68,9 +65,7 @@ impl HnetTir {
                 task_seed,
             ),
             task_net_train,
-            vae: Vae::new(replay, input_dim, num_tasks, seed),
-            num_tasks,
-            vae_losses: Vec::new(),
+            replay: ReplayModel::new(replay, input_dim, num_tasks, seed),
         }
     }
 
@@ -107,19 +102,14 @@ impl Learner for HnetTir {
             self.task_net.learn_task(
                 t,
                 &task.train,
-                &self.vae,
+                &self.replay.vae,
                 &readouts,
                 &self.task_net_train,
                 on_progress,
             )?;
         }
-        if t + 1 < self.num_tasks {
-            let losses =
-                self.vae
-                    .learn_task(t, &task.train, &self.classifier.train, on_progress)?;
-            self.vae_losses.push(losses);
-        }
-        Ok(())
+        self.replay
+            .learn(t, &task.train, &self.classifier.train, on_progress)
     }
 
     fn evaluate(&self, tests: &[&TaskView], identity: TaskIdentity) -> EvalRow {
@@ -156,14 +146,14 @@ impl Learner for HnetTir {
         let mut state = LearnerState::default();
         self.classifier.save_into("classifier.", &mut state);
         self.task_net.learner.save_state("task_net.", &mut state);
-        self.vae.save_state("vae.", &mut state);
-        state.put_scalars("vae.losses", &flat_losses(&self.vae_losses));
+        self.replay.save(&mut state);
         state
     }
 
     fn restore(&mut self, completed: usize, mut state: LearnerState) -> StateResult<()> {
+        // Without task inference (CL1) the VAE learns nothing.
         let vae_tasks = if self.infers_task() {
-            completed.min(self.num_tasks.saturating_sub(1))
+            self.replay.tasks_after(completed)
         } else {
             0
         };
@@ -172,13 +162,12 @@ impl Learner for HnetTir {
         self.task_net
             .learner
             .restore_state("task_net.", completed, &mut state)?;
-        self.vae.restore_state("vae.", vae_tasks, &mut state)?;
-        self.vae_losses = take_losses(&mut state, vae_tasks)?;
+        self.replay.restore(vae_tasks, &mut state)?;
         state.check_all_taken()
     }
 
     fn max_tasks(&self) -> Option<usize> {
-        Some(self.num_tasks)
+        Some(self.replay.num_tasks())
     }
 
     fn report(&self) -> LearnerReport {
@@ -186,7 +175,7 @@ impl Learner for HnetTir {
             target_weights: self.classifier.model.target.num_weights(),
             hnet_params: self.classifier.model.hnet.num_params(),
             task_temperatures: None,
-            vae_losses: self.infers_task().then(|| self.vae_losses.clone()),
+            vae_losses: self.infers_task().then(|| self.replay.losses().to_vec()),
         }
     }
 
@@ -196,7 +185,7 @@ impl Learner for HnetTir {
 
     fn replay_samples(&self, samples: usize, seed: u64) -> Vec<Vec<f32>> {
         if self.infers_task() {
-            super::vae::replay_samples(&self.vae, samples, seed)
+            super::vae::replay_samples(&self.replay.vae, samples, seed)
         } else {
             Vec::new()
         }

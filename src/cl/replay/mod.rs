@@ -19,11 +19,13 @@ pub mod audit;
 mod classifier;
 mod hnet_r;
 mod hnet_tir;
+mod memory;
 mod vae;
 
 pub use classifier::{distillation_targets, ReplayClassifier, ReplayReadouts, ReplayTargets};
 pub use hnet_r::HnetR;
 pub use hnet_tir::HnetTir;
+pub use memory::ReplayModel;
 pub use vae::{replay_samples, vae_loss, Vae, VaeLoss};
 
 use crate::nn::HnetConfig;
@@ -32,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 /// Settings of the replay model and of training on replayed data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ReplayConfig {
     /// Size of the latent code z.
     pub latent_dim: usize,

@@ -1,17 +1,33 @@
 //! `hypertape bench`: one training step's time and matmul GFLOP/s beside a bare sgemm's.
 
-use crate::args::{benchmark_of, BenchArgs};
-use hypertape::run::bench;
+use crate::args::{BenchArgs, BenchConfigArg};
+use hypertape::run::{bench, Benchmark, LONG_SEQUENCE_TASKS};
 use hypertape::{Error, Result};
 use std::process::ExitCode;
 
+/// Most previous tasks a step is timed with.
+const MAX_PREVIOUS: usize = 1_000;
+
 /// Runs the command.
 pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
+    let (benchmark, sequence) = match args.benchmark {
+        BenchConfigArg::SplitMnist => (Benchmark::SplitMnist, 5),
+        BenchConfigArg::PermutedMnist => (Benchmark::PermutedMnist, 10),
+        BenchConfigArg::PermutedMnist100 => (Benchmark::PermutedMnist, LONG_SEQUENCE_TASKS),
+    };
     let setup = bench::BenchSetup {
-        benchmark: benchmark_of(args.benchmark),
+        benchmark,
+        sequence,
         online_targets: args.online_targets,
+        regularizer: args.regularizer,
     };
     for &p in &args.previous {
+        if p > MAX_PREVIOUS {
+            return Err(Error::config(
+                format!("--previous {p}"),
+                format!("at most {MAX_PREVIOUS} previous tasks"),
+            ));
+        }
         bench::bench_config(setup, p)
             .check_memory()
             .map_err(|e| match e {
@@ -26,21 +42,24 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{} step, {} targets",
-        setup.benchmark.name(),
+        "{} step, {} targets, regularizer {}",
+        setup.name(),
         if setup.online_targets {
             "online"
         } else {
             "precomputed"
-        }
+        },
+        setup.regularizer.name()
     );
     for s in &report.steps {
+        let form = s.form.map_or("none", |f| f.name());
         println!(
-            "previous tasks {:>2}: {:>9.2} ms/step  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)",
+            "previous tasks {:>2}: {:>9.2} ms/step  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)  regularizer {form:<8} keeps {:>8.2} MB",
             s.previous_tasks,
             s.ms_per_step,
             s.gflops,
-            bench::step_matmul_flops(setup, s.previous_tasks) * 1e-9
+            bench::step_matmul_flops(setup, s.previous_tasks) * 1e-9,
+            s.regularizer_bytes as f64 / 1e6
         );
     }
     let n = bench::YARDSTICK_N;

@@ -17,8 +17,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The exit status of `--collect` when runs are missing.
 const INCOMPLETE: u8 = 3;
 
+/// Refuses a list that names an entry twice (it would run, or count, a cell twice).
+fn refuse_repeats<T: PartialEq>(flag: &str, list: &[T], name: fn(&T) -> &str) -> Result<()> {
+    if let Some((i, x)) = list
+        .iter()
+        .enumerate()
+        .find(|(i, x)| list[..*i].contains(x))
+    {
+        let typed: Vec<&str> = list.iter().map(name).collect();
+        return Err(hypertape::Error::config(
+            format!("{flag} {}", typed.join(",")),
+            format!("{} is given twice (entry {})", name(x), i + 1),
+        ));
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub fn exec(args: &CompareArgs) -> Result<ExitCode> {
+    refuse_repeats("--methods", &args.methods, |m| m.name())?;
+    refuse_repeats("--scenarios", &args.scenarios, |s| s.name())?;
     let benchmark = benchmark_of(args.benchmark);
     let mut base = ExperimentConfig::paper_defaults(benchmark);
     if let Some(t) = args.tasks {

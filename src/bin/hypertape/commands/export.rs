@@ -4,11 +4,34 @@ use crate::args::ExportArgs;
 use hypertape::fsio::write_atomic;
 use hypertape::run::export::export_task_weights;
 use hypertape::run::RunState;
-use hypertape::Result;
+use hypertape::{Error, Result};
+use std::path::Path;
 use std::process::ExitCode;
+
+/// Refuses an output file inside the run directory, where it could replace the checkpoint.
+fn check_outside(out: &Path, dir: &Path) -> Result<()> {
+    let parent = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if let (Ok(parent), Ok(dir)) = (parent.canonicalize(), dir.canonicalize()) {
+        if parent.starts_with(&dir) {
+            return Err(Error::config(
+                "--out",
+                format!(
+                    "{} is inside the run directory {}; write the export outside it",
+                    out.display(),
+                    dir.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Runs the command.
 pub fn exec(args: &ExportArgs) -> Result<ExitCode> {
+    check_outside(&args.out, &args.dir)?;
     let state = RunState::load(&args.dir)?;
     let bytes = export_task_weights(&state, args.task)?;
     write_atomic(&args.out, &bytes)?;

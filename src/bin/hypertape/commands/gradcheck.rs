@@ -24,6 +24,14 @@ pub fn exec(args: &GradcheckArgs) -> Result<ExitCode> {
     positive("--tolerance", args.tolerance)?;
     if let Some(eps) = args.eps {
         positive("--eps", eps)?;
+        // Central differences need a step far above f64 rounding and far below the scale of
+        // the functions checked.
+        if !(1e-12..=0.1).contains(&eps) {
+            return Err(Error::config(
+                "--eps",
+                format!("must be between 1e-12 and 0.1, got {eps:e}"),
+            ));
+        }
     }
     if args.pipeline {
         gradcheck_pipeline(args)
@@ -43,7 +51,10 @@ fn options(args: &GradcheckArgs) -> GradCheckOptions {
 
 /// Every op of the tape.
 fn gradcheck_ops(args: &GradcheckArgs) -> Result<ExitCode> {
-    let dims = (args.dims[0], args.dims[1], args.dims[2]);
+    let dims = match args.dims.as_deref() {
+        Some(&[m, k, n]) => (m, k, n),
+        _ => (5, 3, 7),
+    };
     let options = options(args);
     let audits = audit_ops(dims, args.seed, &options);
     println!(

@@ -3,6 +3,7 @@
 
 use super::{format_row, print_results, progress_bar};
 use crate::args::{RunArgs, RunTarget};
+use hypertape::cl::train::number;
 use hypertape::cl::Method;
 use hypertape::fsio::write_atomic;
 use hypertape::report::write_replay_pictures;
@@ -40,7 +41,7 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
                 .benchmark()
                 .expect("clap requires a benchmark without --resume");
             let config = args.new_config(benchmark)?;
-            config.validate()?;
+            config.validate().map_err(|e| name_size_flags(args, e))?;
             let out = out_dir(args, &config);
             let dir = RunDir::open(&out, "hypertape run").map_err(|e| match e {
                 Error::Locked { .. } => e,
@@ -93,12 +94,18 @@ fn resume(args: &RunArgs, dir: &Path) -> Result<RunState> {
         let mut stored = state.config.clone();
         // The data may have moved: --data-dir is where it is now.
         stored.data_dir = changed.data_dir.clone();
-        if let Some((field, was, _)) = stored.difference(&changed) {
+        let differences = stored.differences(&changed);
+        if !differences.is_empty() {
+            let has: Vec<String> = differences
+                .iter()
+                .map(|(field, was, _)| format!("{field} = {was}"))
+                .collect();
             return Err(Error::config(
                 setting.flag.clone(),
                 format!(
-                    "the run in {} has {field} = {was}; --resume continues a run with its stored settings (leave the option out, or start a new run with --out)",
-                    dir.display()
+                    "the run in {} has {}; --resume continues a run with its stored settings (leave the option out, or start a new run with --out)",
+                    dir.display(),
+                    has.join(", ")
                 ),
             ));
         }
@@ -111,6 +118,41 @@ fn resume(args: &RunArgs, dir: &Path) -> Result<RunState> {
         state.config.num_tasks
     );
     Ok(state)
+}
+
+/// A size error of the configuration, with the options given that set a size named.
+fn name_size_flags(args: &RunArgs, e: Error) -> Error {
+    const SIZES: [&str; 13] = [
+        "--tasks",
+        "--heads",
+        "--batch-size",
+        "--target-hidden",
+        "--hnet-hidden",
+        "--chunk-size",
+        "--chunk-emb-dim",
+        "--task-emb-dim",
+        "--latent-dim",
+        "--encoder-hidden",
+        "--decoder-hidden",
+        "--fisher-samples",
+        "--validation",
+    ];
+    match e {
+        Error::Config { field, message } if field == "sizes" => {
+            let given: Vec<String> = args
+                .settings()
+                .iter()
+                .filter(|s| SIZES.contains(&s.name()))
+                .map(|s| s.flag.clone())
+                .collect();
+            if given.is_empty() {
+                Error::Config { field, message }
+            } else {
+                Error::config(given.join(" "), message)
+            }
+        }
+        other => other,
+    }
 }
 
 /// `--out`, or `runs/<benchmark>-seed<seed>`.
@@ -163,7 +205,7 @@ fn print_setup(config: &ExperimentConfig, state: &RunState) {
                 Some(c) => format!("chunks of {c}"),
                 None => "unchunked".to_string(),
             },
-            r.beta
+            number(r.beta)
         );
         if config.method == Method::HnetR {
             eprintln!(
@@ -177,6 +219,23 @@ fn print_setup(config: &ExperimentConfig, state: &RunState) {
 
 /// The toy regression: hnet vs fine-tuning vs EWC.
 fn run_toy(args: &RunArgs) -> Result<ExitCode> {
+    const READ: [&str; 6] = [
+        "--iterations",
+        "--batch-size",
+        "--lr",
+        "--beta",
+        "--ewc-lambda",
+        "--seed",
+    ];
+    if let Some(s) = args.settings().iter().find(|s| !READ.contains(&s.name())) {
+        return Err(Error::config(
+            s.flag.clone(),
+            format!(
+                "not read by toy-regression (it reads {}, --out)",
+                READ.join(", ")
+            ),
+        ));
+    }
     let mut c = toy::ToyConfig::default();
     let set = |field: &mut usize, v: Option<usize>| {
         if let Some(v) = v {
