@@ -64,6 +64,7 @@ pub enum BenchmarkArg {
 pub enum BenchConfigArg {
     SplitMnist,
     PermutedMnist,
+    #[value(name = "permuted-mnist-100")]
     PermutedMnist100,
 }
 
