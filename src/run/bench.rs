@@ -404,6 +404,8 @@ pub struct StepTiming {
     pub regularizer_bytes: usize,
     /// Median milliseconds per step.
     pub ms_per_step: f64,
+    /// Median on-CPU milliseconds per step over all threads ([`process_cpu_ms`]).
+    pub cpu_ms_per_step: Option<f64>,
     /// Achieved matmul GFLOP/s: [`step_matmul_flops`] over the median step time.
     pub gflops: f64,
 }
@@ -436,17 +438,47 @@ impl BenchReport {
 
 /// Median milliseconds of `steps` steps (at least 1) of `fixture` after [`WARMUP_STEPS`].
 pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> f64 {
+    time_steps_with_cpu(fixture, steps).0
+}
+
+/// [`time_steps`], and the median on-CPU milliseconds of the same steps summed over the
+/// process's threads ([`process_cpu_ms`]; `None` where it cannot be read).
+pub fn time_steps_with_cpu(fixture: &mut StepFixture, steps: usize) -> (f64, Option<f64>) {
     for _ in 0..WARMUP_STEPS {
         std::hint::black_box(fixture.step());
     }
+    let mut cpu = Some(Vec::new());
     let mut ms: Vec<f64> = (0..steps.max(1))
         .map(|_| {
+            let c = process_cpu_ms();
             let t = Instant::now();
             std::hint::black_box(fixture.step());
-            t.elapsed().as_secs_f64() * 1e3
+            let wall = t.elapsed().as_secs_f64() * 1e3;
+            match (c, process_cpu_ms(), cpu.as_mut()) {
+                (Some(a), Some(b), Some(v)) => v.push(b - a),
+                _ => cpu = None,
+            }
+            wall
         })
         .collect();
-    median(&mut ms)
+    (median(&mut ms), cpu.map(|mut v| median(&mut v)))
+}
+
+/// Milliseconds the threads of this process have run on a core so far: the sum of the first
+/// field of every `/proc/self/task/*/schedstat` (Linux; `None` elsewhere). Time spent waiting
+/// for a core does not count, so on a machine shared with other work it is steadier than the
+/// wall clock (threads that spin while waiting for work do count).
+pub fn process_cpu_ms() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread may end between the listing and the read: it no longer counts.
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-6)
 }
 
 /// Times the step at each count of `previous` tasks (median of `steps` after
@@ -457,12 +489,13 @@ pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchRe
         .iter()
         .map(|&p| {
             let mut fixture = step_fixture(setup, p, 42);
-            let ms = time_steps(&mut fixture, steps);
+            let (ms, cpu) = time_steps_with_cpu(&mut fixture, steps);
             StepTiming {
                 previous_tasks: p,
                 form: fixture.regularizer_form(),
                 regularizer_bytes: fixture.regularizer_bytes(),
                 ms_per_step: ms,
+                cpu_ms_per_step: cpu,
                 gflops: step_matmul_flops(setup, p) / (ms * 1e-3) / 1e9,
             }
         })

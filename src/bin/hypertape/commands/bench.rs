@@ -53,8 +53,11 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
     );
     for s in &report.steps {
         let form = s.form.map_or("none", |f| f.name());
+        let cpu = s
+            .cpu_ms_per_step
+            .map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
         println!(
-            "previous tasks {:>2}: {:>9.2} ms/step  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)  regularizer {form:<8} keeps {:>8.2} MB",
+            "previous tasks {:>2}: {:>9.2} ms/step ({cpu:>9} ms on the cores)  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)  regularizer {form:<8} keeps {:>8.2} MB",
             s.previous_tasks,
             s.ms_per_step,
             s.gflops,
