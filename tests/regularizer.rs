@@ -688,3 +688,35 @@ fn auto_form_follows_the_cost_model() {
     assert_eq!(online.stored_values(), m.theta.len());
     assert_eq!(online.form_for(&m.hnet, 3), RegularizerForm::Factored);
 }
+
+#[test]
+fn permuted_mnist_from_100_tasks_takes_the_long_sequence_configuration() {
+    use hypertape::run::{Benchmark, ExperimentConfig, LONG_SEQUENCE_TASKS};
+    let ten = ExperimentConfig::paper_defaults(Benchmark::PermutedMnist);
+    assert_eq!(LONG_SEQUENCE_TASKS, 100);
+    for tasks in [10, 99] {
+        let c = ExperimentConfig::paper_defaults_for(Benchmark::PermutedMnist, tasks);
+        assert_eq!(
+            (c.num_tasks, &c.hnet, c.train.beta),
+            (tasks, &ten.hnet, 0.1)
+        );
+    }
+    for tasks in [100, 250] {
+        let c = ExperimentConfig::paper_defaults_for(Benchmark::PermutedMnist, tasks);
+        assert_eq!(c.num_tasks, tasks);
+        assert_eq!(c.hnet.hidden, vec![200, 250, 350]);
+        assert_eq!(c.hnet.activation, Activation::Relu);
+        assert_eq!(c.hnet.chunk_size, Some(7500));
+        assert_eq!((c.hnet.task_emb_dim, c.hnet.chunk_emb_dim), (128, 12));
+        assert_eq!(c.train.beta, 0.01);
+        // Learning rate, batch, steps and the target network as for PermutedMNIST-10.
+        assert_eq!(c.train.lr, ten.train.lr);
+        assert_eq!(c.train.batch_size, ten.train.batch_size);
+        assert_eq!(c.train.iterations, ten.train.iterations);
+        assert_eq!(c.target_hidden, ten.target_hidden);
+        assert_eq!(c.train.regularizer, RegularizerForm::Auto);
+    }
+    // SplitMNIST has no long-sequence configuration.
+    let s = ExperimentConfig::paper_defaults_for(Benchmark::SplitMnist, 5);
+    assert_eq!(s, ExperimentConfig::paper_defaults(Benchmark::SplitMnist));
+}
