@@ -1034,7 +1034,7 @@ fn learn_refuses_a_task_without_a_free_head() {
     assert!(state.is_finished());
     let err = state.check_room_for_task().unwrap_err().to_string();
     assert!(
-        err.contains("2 heads, all used by the 2 stored tasks") && err.contains("--heads N"),
+        err.contains("2 heads, all used by its 2 tasks") && err.contains("--heads N"),
         "{err}"
     );
     let spec = TaskSpec::Split { classes: [4, 5] };

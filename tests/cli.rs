@@ -87,7 +87,7 @@ fn gradcheck_of_the_pipeline_passes() {
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("all passed"), "{text}");
-    for l in ["Adam", "Sgd", "Off"] {
+    for l in ["an Adam step", "a gradient-descent step", "none (at θ)"] {
         assert!(text.contains(&format!("look-ahead {l}")), "{text}");
     }
     assert!(text.contains("VAE loss of hnet-r/hnet-tir"), "{text}");
@@ -285,4 +285,82 @@ fn a_stored_model_learns_a_task_later_and_is_evaluated_and_exported() {
         .unwrap();
     assert!(!full.status.success());
     assert!(stderr(&full).contains("3 heads"), "{}", stderr(&full));
+}
+
+/// A user's first commands from a directory without `data/mnist`: the bundled data is found,
+/// the start says the run has no spare head, the end table names each task's digits and
+/// explains its columns, and `learn` on that run refuses before training, naming --heads.
+#[test]
+fn a_run_started_elsewhere_finds_the_bundled_data_and_explains_its_table() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = hypertape()
+        .current_dir(cwd.path())
+        .args(["run", "split-mnist", "--tasks", "2", "--iterations", "5"])
+        .args([
+            "--target-hidden",
+            "20",
+            "--chunk-size",
+            "3000",
+            "--out",
+            "r",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (text, err) = (stdout(&out), stderr(&out));
+    assert!(err.contains("(2 heads)"), "{err}");
+    assert!(
+        err.contains("none spare") && err.contains("--heads N"),
+        "{err}"
+    );
+    for expected in [
+        "task  data            learned %  end %",
+        "   0  digits 0 and 1",
+        "   1  digits 2 and 3",
+        "learned = right after the task's own training",
+        "end = after all 2 tasks",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in\n{text}");
+    }
+    let results = std::fs::read_to_string(cwd.path().join("r/results.json")).unwrap();
+    assert!(
+        results.contains(&*mnist_dir().canonicalize().unwrap().to_string_lossy()),
+        "the bundled data directory is stored as an absolute path: {results}"
+    );
+    let learn = hypertape()
+        .current_dir(cwd.path())
+        .args(["learn", "r", "--task", "split:4,5"])
+        .output()
+        .unwrap();
+    assert!(!learn.status.success());
+    let err = stderr(&learn);
+    assert!(
+        err.contains("--heads") && err.contains("2 heads, all used by its 2 tasks"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("learning task"),
+        "refused after announcing: {err}"
+    );
+}
+
+#[test]
+fn a_missing_data_directory_says_how_to_point_at_the_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = hypertape()
+        .args([
+            "run",
+            "split-mnist",
+            "--data-dir",
+            "/nonexistent/mnist",
+            "--out",
+        ])
+        .arg(tmp.path().join("r"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(
+        err.contains("/nonexistent/mnist: no such directory") && err.contains("--data-dir DIR"),
+        "{err}"
+    );
 }

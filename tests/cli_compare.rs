@@ -40,6 +40,12 @@ fn compare_writes_a_table_and_json_for_every_cell() {
     let table = std::fs::read_to_string(out.path().join("table.md")).unwrap();
     assert!(table.contains("| method | CL1 | CL3 |"), "{table}");
     assert!(table.contains("| si |"));
+    // One seed: a mean without a spread of zero.
+    assert!(
+        table.contains("1 seed: final mean test accuracy %"),
+        "{table}"
+    );
+    assert!(!table.contains('±'), "{table}");
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.path().join("compare.json")).unwrap()).unwrap();
     assert_eq!(json["cells"].as_array().unwrap().len(), 4);

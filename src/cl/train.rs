@@ -19,6 +19,17 @@ pub enum Lookahead {
     Sgd,
 }
 
+impl Lookahead {
+    /// In words: "an Adam step", "a gradient-descent step" or "none (at θ)".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Lookahead::Off => "none (at θ)",
+            Lookahead::Adam => "an Adam step",
+            Lookahead::Sgd => "a gradient-descent step",
+        }
+    }
+}
+
 /// How the hypernetwork's output regularizer is computed (the others ignore it). Every form
 /// gives the same value and gradient up to rounding; they differ in cost and memory.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

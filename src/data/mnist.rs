@@ -66,11 +66,45 @@ pub struct Mnist {
     pub test: Arc<ImageSet>,
 }
 
+/// The default directory of the MNIST files: `data/mnist` under the working directory when
+/// it exists, else the `data/mnist` bundled with the source tree this program was built from
+/// (so that a binary built from a clone finds its data wherever it is started), else
+/// `data/mnist` (which [`load_mnist`] then reports as missing). Absolute when it exists, so
+/// that a run stored with it can be continued from another directory.
+pub fn default_mnist_dir() -> PathBuf {
+    let local = PathBuf::from("data/mnist");
+    let bundled = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("data")
+        .join("mnist");
+    [local.clone(), bundled]
+        .into_iter()
+        .find(|d| d.is_dir())
+        .map(|d| std::path::absolute(&d).unwrap_or(d))
+        .unwrap_or(local)
+}
+
 /// Loads MNIST from `dir`: `NAME.gz` or `NAME` for each of the four files (`.gz` preferred).
 /// If `dir/SHA256SUMS` exists, every file it lists is verified first and each of the four
 /// must be listed there (under the name that is read: with or without `.gz`).
 pub fn load_mnist(dir: &Path) -> Result<Mnist> {
-    std::fs::metadata(dir).map_err(|e| Error::io(dir, e))?;
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(Error::format(
+                dir,
+                "not a directory: expected the directory of the MNIST IDX files (give it with --data-dir DIR)",
+            ))
+        }
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            return Err(Error::format(
+                dir,
+                format!(
+                    "no such directory: expected the MNIST IDX files ({TRAIN_IMAGES}[.gz], {TRAIN_LABELS}[.gz], {TEST_IMAGES}[.gz], {TEST_LABELS}[.gz]) there; give their directory with --data-dir DIR (the default is ./data/mnist, else the data bundled with the source tree this program was built from)"
+                ),
+            ))
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+    }
     let listed = verify_listed(dir)?;
     let file = |name: &str| find_file(dir, name, listed.as_deref());
     let train = load_set(&file(TRAIN_IMAGES)?, &file(TRAIN_LABELS)?)?;
@@ -255,7 +289,7 @@ fn load_set(images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
         return Err(Error::format(
             labels_path,
             format!(
-                "expected digit labels 0..=9, found {} at index {i}",
+                "expected digit labels from 0 to 9, found {} at index {i}",
                 labels.data[i]
             ),
         ));

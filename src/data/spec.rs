@@ -32,12 +32,25 @@ pub enum TaskSpec {
 }
 
 impl TaskSpec {
+    /// What the task is, in words for a table: "digits 0 and 1", "unpermuted" or
+    /// "permutation 3 of seed 42".
+    pub fn describe(&self) -> String {
+        match *self {
+            TaskSpec::Split { classes: [a, b] } => format!("digits {a} and {b}"),
+            TaskSpec::Permuted { seed: None, .. } => "unpermuted".to_string(),
+            TaskSpec::Permuted {
+                seed: Some(s),
+                index,
+            } => format!("permutation {index} of seed {s}"),
+        }
+    }
+
     /// Checks the digits of a split task.
     pub fn validate(&self) -> Result<()> {
         match *self {
             TaskSpec::Split { classes: [a, b] } if a > 9 || b > 9 || a == b => Err(Error::config(
                 "task",
-                format!("split: expected two distinct digits 0..=9, found {a},{b}"),
+                format!("split: expected two distinct digits from 0 to 9, found {a},{b}"),
             )),
             _ => Ok(()),
         }

@@ -280,14 +280,25 @@ pub fn write_results(dir: &Path, results: &RunResults) -> Result<()> {
     )
 }
 
-/// The per-task table: accuracy right after each task's training and at the end, and means;
-/// with task inference (CL2/CL3), the final task-inference accuracy and the share of each
-/// task's inputs assigned to the last task too.
+/// The per-task table: each task's data, its test accuracy right after its own training
+/// and after the last task, and means; with task inference (CL2/CL3), the final
+/// task-inference accuracy and the share of each task's inputs assigned to each task. A
+/// legend under the table says what the columns are.
 pub fn accuracy_table(results: &RunResults) -> String {
     let inference = results.final_task_inference_accuracy.as_ref();
-    let mut s = String::from("task   during %   final %");
+    let n = results.final_accuracy.len();
+    let data: Vec<String> = (0..n)
+        .map(|t| {
+            results
+                .tasks
+                .get(t)
+                .map_or_else(String::new, |s| s.describe())
+        })
+        .collect();
+    let width = data.iter().map(String::len).max().unwrap_or(0).max(4);
+    let mut s = format!("task  {:<width$}  learned %  end %", "data");
     if inference.is_some() {
-        s.push_str("   task inferred %   picked as task 0..T %");
+        s.push_str("  inferred %  assigned %");
     }
     s.push('\n');
     for (t, (d, f)) in results
@@ -296,22 +307,32 @@ pub fn accuracy_table(results: &RunResults) -> String {
         .zip(&results.final_accuracy)
         .enumerate()
     {
-        let _ = write!(s, "{t:>4}   {d:>8.2}   {f:>7.2}");
+        let _ = write!(s, "{t:>4}  {:<width$}  {d:>9.2}  {f:>5.2}", data[t]);
         if let (Some(inf), Some(picks)) = (inference, results.final_task_picks.as_ref()) {
             let cells: Vec<String> = picks[t].iter().map(|p| format!("{p:.1}")).collect();
-            let _ = write!(s, "   {:>15.2}   [{}]", inf[t], cells.join(" "));
+            let _ = write!(s, "  {:>10.2}  [{}]", inf[t], cells.join(" "));
         }
         s.push('\n');
     }
     let _ = write!(
         s,
-        "mean   {:>8.2}   {:>7.2}",
-        results.during_mean_accuracy, results.final_mean_accuracy
+        "mean  {:<width$}  {:>9.2}  {:>5.2}",
+        "", results.during_mean_accuracy, results.final_mean_accuracy
     );
     if let Some(m) = results.final_mean_task_inference_accuracy {
-        let _ = write!(s, "   {m:>15.2}");
+        let _ = write!(s, "  {m:>10.2}");
     }
     s.push('\n');
+    let _ = writeln!(
+        s,
+        "(test accuracy: learned = right after the task's own training,\n end = after all {n} task{})",
+        if n == 1 { "" } else { "s" },
+    );
+    if inference.is_some() {
+        s.push_str(
+            "(inferred: share of the task's test inputs whose task the model picked right;\n assigned: share of them picked as task 0, 1, … in order)\n",
+        );
+    }
     s
 }
 

@@ -228,9 +228,11 @@ impl RunState {
         let heads = self.config.num_heads();
         if !self.config.has_head_for(t) {
             return Err(Error::config(
-                "heads",
+                "--heads",
                 format!(
-                    "the target network has {heads} heads, all used by the {t} stored tasks; start a run with --heads N to reserve heads for tasks added later"
+                    "the run's target network has {heads} head{}, all used by its {t} task{}; a run takes more tasks with `learn` when started with --heads N (N > its --tasks)",
+                    if heads == 1 { "" } else { "s" },
+                    if t == 1 { "" } else { "s" }
                 ),
             ));
         }

@@ -222,7 +222,8 @@ pub struct RunArgs {
     /// training inputs, measured when its training ended) [cl2, cl3: logit-gap; cl1: none].
     #[arg(long, value_name = "RULE")]
     pub entropy_calibration: Option<EntropyCalibration>,
-    /// Directory of the MNIST IDX files [data/mnist; with --resume: the stored run's].
+    /// Directory of the MNIST IDX files [./data/mnist, else the data bundled with the source
+    /// tree the program was built from; with --resume: the stored run's].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Output heads of the target network, to reserve heads for tasks added later with
@@ -297,9 +298,10 @@ pub struct CompareArgs {
     /// Training steps per task [2000 / 5000].
     #[arg(long)]
     pub iterations: Option<usize>,
-    /// Directory of the MNIST IDX files.
-    #[arg(long, default_value = "data/mnist")]
-    pub data_dir: PathBuf,
+    /// Directory of the MNIST IDX files [./data/mnist, else the data bundled with the source
+    /// tree the program was built from].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
     /// Directory for table.md, compare.json and every run's results [runs/compare-<benchmark>].
     /// A run whose results.json is already there with the same settings (every one the method
     /// reads; the data directory may differ) is not run again.

@@ -110,12 +110,21 @@ pub fn markdown(results: &CompareResults) -> String {
     seeds.sort_unstable();
     seeds.dedup();
     let seeds = seeds.len();
+    let what = if seeds == 1 {
+        "1 seed: final mean test accuracy % (task-inference accuracy %)"
+    } else {
+        "seeds: final mean test accuracy %, mean ± std over seeds (task-inference accuracy %)"
+    };
     let mut s = format!(
-        "{}, {} tasks, {} steps per task, {} seed(s): final mean test accuracy %, mean ± std over seeds (task-inference accuracy %)\n\n| method |",
+        "{}, {} tasks, {} steps per task, {}{what}\n\n| method |",
         c.benchmark.name(),
         c.num_tasks,
         c.train.iterations,
-        seeds
+        if seeds == 1 {
+            String::new()
+        } else {
+            format!("{seeds} ")
+        },
     );
     for sc in &results.scenarios {
         let _ = write!(s, " {} |", sc.name().to_uppercase());
@@ -135,7 +144,11 @@ pub fn markdown(results: &CompareResults) -> String {
             match cell {
                 None => s.push_str(" missing"),
                 Some(cell) => {
-                    let _ = write!(s, " {:.2} ± {:.2}", cell.mean, cell.std);
+                    if seeds == 1 {
+                        let _ = write!(s, " {:.2}", cell.mean);
+                    } else {
+                        let _ = write!(s, " {:.2} ± {:.2}", cell.mean, cell.std);
+                    }
                     if let Some(t) = cell.task_inference_mean {
                         let _ = write!(s, " ({t:.1})");
                     }

@@ -169,7 +169,7 @@ impl ExperimentConfig {
                 seed: 42,
             },
             data_seed: 42,
-            data_dir: PathBuf::from("data/mnist"),
+            data_dir: crate::data::default_mnist_dir(),
             scenario: Scenario::Cl1,
             method: Method::Hnet,
             baseline: BaselineConfig::defaults(benchmark == Benchmark::SplitMnist, Scenario::Cl1),

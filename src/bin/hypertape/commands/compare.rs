@@ -5,6 +5,7 @@
 //! every cell is a run of its own in its own directory.
 
 use crate::args::{benchmark_of, CompareArgs};
+use hypertape::data::default_mnist_dir;
 use hypertape::fsio::write_atomic;
 use hypertape::run::compare::{markdown, CellOrigin, CompareResults, Grid, GridCell};
 use hypertape::run::record::mean;
@@ -45,7 +46,7 @@ pub fn exec(args: &CompareArgs) -> Result<ExitCode> {
     if let Some(i) = args.iterations {
         base.train.iterations = i;
     }
-    base.data_dir = args.data_dir.clone();
+    base.data_dir = args.data_dir.clone().unwrap_or_else(default_mnist_dir);
     base.validate()?;
     let out = args
         .out
@@ -264,7 +265,7 @@ fn write_slurm(
 ) -> Result<ExitCode> {
     let exe = std::env::current_exe().map_err(|e| Error::io("the hypertape binary", e))?;
     let out = absolute(out)?;
-    let data = absolute(&args.data_dir)?;
+    let data = absolute(&base.data_dir)?;
     let file = absolute(file)?;
     if out.to_string_lossy().chars().any(char::is_whitespace) {
         return Err(Error::config(

@@ -9,9 +9,8 @@ use std::process::ExitCode;
 /// Runs the command.
 pub fn exec(args: &EvalArgs) -> Result<ExitCode> {
     let mut state = RunState::load(&args.dir)?;
-    if let Some(d) = &args.data_dir {
-        state.config.data_dir = d.clone();
-    }
+    state.config.data_dir =
+        super::stored_data_dir(&state.config.data_dir, args.data_dir.as_deref());
     let data = state.load_learned_data(None)?;
     let rows = state.evaluate(&data)?;
     let c = &state.config;
@@ -25,7 +24,7 @@ pub fn exec(args: &EvalArgs) -> Result<ExitCode> {
             "the task inferred, read with its own head (right only if task and class are)"
         },
     );
-    println!("task  spec              head  with task id %  without task id %  task inferred %  picked as task 0..T %");
+    println!("task  spec              head  with task id %  without task id %  task inferred %  assigned to each task %");
     for r in &rows {
         let picks: Vec<String> = r.picks.iter().map(|p| format!("{p:.1}")).collect();
         println!(

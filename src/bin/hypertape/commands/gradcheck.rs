@@ -126,7 +126,8 @@ fn gradcheck_pipeline(args: &GradcheckArgs) -> Result<ExitCode> {
             for lookahead in lookaheads {
                 let report = setup.audit(lookahead, &options);
                 println!(
-                    "pipeline, look-ahead {lookahead:?}, {what} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}"
+                    "pipeline, look-ahead {}, {what} (input 0: θ with chunk embeddings, input 1: e(T)):\n{report}",
+                    lookahead.describe()
                 );
                 all_passed &= report.passed();
             }

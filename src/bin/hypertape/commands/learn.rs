@@ -14,20 +14,19 @@ pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
     }
     let dir = RunDir::open(&args.dir, "hypertape learn")?;
     let mut state = RunState::load(&args.dir)?;
-    if let Some(d) = &args.data_dir {
-        state.config.data_dir = d.clone();
-    }
+    state.config.data_dir =
+        super::stored_data_dir(&state.config.data_dir, args.data_dir.as_deref());
     // Refuse before loading data or training when there is no room.
     state.check_room_for_task()?;
     let data = state.load_learned_data(Some(args.task))?;
     let t = state.completed();
     eprintln!(
-        "learning task {t} ({}) on the {} model in {} ({} heads, {} used), {} steps",
+        "learning task {t} ({}) on the {} model in {} (head {} of {}), {} steps",
         args.task,
         state.config.method.name(),
         args.dir.display(),
+        state.config.head(t),
         state.config.num_heads(),
-        t,
         state.config.train.iterations
     );
     state.learn_task(args.task, &data, &mut progress_bar())?;

@@ -111,6 +111,8 @@ fn resume(args: &RunArgs, dir: &Path) -> Result<RunState> {
         }
         state.config.data_dir = changed.data_dir;
     }
+    state.config.data_dir =
+        super::stored_data_dir(&state.config.data_dir, args.data_dir.as_deref());
     eprintln!(
         "resuming {} after {} of {} tasks",
         dir.display(),
@@ -171,17 +173,17 @@ fn print_setup(config: &ExperimentConfig, state: &RunState) {
     let report = state.learner.report();
     let sizes = if report.hnet_params > 0 {
         format!(
-            "target {} weights ({} heads), hypernetwork {} parameters (ratio {:.3})",
+            "target {} weights ({}), hypernetwork {} parameters (ratio {:.3})",
             report.target_weights,
-            config.num_heads(),
+            heads(config.num_heads()),
             report.hnet_params,
             report.hnet_params as f64 / report.target_weights as f64
         )
     } else {
         format!(
-            "target network trained directly ({} weights, {} heads)",
+            "target network trained directly ({} weights, {})",
             report.target_weights,
-            config.num_heads()
+            heads(config.num_heads())
         )
     };
     eprintln!(
@@ -193,6 +195,12 @@ fn print_setup(config: &ExperimentConfig, state: &RunState) {
         config.train.iterations,
         config.train.batch_size
     );
+    if state.completed() == 0 && !config.has_head_for(config.num_tasks) {
+        eprintln!(
+            "heads: one per task, none spare: to add tasks to this run later with `hypertape learn`, start it with --heads N (N > {})",
+            config.num_tasks
+        );
+    }
     if config.method.replays() {
         let r = &config.replay;
         eprintln!(
@@ -215,6 +223,11 @@ fn print_setup(config: &ExperimentConfig, state: &RunState) {
             );
         }
     }
+}
+
+/// "1 head", "5 heads".
+fn heads(n: usize) -> String {
+    format!("{n} head{}", if n == 1 { "" } else { "s" })
 }
 
 /// The toy regression: hnet vs fine-tuning vs EWC.
