@@ -96,8 +96,11 @@ fn resume(args: &RunArgs, dir: &Path) -> Result<RunState> {
         stored.data_dir = changed.data_dir.clone();
         let differences = stored.differences(&changed);
         if !differences.is_empty() {
+            // A method's defaults (whole JSON objects) follow the method: name the setting.
+            let scalar = differences.iter().any(|(_, was, _)| !was.starts_with('{'));
             let has: Vec<String> = differences
                 .iter()
+                .filter(|(_, was, _)| !scalar || !was.starts_with('{'))
                 .map(|(field, was, _)| format!("{field} = {was}"))
                 .collect();
             return Err(Error::config(
