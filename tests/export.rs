@@ -237,6 +237,19 @@ fn export_reproduces_accuracy(benchmark: &str, method: &str, scenario: &str, ext
         .output()
         .unwrap();
     assert!(export.status.success(), "{}", text(&export.stderr));
+    let again = tmp.path().join("again.safetensors");
+    let export = hypertape()
+        .arg("export")
+        .arg(&dir)
+        .args(["--task", &task.to_string(), "--out"])
+        .arg(&again)
+        .output()
+        .unwrap();
+    assert!(export.status.success(), "{}", text(&export.stderr));
+    assert!(
+        std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap(),
+        "the same task exported twice gives other bytes"
+    );
 
     // The reference: what `hypertape eval` reports with the task identity given.
     let state = RunState::load(&dir).unwrap();
