@@ -25,8 +25,8 @@ pub const INPUT_DIVISOR: f64 = 255.0;
 
 /// For each network input of task `spec`, the row-major index of the 28×28 MNIST pixel it
 /// reads, or [`INPUT_MAP_PAD`] for padding: the identity for a SplitMNIST task, the padding
-/// to 32×32 and the task's permutation for a PermutedMNIST task. With `padding`, the zero
-/// pixels added on each side.
+/// to 32×32 and the task's permutation for a PermutedMNIST task; and the padding: the zero
+/// pixels added on each side of the image (0 or 2).
 pub fn input_map(spec: &TaskSpec) -> (Vec<i32>, usize) {
     match *spec {
         TaskSpec::Split { .. } => ((0..(MNIST_ROWS * MNIST_COLS) as i32).collect(), 0),
@@ -65,7 +65,7 @@ fn not_learned(task: usize, learned: usize) -> Error {
 /// one F32 tensor per entry of the target layout with its shape (`layer0.weight` [out × in],
 /// `layer0.bias` \[out\], …, `heads.weight`, `heads.bias`; all heads, the task's head h being
 /// rows h·head_dim to (h+1)·head_dim − 1; h = task, or 0 in CL2), the I32 tensor
-/// `input_map` [inputs] ([`input_map`]), and the metadata (the header entry `hypertape`, a
+/// `input_map` \[inputs\] ([`input_map`]), and the metadata (the header entry `hypertape`, a
 /// JSON object): the task, its spec, head, head size and classes, the layers and their
 /// activation, the input preprocessing, the method, scenario and benchmark. The format is
 /// docs/export.md. Errors: `task` is not a learned task (naming `--task`).
