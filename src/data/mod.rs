@@ -14,7 +14,7 @@ pub use idx::{parse_idx, read_idx, read_idx_with, IdxArray, MAX_IDX_DATA};
 pub use mnist::{
     default_mnist_dir, load_mnist, verify_checksums, ImageSet, Mnist, MNIST_COLS, MNIST_ROWS,
 };
-pub use permuted::{padding_map, permuted_mnist, permuted_task};
+pub use permuted::{padding_map, permuted_mnist, permuted_pixel_map, permuted_task, PADDING};
 pub use regression::{toy_regression, RegressionTask};
 pub use spec::TaskSpec;
 pub use split::{split_mnist, split_task};

@@ -28,6 +28,21 @@ pub fn padding_map(rows: usize, cols: usize, pad: usize) -> Vec<u32> {
         .collect()
 }
 
+/// The pixel map of a PermutedMNIST task on `rows`×`cols` images: network input `i` is
+/// source pixel `map[i]` (row-major) or [`PAD`] (zero). The images are padded by [`PADDING`]
+/// on each side, then permuted with `Rng::derived(seed, "permutation", index)` for
+/// `permutation = Some((seed, index))`, or left in order for `None`.
+pub fn permuted_pixel_map(rows: usize, cols: usize, permutation: Option<(u64, u64)>) -> Vec<u32> {
+    let padded = padding_map(rows, cols, PADDING);
+    match permutation {
+        None => padded,
+        Some((seed, index)) => {
+            let perm = Rng::derived(seed, "permutation", index).permutation(padded.len());
+            perm.iter().map(|&p| padded[p]).collect()
+        }
+    }
+}
+
 /// `num_tasks` PermutedMNIST tasks; task k >= 1 permutes with
 /// `Rng::derived(seed, "permutation", k)`. The last `validation` training samples are
 /// held out when `validation > 0`.
@@ -68,15 +83,9 @@ pub fn permuted_task(
     }
     .to_string();
     let (train, held) = hold_out(all_samples(&mnist.train), validation, &spec)?;
-    let padded = padding_map(mnist.train.rows, mnist.train.cols, PADDING);
     let classes: Vec<u8> = (0..10).collect();
-    let map: Arc<[u32]> = match permutation {
-        None => padded.into(),
-        Some((seed, index)) => {
-            let perm = Rng::derived(seed, "permutation", index).permutation(padded.len());
-            perm.iter().map(|&p| padded[p]).collect()
-        }
-    };
+    let map: Arc<[u32]> =
+        permuted_pixel_map(mnist.train.rows, mnist.train.cols, permutation).into();
     let view = |source: &Arc<ImageSet>, samples: Vec<u32>| {
         TaskView::new(source.clone(), samples, Some(map.clone()), classes.clone())
     };

@@ -36,7 +36,8 @@ pub enum Command {
     Learn(LearnArgs),
     /// Test accuracy of every task stored in a run directory.
     Eval(EvalArgs),
-    /// Write the target weights the stored model generates for one task as safetensors.
+    /// Write the target weights the stored model uses for one task as safetensors, with the
+    /// input map, head, classes, activation and input scaling needed to use them elsewhere.
     Export(ExportArgs),
     /// Run methods × scenarios × seeds on a benchmark and print a table shaped like the paper's
     /// Table 1 (mean ± std over seeds of the final mean accuracy); writes table.md and
@@ -266,10 +267,10 @@ pub struct EvalArgs {
 pub struct ExportArgs {
     /// Run directory holding the checkpoint.
     pub dir: PathBuf,
-    /// Index of the task whose weights to write.
+    /// Index of the task whose weights to write (0 for the first learned task).
     #[arg(long)]
     pub task: usize,
-    /// Output file (safetensors).
+    /// Output file (safetensors; format in docs/export.md), outside the run directory.
     #[arg(long)]
     pub out: PathBuf,
 }
