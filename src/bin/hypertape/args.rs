@@ -293,7 +293,8 @@ pub struct CompareArgs {
     /// Number of seeds: 42, 43, … (at most 10000).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub seeds: u64,
-    /// Number of tasks [5 / 10].
+    /// Number of tasks [5 / 10]; permuted-mnist with 100 or more takes the long-sequence
+    /// hypernetwork, as `run --tasks`.
     #[arg(long)]
     pub tasks: Option<usize>,
     /// Training steps per task [2000 / 5000].

@@ -39,10 +39,11 @@ pub fn exec(args: &CompareArgs) -> Result<ExitCode> {
     refuse_repeats("--methods", &args.methods, |m| m.name())?;
     refuse_repeats("--scenarios", &args.scenarios, |s| s.name())?;
     let benchmark = benchmark_of(args.benchmark);
-    let mut base = ExperimentConfig::paper_defaults(benchmark);
-    if let Some(t) = args.tasks {
-        base.num_tasks = t;
-    }
+    // PermutedMNIST with 100 tasks or more takes the long-sequence hypernetwork, as `run`.
+    let mut base = match args.tasks {
+        Some(t) => ExperimentConfig::paper_defaults_for(benchmark, t),
+        None => ExperimentConfig::paper_defaults(benchmark),
+    };
     if let Some(i) = args.iterations {
         base.train.iterations = i;
     }
