@@ -278,7 +278,7 @@ impl Hnet {
     }
 
     /// Views of the output layer's weight [chunk_size × last hidden width] and bias
-    /// [chunk_size] in θ.
+    /// \[chunk_size\] in θ.
     pub fn output_layer<F: Float>(&self, tape: &mut Tape<'_, F>, theta: Var) -> (Var, Var) {
         let hidden = self.config.hidden.len();
         let w = self.layout.view(tape, theta, 2 * hidden);

@@ -15,7 +15,7 @@ use crate::Result;
 /// every task but the last (nothing replays it).
 ///
 /// State ([`Learner::save`]): the classifier's `classifier.weights`, the VAE's `vae.…`
-/// ([`Vae::save_state`]) and the scalars `vae.losses` (reconstruction and KL per VAE task).
+/// ([`Vae::save_state`](super::vae::Vae::save_state)) and the scalars `vae.losses` (reconstruction and KL per VAE task).
 #[derive(Clone, Debug)]
 pub struct HnetR {
     classifier: ReplayClassifier,

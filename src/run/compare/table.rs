@@ -14,7 +14,7 @@ pub struct CompareCell {
     pub method: Method,
     /// The scenario.
     pub scenario: Scenario,
-    /// The seeds run (with [`Grid::collect`]: the seeds whose runs had finished).
+    /// The seeds run (with [`Grid::collect`](super::Grid::collect): the seeds whose runs had finished).
     pub seeds: Vec<u64>,
     /// Final mean accuracy of each seed's run, percent.
     pub final_mean_accuracy: Vec<f64>,
@@ -39,16 +39,16 @@ pub struct CompareResults {
     pub scenarios: Vec<Scenario>,
     /// One per (method, scenario) with at least one finished run, row-major.
     pub cells: Vec<CompareCell>,
-    /// The runs of the grid that had not finished ([`Grid::collect`] only; empty, and then
+    /// The runs of the grid that had not finished ([`Grid::collect`](super::Grid::collect) only; empty, and then
     /// absent from `compare.json`, for a complete grid).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing: Vec<MissingRun>,
 }
 
-/// A run of the grid without results, as [`Grid::collect`] found it.
+/// A run of the grid without results, as [`Grid::collect`](super::Grid::collect) found it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MissingRun {
-    /// Its index in [`Grid::cells`].
+    /// Its index in [`Grid::cells`](super::Grid::cells).
     pub index: usize,
     /// The method.
     pub method: Method,
@@ -96,7 +96,7 @@ pub(super) fn mean_of(v: &[Option<f64>]) -> Option<f64> {
 
 /// The table as Markdown: rows methods, columns scenarios, "mean ± std" of the final mean
 /// accuracy, with the task-inference accuracy in parentheses where there is one. Of a grid
-/// with missing runs ([`Grid::collect`]): a cell over fewer seeds than the grid's says how
+/// with missing runs ([`Grid::collect`](super::Grid::collect)): a cell over fewer seeds than the grid's says how
 /// many ("[1 of 2 seeds]"), one without any finished run reads "missing", and a list of the
 /// missing runs follows the table.
 pub fn markdown(results: &CompareResults) -> String {
