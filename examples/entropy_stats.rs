@@ -59,7 +59,7 @@ fn stats(dir: &str) -> hypertape::Result<()> {
         return Err(Error::config(
             "DIR",
             format!(
-                "{dir} holds a {} run; this reads a hypernetwork's",
+                "{dir} holds a run of method {}; this reads runs of the hypernetwork (--method hnet)",
                 c.method.name()
             ),
         ));

@@ -455,7 +455,7 @@ fn compare_by_cells_and_with_jobs_equals_the_serial_grid() {
         table.contains("| hnet (CL2/CL3: HNET+ENT) | missing | missing |"),
         "{table}"
     );
-    assert!(table.contains("Incomplete: 3 run(s) missing"), "{table}");
+    assert!(table.contains("Incomplete: 3 runs missing"), "{table}");
     let json: serde_json::Value = serde_json::from_slice(&read(&split, "compare.json")).unwrap();
     assert_eq!(json["cells"].as_array().unwrap().len(), 1);
     assert_eq!(json["missing"].as_array().unwrap().len(), 3);

@@ -164,8 +164,11 @@ pub fn markdown(results: &CompareResults) -> String {
     if !results.missing.is_empty() {
         let _ = writeln!(
             s,
-            "\nIncomplete: {} run(s) missing:\n",
-            results.missing.len()
+            "\nIncomplete: {} missing:\n",
+            match results.missing.len() {
+                1 => "1 run".to_string(),
+                n => format!("{n} runs"),
+            }
         );
         for m in &results.missing {
             let _ = writeln!(
