@@ -228,24 +228,20 @@ fn export_reproduces_accuracy(benchmark: &str, method: &str, scenario: &str, ext
         .unwrap();
     assert!(run.status.success(), "{}", text(&run.stderr));
     let task = 1;
-    let file = tmp.path().join("task1.safetensors");
-    let export = hypertape()
-        .arg("export")
-        .arg(&dir)
-        .args(["--task", &task.to_string(), "--out"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(export.status.success(), "{}", text(&export.stderr));
-    let again = tmp.path().join("again.safetensors");
-    let export = hypertape()
-        .arg("export")
-        .arg(&dir)
-        .args(["--task", &task.to_string(), "--out"])
-        .arg(&again)
-        .output()
-        .unwrap();
-    assert!(export.status.success(), "{}", text(&export.stderr));
+    let export_to = |name: &str| {
+        let file = tmp.path().join(name);
+        let export = hypertape()
+            .arg("export")
+            .arg(&dir)
+            .args(["--task", &task.to_string(), "--out"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(export.status.success(), "{}", text(&export.stderr));
+        file
+    };
+    let file = export_to("task1.safetensors");
+    let again = export_to("again.safetensors");
     assert!(
         std::fs::read(&file).unwrap() == std::fs::read(&again).unwrap(),
         "the same task exported twice gives other bytes"
