@@ -45,6 +45,8 @@ pub trait Float:
     fn ln(self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
+    /// self raised to the power p.
+    fn powf(self, p: Self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
     /// Absolute value.
@@ -108,6 +110,10 @@ macro_rules! impl_float {
             #[inline]
             fn sqrt(self) -> Self {
                 <$t>::sqrt(self)
+            }
+            #[inline]
+            fn powf(self, p: Self) -> Self {
+                <$t>::powf(self, p)
             }
             #[inline]
             fn tanh(self) -> Self {

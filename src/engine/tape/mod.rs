@@ -45,6 +45,7 @@
 //! elements).
 
 mod ops;
+mod ops_extra;
 mod pool;
 
 pub use ops::{Axis, DistanceSaved, DistanceTarget, Op, Unary};

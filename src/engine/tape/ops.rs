@@ -164,6 +164,16 @@ pub enum Op<F> {
     RepeatRows { x: Var, times: usize },
     /// Row-wise log-softmax.
     LogSoftmax(Var),
+    /// xᵀ (\[`ops_extra`\], as the four below).
+    Transpose(Var),
+    /// Row-wise softmax.
+    Softmax(Var),
+    /// √x.
+    Sqrt(Var),
+    /// x^p for a constant p.
+    Pow(Var, f64),
+    /// |x|.
+    Abs(Var),
     /// Mean over rows of −Σ_c q_c log softmax(logits)_c with q = 1 − ε on the label and
     /// ε/(n − 1) on every other class (ε = `smoothing`, 0: the one-hot target); keeps the
     /// softmax for backward.
@@ -279,6 +289,11 @@ impl<F> Op<F> {
             Op::GatherRows { .. } => "gather_rows",
             Op::RepeatRows { .. } => "repeat_rows",
             Op::LogSoftmax(_) => "log_softmax",
+            Op::Transpose(_) => "transpose",
+            Op::Softmax(_) => "softmax",
+            Op::Sqrt(_) => "sqrt",
+            Op::Pow(..) => "pow",
+            Op::Abs(_) => "abs",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::SquaredDistance(..) => "squared_distance",
             Op::BceWithLogits { .. } => "bce_with_logits",
@@ -308,6 +323,9 @@ impl<F> Op<F> {
                 .collect(),
             Op::AddRow { x, row } => vec![*x, *row],
             Op::Scale(x, _) | Op::Unary(x, _) | Op::View(x) | Op::LogSoftmax(x) => vec![*x],
+            Op::Transpose(x) | Op::Softmax(x) | Op::Sqrt(x) | Op::Pow(x, _) | Op::Abs(x) => {
+                vec![*x]
+            }
             Op::Reduce { x, .. } | Op::GatherRows { x, .. } | Op::RepeatRows { x, .. } => {
                 vec![*x]
             }
@@ -353,6 +371,9 @@ impl<'a, F: Float> Tape<'a, F> {
             Op::GatherRows { x, indices } => self.gather_rows_backward(*x, indices, g, grads),
             Op::RepeatRows { x, times } => self.repeat_rows_backward(*x, *times, g, grads),
             Op::LogSoftmax(x) => self.log_softmax_backward(*x, v, g, grads),
+            Op::Transpose(_) | Op::Softmax(_) | Op::Sqrt(_) | Op::Pow(..) | Op::Abs(_) => {
+                self.extra_backward(v, g, grads)
+            }
             Op::SoftmaxCrossEntropy {
                 logits,
                 labels,
@@ -381,7 +402,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// The gradient slot of `v` if a gradient must flow to it.
-    fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
+    pub(super) fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
         self.requires_grad(v).then(|| grads.slot(self, v))
     }
 
