@@ -81,7 +81,7 @@ impl OpCase {
             |tape, xs| {
                 let y = build(tape, xs);
                 let shape = tape.shape(y).to_vec();
-                let w = tape.constant(Tensor::from_vec(&shape, weights.clone()));
+                let w = tape.constant_ref(&shape, &weights);
                 let wy = tape.mul(y, w);
                 tape.sum(wy)
             },

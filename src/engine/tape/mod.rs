@@ -197,6 +197,27 @@ impl<'a, F: Float> Tape<'a, F> {
         pool
     }
 
+    /// Ends the tape, giving back the buffers of the owned leaves `vars` (made by
+    /// [`Tape::leaf`] or [`Tape::constant`]) in order: the gradient checks move their inputs
+    /// into each evaluation's tape and back out without copying them.
+    ///
+    /// # Panics
+    /// If a var belongs to another tape or is not an owned leaf.
+    #[track_caller]
+    pub(crate) fn into_leaf_buffers(mut self, vars: &[Var]) -> Vec<Vec<F>> {
+        vars.iter()
+            .map(|&v| {
+                self.node(v);
+                let node = &mut self.nodes[v.index];
+                assert!(matches!(node.op, Op::Leaf), "%{} is not a leaf", v.index);
+                match std::mem::replace(&mut node.value, Value::Owned(Vec::new())) {
+                    Value::Owned(d) => d,
+                    _ => panic!("%{} is not an owned leaf", v.index),
+                }
+            })
+            .collect()
+    }
+
     /// True if this tape records operations for backward.
     pub fn is_recording(&self) -> bool {
         self.recording
