@@ -381,10 +381,11 @@ where
 /// let wrong_vjp = |u: &[f64]| vec![vec![u[0] * 2.0 + u[1], u[0] * 3.0 + u[1]]];
 /// let report = jacobian_compare(&[x], wrong_vjp, evaluate, &JacobianOptions::default())?;
 /// assert!(!report.passed());
-/// let w = report.worst;
-/// assert_eq!((w.output, w.input, w.element), (0, 0, 0));
-/// assert_eq!(w.analytic, 2.0);
-/// assert!((w.numeric - 3.0).abs() < 1e-9); // ∂(x₀x₁)/∂x₀ = x₁
+/// assert_eq!(report.failures, 2); // both entries of the first row
+/// let w = report.worst; // the larger error relative to the tolerance
+/// assert_eq!((w.output, w.input, w.element), (0, 0, 1));
+/// assert_eq!(w.analytic, 3.0);
+/// assert!((w.numeric - 2.0).abs() < 1e-9); // ∂(x₀x₁)/∂x₁ = x₀
 /// # Ok::<(), hypertape::gradcheck::JacobianError>(())
 /// ```
 pub fn jacobian_compare<V, E>(
