@@ -174,7 +174,8 @@ fn projections_of_a_known_linear_map() {
             .map(|j| (0..4).map(|i| u[i] * a.data()[i * 3 + j]).sum::<f64>())
             .collect()]
     };
-    let report = projection_compare(&[x.clone()], vjp, evaluate, 5, 3, &defaults()).unwrap();
+    let report =
+        projection_compare(std::slice::from_ref(&x), vjp, evaluate, 5, 3, &defaults()).unwrap();
     assert!(report.passed(), "{report}");
     assert_eq!(report.projections.len(), 5);
     for p in &report.projections {
@@ -268,9 +269,9 @@ proptest! {
                 vec![(0..n).map(|j| (0..m).map(|i| u[i] * b[i * n + j]).sum::<f64>()).collect()]
             }
         };
-        let exact = jacobian_compare(&[x.clone()], vjp_of(a.data()), evaluate, &defaults()).unwrap();
+        let exact = jacobian_compare(std::slice::from_ref(&x), vjp_of(a.data()), evaluate, &defaults()).unwrap();
         prop_assert!(exact.passed(), "{}", exact);
-        let projected = projection_compare(&[x.clone()], vjp_of(a.data()), evaluate, 2, seed, &defaults()).unwrap();
+        let projected = projection_compare(std::slice::from_ref(&x), vjp_of(a.data()), evaluate, 2, seed, &defaults()).unwrap();
         prop_assert!(projected.passed(), "{}", projected);
         let mut off = a.data().to_vec();
         off[row * n + col] += if sign { delta } else { -delta };
@@ -404,6 +405,26 @@ fn misuse_gives_errors_that_say_what_is_wrong() {
         let err = jacobian_check(std::slice::from_ref(&x), id, &options).unwrap_err();
         assert!(matches!(err, JacobianError::InvalidOptions(_)), "{err}");
     }
+    // A hand-written vjp of the wrong shape.
+    let evaluate = |xs: &[Tensor<f64>]| xs[0].clone();
+    let short = |_: &[f64]| vec![vec![1.0]];
+    let err = jacobian_compare(std::slice::from_ref(&x), short, evaluate, &defaults()).unwrap_err();
+    assert_eq!(
+        err,
+        JacobianError::GradientShape {
+            expected: vec![2],
+            found: vec![1]
+        }
+    );
+    assert!(
+        err.to_string().contains("lengths [1] for inputs of [2]"),
+        "{err}"
+    );
+    let none = |_: &[f64]| Vec::new();
+    let err = projection_compare(std::slice::from_ref(&x), none, evaluate, 1, 0, &defaults())
+        .unwrap_err();
+    assert!(matches!(err, JacobianError::GradientShape { .. }), "{err}");
+
     let err =
         jacobian_projection_check(std::slice::from_ref(&x), id, 0, 0, &defaults()).unwrap_err();
     assert!(err.to_string().contains("0 projections"), "{err}");

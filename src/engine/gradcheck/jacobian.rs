@@ -153,6 +153,15 @@ pub enum JacobianError {
         /// The point.
         at: String,
     },
+    /// A vector-Jacobian product given to [`jacobian_compare`] or [`projection_compare`]
+    /// returned gradients that do not match the inputs in number or length.
+    #[error("the vjp returned gradients of lengths {found:?} for inputs of {expected:?} elements: it must return one gradient per input, each as long as its input")]
+    GradientShape {
+        /// The inputs' element counts.
+        expected: Vec<usize>,
+        /// The gradients' lengths.
+        found: Vec<usize>,
+    },
     /// A step or tolerance out of range, or no projections asked for.
     #[error("invalid Jacobian check options: {0}")]
     InvalidOptions(String),
@@ -578,6 +587,23 @@ fn nearby_output(
     Ok(y)
 }
 
+/// `grads` if it holds one gradient per input, each of its input's length.
+fn checked_gradients(
+    grads: Vec<Vec<f64>>,
+    inputs: &[Tensor<f64>],
+) -> Result<Vec<Vec<f64>>, JacobianError> {
+    let fits =
+        grads.len() == inputs.len() && grads.iter().zip(inputs).all(|(g, t)| g.len() == t.len());
+    if fits {
+        Ok(grads)
+    } else {
+        Err(JacobianError::GradientShape {
+            expected: inputs.iter().map(Tensor::len).collect(),
+            found: grads.iter().map(Vec::len).collect(),
+        })
+    }
+}
+
 /// The `(input, element)` of column `col`.
 fn column_owner(inputs: &[Tensor<f64>], mut col: usize) -> (usize, usize) {
     for (k, t) in inputs.iter().enumerate() {
@@ -607,21 +633,13 @@ where
     let mut seed = vec![0.0; m];
     for (i, row) in analytic.chunks_exact_mut(n).enumerate() {
         seed[i] = 1.0;
-        let grads = vjp(&seed);
+        let grads = checked_gradients(vjp(&seed), inputs)?;
         seed[i] = 0.0;
         let mut col = 0;
-        for (g, t) in grads.iter().zip(inputs) {
-            assert_eq!(
-                g.len(),
-                t.len(),
-                "a gradient of {} elements for an input of {}",
-                g.len(),
-                t.len()
-            );
+        for g in &grads {
             row[col..col + g.len()].copy_from_slice(g);
             col += g.len();
         }
-        assert_eq!(grads.len(), inputs.len(), "one gradient per input");
     }
     // Columns by central differences.
     let mut numeric = vec![0.0; m * n];
@@ -707,8 +725,7 @@ where
         let mut rng = Rng::derived(seed, "jacobian-projection", p as u64);
         let u = unit_vector(&mut rng, m);
         let v = unit_vector(&mut rng, n);
-        let grads = vjp(&u);
-        assert_eq!(grads.len(), inputs.len(), "one gradient per input");
+        let grads = checked_gradients(vjp(&u), inputs)?;
         let analytic: f64 = grads.iter().flatten().zip(&v).map(|(g, d)| g * d).sum();
         let at = || format!("the point of projection {p}, moved by ±eps along v");
         let shifted = |sign: f64| -> Vec<Tensor<f64>> {
