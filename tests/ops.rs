@@ -949,6 +949,31 @@ mod shape {
         assert_eq!(tape.value(c), &[1.0, 2.0, 3.0]);
     }
 
+    /// A rank-3 tensor is not a matrix: transpose and softmax refuse it, naming themselves.
+    #[test]
+    fn transpose_and_softmax_refuse_a_tensor_of_rank_3() {
+        type Build = fn(&mut Tape<'static, f64>, Var) -> Var;
+        for (name, op) in [
+            ("transpose", Tape::transpose as Build),
+            ("softmax", Tape::softmax as Build),
+        ] {
+            let refused = std::panic::catch_unwind(|| {
+                let mut tape = Tape::<f64>::new();
+                let x = tape.leaf(Tensor::zeros(&[2, 2, 2]));
+                op(&mut tape, x);
+            })
+            .unwrap_err();
+            let message = refused
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("{name}: expected a matrix (rank 1 or 2), got shape [2, 2, 2]")
+            );
+        }
+    }
+
     proptest! {
         #![proptest_config(config())]
 

@@ -34,8 +34,9 @@
 //!   only broadcast is a row (`[n]` or `[1, n]`) added to every row of an `[m, n]` matrix:
 //!   [`Tape::add_row`] and the bias of [`Tape::linear`] and its fused forms;
 //! - a tensor of rank 3 or more given to an op on matrices (products, concatenations, row
-//!   ops, reductions by row or column, (log-)softmax): a matrix is rank 2, or rank 1 `[n]` as
-//!   one row, or rank 0 as 1×1 ([`crate::engine::tensor::matrix_dims`]); reshape first;
+//!   ops, reductions by row or column, (log-)softmax, transpose): a matrix is rank 2, or rank
+//!   1 `[n]` as one row, or rank 0 as 1×1 ([`crate::engine::tensor::matrix_dims`]); reshape
+//!   first;
 //! - an argument out of range: a label for [`Tape::softmax_cross_entropy`] and
 //!   [`Tape::softmax_cross_entropy_smoothed`] (and a smoothing ε outside [0, 1)), a row index,
 //!   a view past the end of its input;
