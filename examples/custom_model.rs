@@ -189,7 +189,7 @@ pub fn run(out: &mut impl std::io::Write) -> Result<Summary, String> {
         out,
         format!(
             "full Jacobian of the probabilities {:?}: {} × {} entries, worst at output {} by \
-             input {} element {} (analytic {:.6e}, numeric {:.6e}), {:.3} of the tolerance \
+             input {} element {} (analytic {:.6e}, numeric {:.6e}), {:.2e} of the tolerance \
              1e-6 + 1e-6·|n|: ok",
             full.output_shape,
             BATCH * CLASSES,
@@ -216,7 +216,7 @@ pub fn run(out: &mut impl std::io::Write) -> Result<Summary, String> {
     say(
         out,
         format!(
-            "random projections uᵀJv: {} pairs of unit vectors, worst {:.3} of the tolerance: ok",
+            "random projections uᵀJv: {} pairs of unit vectors, worst {:.2e} of the tolerance: ok",
             projected.projections.len(),
             projected.worst_ratio
         ),

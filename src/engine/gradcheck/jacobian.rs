@@ -244,7 +244,7 @@ impl fmt::Display for JacobianReport {
             f,
             "Jacobian of an output {:?} by inputs {:?}: {} entries, {} outside |a - n| <= {:e} + {:e}·|n|; \
              worst at output {}, input {} element {}: analytic {:.9e}, numeric {:.9e} \
-             (|a - n| {:.3e}, {:.3} of the tolerance) {}",
+             (|a - n| {:.3e}, {:.2e} of the tolerance) {}",
             self.output_shape,
             self.input_shapes,
             self.analytic.len(),
@@ -302,7 +302,7 @@ impl fmt::Display for ProjectionReport {
         write!(
             f,
             "{} random projections uᵀJv, {} outside |a - n| <= {:e} + {:e}·|n|; worst: \
-             projection {}: analytic {:.9e}, numeric {:.9e} (|a - n| {:.3e}, {:.3} of the tolerance) {}",
+             projection {}: analytic {:.9e}, numeric {:.9e} (|a - n| {:.3e}, {:.2e} of the tolerance) {}",
             self.projections.len(),
             self.failures,
             self.options.atol,
