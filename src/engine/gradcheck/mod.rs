@@ -78,9 +78,10 @@
 //!
 //! # f32 code
 //!
-//! The checks run in f64 only: in f32 a central difference has about 3 significant digits
-//! at best (its rounding error is about 6e-8·|f| / ε), too few to tell a wrong gradient from
-//! noise. Write the model once, generic over [`Float`], and check its f64 instance; the f32
+//! The checks run in f64 only. In f32 the rounding error of a central difference is about
+//! 6e-8·|f| / ε, so that even the best step (ε around 1e-3 to 1e-2, where the truncation
+//! error grows instead) leaves errors of 1e-5 to 1e-3 of the gradient, more for sums of many
+//! terms: too coarse to tell a slightly wrong gradient from noise. Write the model once, generic over [`Float`], and check its f64 instance; the f32
 //! instance runs the same code. Then compare the f32 forward with the f64 forward on the same
 //! inputs (agreement to f32 rounding, about 1e-6 relative per op), as the op catalogue does
 //! for every op ([`OpCase::forward`]) and `examples/custom_model.rs` does for a model:
