@@ -28,6 +28,14 @@
 //! let mut grads = tape.backward(loss);
 //! assert_eq!(grads.take(x).unwrap(), vec![2.0, -4.0, 1.0]);
 //! ```
+//!
+//! Where to start with the engine: [`Tensor`] (construction), [`Tape`] (leaves, the ops, and
+//! [`Tape::backward`], after which the tape can be backpropagated again), [`Gradients`], and
+//! [`gradcheck`]: finite-difference checks of scalar functions ([`gradcheck::gradcheck`],
+//! [`gradcheck::directional_check`]) and of Jacobians ([`gradcheck::jacobian_check`],
+//! [`gradcheck::jacobian_projection_check`]), in f64, with closures that may borrow their data.
+//! `examples/custom_model.rs` defines a model and checks it with each of them and a proptest
+//! property.
 
 pub mod cl;
 pub mod data;

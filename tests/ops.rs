@@ -5,11 +5,11 @@
 //! ```
 //!
 //! Families: `elementwise` (add, sub, mul, div, add_row, scale, neg), `unary` (relu, elu, tanh,
-//! sigmoid, exp, log, square), `matmul` (matmul with transposes, linear, the fused
-//! linear_squared_distance and the wide panel paths), `reduce` (sum, mean, row and column sums
-//! and means), `shape` (views, concatenations, gather_rows, repeat_rows) and `losses`
-//! (log_softmax, softmax cross-entropy with and without label smoothing, squared_distance,
-//! bce_with_logits). Each family holds:
+//! sigmoid, exp, log, square, sqrt, pow, abs), `matmul` (matmul with transposes, linear, the
+//! fused linear_squared_distance and the wide panel paths), `reduce` (sum, mean, row and column
+//! sums and means), `shape` (views, concatenations, gather_rows, repeat_rows, transpose) and
+//! `losses` (log_softmax, softmax, softmax cross-entropy with and without label smoothing,
+//! squared_distance, bce_with_logits). Each family holds:
 //!
 //! - a literal test: small inputs whose forward values and gradients are worked out by hand
 //!   (the derivative in a comment beside them), checked on the tape and then against central
@@ -324,9 +324,145 @@ mod unary {
     use super::*;
     use std::f64::consts::LN_2;
 
-    pub const OPS: &[&str] = &["relu", "elu", "tanh", "sigmoid", "exp", "log", "square"];
+    pub const OPS: &[&str] = &[
+        "relu",
+        "elu",
+        "tanh",
+        "sigmoid",
+        "exp",
+        "log",
+        "square",
+        "sqrt",
+        "pow (x^2.5)",
+        "pow (x^-1.5)",
+        "pow (x^3, any sign)",
+        "abs",
+    ];
 
     catalogue_checks!(OPS);
+
+    /// sqrt, pow and abs with output gradient 1: each gradient is the derivative itself.
+    #[test]
+    fn powers_and_abs_by_hand() {
+        let positive = [Tensor::from_vec(&[3], vec![0.25, 1.0, 4.0])];
+        let signed = [Tensor::from_vec(&[3], vec![-0.5, 0.5, 2.0])];
+        let ones = [1.0; 3];
+        // √x; d/dx = 1/(2√x): 1/(2·0.5) = 1, 1/2, 1/(2·2) = 1/4.
+        check_by_hand(
+            &positive,
+            |t, v| t.sqrt(v[0]),
+            &ones,
+            &[0.5, 1.0, 2.0],
+            &[&[1.0, 0.5, 0.25]],
+        );
+        // x^2.5; d/dx = 2.5·x^1.5: 0.25^2.5 = 1/32, 0.25^1.5 = 1/8, 4^2.5 = 32, 4^1.5 = 8.
+        check_by_hand(
+            &positive,
+            |t, v| t.pow(v[0], 2.5),
+            &ones,
+            &[0.03125, 1.0, 32.0],
+            &[&[0.3125, 2.5, 20.0]],
+        );
+        // x^−1; d/dx = −x^−2.
+        check_by_hand(
+            &positive,
+            |t, v| t.pow(v[0], -1.0),
+            &ones,
+            &[4.0, 1.0, 0.25],
+            &[&[-16.0, -1.0, -0.0625]],
+        );
+        // x³ at negative x too; d/dx = 3x².
+        check_by_hand(
+            &signed,
+            |t, v| t.pow(v[0], 3.0),
+            &ones,
+            &[-0.125, 0.125, 8.0],
+            &[&[0.75, 0.75, 12.0]],
+        );
+        // |x|; d/dx = sign x.
+        check_by_hand(
+            &signed,
+            |t, v| t.abs(v[0]),
+            &ones,
+            &[0.5, 0.5, 2.0],
+            &[&[-1.0, 1.0, 1.0]],
+        );
+    }
+
+    /// The documented choices at the edges of the domains: abs takes the sub-gradient 0 at
+    /// 0; √ has derivative +∞ at 0 and is NaN below; x^0 has derivative 0 even at 0; a
+    /// non-integer power of a negative number is NaN; NaN propagates through abs.
+    #[test]
+    fn powers_and_abs_at_the_edges_of_their_domains() {
+        let x = [Tensor::from_vec(&[3], vec![0.0, -4.0, f64::NAN])];
+        let ones = [1.0; 3];
+        let (value, grads) = value_and_grads(&x, |t, v| t.abs(v[0]), &ones);
+        assert_eq!(&value[..2], &[0.0, 4.0]);
+        assert_eq!(&grads[0][..2], &[0.0, -1.0]);
+        assert!(value[2].is_nan() && grads[0][2].is_nan());
+        let (value, grads) = value_and_grads(&x, |t, v| t.sqrt(v[0]), &ones);
+        assert_eq!(value[0], 0.0);
+        assert_eq!(grads[0][0], f64::INFINITY);
+        assert!(value[1].is_nan() && grads[0][1].is_nan());
+        let (value, grads) = value_and_grads(&x, |t, v| t.pow(v[0], 0.0), &ones);
+        assert_eq!(&value[..2], &[1.0, 1.0]);
+        assert_eq!(&grads[0][..2], &[0.0, 0.0]);
+        let (value, grads) = value_and_grads(&x, |t, v| t.pow(v[0], 1.0), &ones);
+        assert_eq!(&value[..2], &[0.0, -4.0]);
+        assert_eq!(&grads[0][..2], &[1.0, 1.0]);
+        let (value, grads) = value_and_grads(&x, |t, v| t.pow(v[0], 0.5), &ones);
+        assert_eq!(grads[0][0], f64::INFINITY);
+        assert!(value[1].is_nan() && grads[0][1].is_nan());
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Over shapes, values and exponents: √, x^p and |x| and their gradients match closed
+        /// forms computed another way (x^p as e^(p ln x) for a real p, by repeated
+        /// multiplication for an integer p).
+        #[test]
+        fn powers_and_abs_match_their_closed_forms(
+            rows in 1usize..5, cols in 1usize..6, p in -3.0f64..3.0, q in -3i32..5,
+            seed in any::<u64>(),
+        ) {
+            let n = rows * cols;
+            let x: Vec<f64> = uniform_values(n, seed).iter().map(|v| 4.0 * v).collect();
+            let positive: Vec<f64> = x.iter().map(|v| v.abs() + 0.1).collect();
+            let g = uniform_values(n, seed ^ 1);
+            let run = |xs: &[f64], build: &dyn Fn(&mut Tape<'_, f64>, Var) -> Var| {
+                let input = [Tensor::from_vec(&[rows, cols], xs.to_vec())];
+                value_and_grads(&input, |t, v| build(t, v[0]), &g)
+            };
+            let scaled = |xs: &[f64], df: &dyn Fn(f64) -> f64| -> Vec<f64> {
+                xs.iter().zip(&g).map(|(&v, &gi)| gi * df(v)).collect()
+            };
+            let (value, grads) = run(&positive, &|t, x| t.sqrt(x));
+            let expected: Vec<f64> = positive.iter().map(|v| (0.5 * v.ln()).exp()).collect();
+            prop_close(&value, &expected, 1e-13, "sqrt value")?;
+            prop_close(&grads[0], &scaled(&positive, &|v| 0.5 / v.sqrt()), 1e-13, "sqrt gradient")?;
+            let (value, grads) = run(&positive, &|t, x| t.pow(x, p));
+            let expected: Vec<f64> = positive.iter().map(|v| (p * v.ln()).exp()).collect();
+            prop_close(&value, &expected, 1e-12, "pow value")?;
+            let df = |v: f64| p * ((p - 1.0) * v.ln()).exp();
+            prop_close(&grads[0], &scaled(&positive, &df), 1e-12, "pow gradient")?;
+            // An integer exponent at any sign (x ≠ 0 almost surely).
+            let int_pow = |v: f64, k: i32| -> f64 {
+                let m: f64 = (0..k.abs()).map(|_| v).product();
+                if k < 0 { 1.0 / m } else { m }
+            };
+            let (value, grads) = run(&x, &|t, x| t.pow(x, f64::from(q)));
+            let expected: Vec<f64> = x.iter().map(|&v| int_pow(v, q)).collect();
+            prop_close(&value, &expected, 1e-12, "integer pow value")?;
+            let df = |v: f64| if q == 0 { 0.0 } else { f64::from(q) * int_pow(v, q - 1) };
+            prop_close(&grads[0], &scaled(&x, &df), 1e-12, "integer pow gradient")?;
+            let (value, grads) = run(&x, &|t, x| t.abs(x));
+            let expected: Vec<f64> = x.iter().map(|v| if *v < 0.0 { -v } else { *v }).collect();
+            prop_close(&value, &expected, 0.0, "abs value")?;
+            let df = |v: f64| if v > 0.0 { 1.0 } else if v < 0.0 { -1.0 } else { 0.0 };
+            prop_close(&grads[0], &scaled(&x, &df), 0.0, "abs gradient")?;
+        }
+    }
 
     /// x = [−0.5, 0.5, 2] (log: [0.5, 1, 4]) with output gradient 1: each gradient is the
     /// derivative itself. Values to 17 digits.
@@ -783,9 +919,97 @@ mod shape {
         "narrow_rows (two views of one buffer)",
         "gather_rows",
         "repeat_rows",
+        "transpose",
+        "transpose (of a product)",
     ];
 
     catalogue_checks!(OPS);
+
+    /// Xᵀ moves x[i, j] to y[j, i]; its gradient moves g[j, i] back to x[i, j].
+    #[test]
+    fn transpose_by_hand() {
+        let x = [Tensor::from_vec(
+            &[2, 3],
+            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        )];
+        // y = [[1, 4], [2, 5], [3, 6]]; g = [[g00, g01], [g10, g11], [g20, g21]] gives
+        // dx = gᵀ = [[g00, g10, g20], [g01, g11, g21]].
+        check_by_hand(
+            &x,
+            |t, v| t.transpose(v[0]),
+            &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+            &[1.0, 4.0, 2.0, 5.0, 3.0, 6.0],
+            &[&[0.1, 0.3, 0.5, 0.2, 0.4, 0.6]],
+        );
+        // A row [n] becomes the column [n, 1].
+        let mut tape = Tape::<f64>::new();
+        let r = tape.leaf(Tensor::from_vec(&[3], vec![1.0, 2.0, 3.0]));
+        let c = tape.transpose(r);
+        assert_eq!(tape.shape(c), &[3, 1]);
+        assert_eq!(tape.value(c), &[1.0, 2.0, 3.0]);
+    }
+
+    /// A rank-3 tensor is not a matrix: transpose and softmax refuse it, naming themselves.
+    #[test]
+    fn transpose_and_softmax_refuse_a_tensor_of_rank_3() {
+        type Build = fn(&mut Tape<'static, f64>, Var) -> Var;
+        for (name, op) in [
+            ("transpose", Tape::transpose as Build),
+            ("softmax", Tape::softmax as Build),
+        ] {
+            let refused = std::panic::catch_unwind(|| {
+                let mut tape = Tape::<f64>::new();
+                let x = tape.leaf(Tensor::zeros(&[2, 2, 2]));
+                op(&mut tape, x);
+            })
+            .unwrap_err();
+            let message = refused
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_default();
+            assert_eq!(
+                message,
+                format!("{name}: expected a matrix (rank 1 or 2), got shape [2, 2, 2]")
+            );
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Over shapes (past the 32×32 tiles): (Xᵀ)ᵀ = X exactly, y[j, i] = x[i, j], the
+        /// gradient of ⟨G, Xᵀ⟩ is Gᵀ, and (A·B)ᵀ equals Bᵀ·Aᵀ.
+        #[test]
+        fn transpose_moves_elements_and_gradients(
+            rows in 1usize..40, cols in 1usize..40, k in 1usize..5, seed in any::<u64>(),
+        ) {
+            let x = uniform_values(rows * cols, seed);
+            let input = [Tensor::from_vec(&[rows, cols], x.clone())];
+            let g = uniform_values(rows * cols, seed ^ 1);
+            let (value, grads) = value_and_grads(&input, |t, v| t.transpose(v[0]), &g);
+            for i in 0..rows {
+                for j in 0..cols {
+                    prop_assert_eq!(value[j * rows + i], x[i * cols + j]);
+                    prop_assert_eq!(grads[0][i * cols + j], g[j * rows + i]);
+                }
+            }
+            let (twice, _) = value_and_grads(&input, |t, v| {
+                let y = t.transpose(v[0]);
+                t.transpose(y)
+            }, &g);
+            prop_assert_eq!(&twice, &x);
+            let ab = [
+                Tensor::from_vec(&[rows, k], uniform_values(rows * k, seed ^ 2)),
+                Tensor::from_vec(&[k, cols], uniform_values(k * cols, seed ^ 3)),
+            ];
+            let (left, _) = value_and_grads(&ab, |t, v| {
+                let p = t.matmul(v[0], v[1]);
+                t.transpose(p)
+            }, &g);
+            let (right, _) = value_and_grads(&ab, |t, v| t.matmul_t(v[1], v[0], true, true), &g);
+            prop_close(&left, &right, 1e-14, "(AB)ᵀ vs BᵀAᵀ")?;
+        }
+    }
 
     /// Each op moves elements without arithmetic: its gradient sends every element of g back
     /// to the element it came from (∂y[p]/∂x[q] = 1 if y[p] is x[q], else 0), adding where an
@@ -939,14 +1163,71 @@ mod shape {
 
 // ---------------------------------------------------------------------------------------------
 
-/// log_softmax and the loss ops: softmax cross-entropy (one-hot and smoothed targets),
-/// squared_distance, bce_with_logits.
+/// log_softmax, softmax and the loss ops: softmax cross-entropy (one-hot and smoothed
+/// targets), squared_distance, bce_with_logits.
 mod losses {
     use super::*;
     use hypertape::rng::Rng;
 
+    /// Rows [0, ln 3] and [1, 1]: softmax [1/4, 3/4] and [1/2, 1/2]. With g = [[1, 0],
+    /// [2, −1]], dx = y ⊙ (g − ⟨g, y⟩): ⟨g, y⟩ = 1/4 and 1/2, so dx = [3/16, −3/16] and
+    /// [3/4, −3/4].
+    #[test]
+    fn softmax_by_hand() {
+        let x = [Tensor::from_vec(&[2, 2], vec![0.0, 3f64.ln(), 1.0, 1.0])];
+        check_by_hand(
+            &x,
+            |t, v| t.softmax(v[0]),
+            &[1.0, 0.0, 2.0, -1.0],
+            &[0.25, 0.75, 0.5, 0.5],
+            &[&[0.1875, -0.1875, 0.75, -0.75]],
+        );
+        // At logits whose exponentials overflow, and with an underflowing one.
+        let mut tape = Tape::<f64>::new();
+        let x = tape.leaf(Tensor::from_vec(&[1, 3], vec![1000.0, 1000.0, -1000.0]));
+        let y = tape.softmax(x);
+        assert_eq!(tape.value(y), &[0.5, 0.5, 0.0]);
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Over shapes and logits: each row of softmax sums to 1, equals e^log_softmax, is
+        /// unchanged by adding 1000 to its row (where e^x overflows), and its gradient is
+        /// y ⊙ (g − ⟨g, y⟩) row by row.
+        #[test]
+        fn softmax_is_a_stable_distribution_with_its_gradient(
+            rows in 1usize..5, cols in 1usize..7, scale in 0.1f64..30.0, seed in any::<u64>(),
+        ) {
+            let x: Vec<f64> = uniform_values(rows * cols, seed).iter().map(|v| scale * v).collect();
+            let g = uniform_values(rows * cols, seed ^ 1);
+            let input = [Tensor::from_vec(&[rows, cols], x.clone())];
+            let (y, grads) = value_and_grads(&input, |t, v| t.softmax(v[0]), &g);
+            let (logy, _) = value_and_grads(&input, |t, v| t.log_softmax(v[0]), &g);
+            let shifted: Vec<f64> = x.iter().map(|v| v + 1000.0).collect();
+            let (ys, _) = value_and_grads(
+                &[Tensor::from_vec(&[rows, cols], shifted)], |t, v| t.softmax(v[0]), &g,
+            );
+            let exp_log: Vec<f64> = logy.iter().map(|v| v.exp()).collect();
+            prop_close(&y, &exp_log, 1e-14, "softmax vs e^log_softmax")?;
+            prop_close(&ys, &y, 1e-10, "softmax of logits + 1000")?;
+            let mut expected = vec![0.0; rows * cols];
+            for r in 0..rows {
+                let row = r * cols..(r + 1) * cols;
+                let total: f64 = y[row.clone()].iter().sum();
+                prop_assert!((total - 1.0).abs() < 1e-14, "row {} sums to {}", r, total);
+                let dot: f64 = g[row.clone()].iter().zip(&y[row.clone()]).map(|(a, b)| a * b).sum();
+                for j in row {
+                    expected[j] = y[j] * (g[j] - dot);
+                }
+            }
+            prop_close(&grads[0], &expected, 1e-14, "softmax gradient")?;
+        }
+    }
+
     pub const OPS: &[&str] = &[
         "log_softmax",
+        "softmax",
         "softmax_cross_entropy",
         "softmax_cross_entropy (label smoothing 0.1)",
         "squared_distance",

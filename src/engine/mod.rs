@@ -5,7 +5,8 @@
 //!   audits).
 //! - [`kernels`]: the matrix product on `matrixmultiply` and the elementwise loops.
 //! - [`tape`]: the [`Tape`]; one op's forward and backward are one entry of its catalogue.
-//! - [`gradcheck`]: central finite differences in f64, per op and for whole pipelines.
+//! - [`gradcheck`]: central finite differences in f64, per op and for whole pipelines, of
+//!   gradients and of the Jacobians of tensor outputs.
 
 pub mod gradcheck;
 pub mod kernels;

@@ -45,6 +45,8 @@ pub trait Float:
     fn ln(self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
+    /// self raised to the power p.
+    fn powf(self, p: Self) -> Self;
     /// Hyperbolic tangent.
     fn tanh(self) -> Self;
     /// Absolute value.
@@ -110,6 +112,10 @@ macro_rules! impl_float {
                 <$t>::sqrt(self)
             }
             #[inline]
+            fn powf(self, p: Self) -> Self {
+                <$t>::powf(self, p)
+            }
+            #[inline]
             fn tanh(self) -> Self {
                 <$t>::tanh(self)
             }
@@ -161,6 +167,25 @@ impl_float!(f64, "f64", matrixmultiply::dgemm);
 /// [`shape_len`]), so that no size computed from it (its element count, its rows as a
 /// matrix) wraps around. Constructors that take a shape and data return `None` when they do
 /// not fit ([`Tensor::new`], [`Tensor::reshaped`]); the others panic, at the caller's line.
+///
+/// ```
+/// use hypertape::Tensor;
+///
+/// let m = Tensor::from_vec(&[2, 3], vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]);
+/// assert_eq!(m.shape(), &[2, 3]);
+/// assert_eq!(m.data()[4], 5.0); // row 1, column 1
+/// assert_eq!(m.matrix_dims(), (2, 3));
+///
+/// // Validated construction for data from outside: None if the shape does not fit.
+/// assert!(Tensor::new(&[4], vec![1.0f32, 2.0]).is_none());
+///
+/// let ramp = Tensor::<f64>::from_fn(&[4], |i| i as f64 * 0.5);
+/// assert_eq!(ramp.data(), &[0.0, 0.5, 1.0, 1.5]);
+/// assert_eq!(Tensor::<f32>::zeros(&[2, 2]).len(), 4);
+/// assert_eq!(Tensor::scalar(3.0f64).item(), 3.0);
+/// let narrow: Tensor<f32> = m.cast(); // f64 → f32, as to run an f64-checked model in f32
+/// assert_eq!(narrow.data()[5], 6.0f32);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor<F> {
     shape: Vec<usize>,

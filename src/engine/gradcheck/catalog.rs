@@ -81,7 +81,7 @@ impl OpCase {
             |tape, xs| {
                 let y = build(tape, xs);
                 let shape = tape.shape(y).to_vec();
-                let w = tape.constant(Tensor::from_vec(&shape, weights.clone()));
+                let w = tape.constant_ref(&shape, &weights);
                 let wy = tape.mul(y, w);
                 tape.sum(wy)
             },
@@ -241,6 +241,39 @@ pub fn op_cases() -> Vec<OpCase> {
             .log(x[0])),
         case!("square", Any, |m, k, n| vec![vec![m, n]], |t, x| t
             .square(x[0])),
+        case!("sqrt", Positive, |m, k, n| vec![vec![m, n]], |t, x| t
+            .sqrt(x[0])),
+        case!(
+            "pow (x^2.5)",
+            Positive,
+            |m, k, n| vec![vec![m, n]],
+            |t, x| t.pow(x[0], 2.5)
+        ),
+        case!(
+            "pow (x^-1.5)",
+            Positive,
+            |m, k, n| vec![vec![m, n]],
+            |t, x| t.pow(x[0], -1.5)
+        ),
+        case!(
+            "pow (x^3, any sign)",
+            Any,
+            |m, k, n| vec![vec![m, n]],
+            |t, x| t.pow(x[0], 3.0)
+        ),
+        case!("abs", AwayFromZero, |m, k, n| vec![vec![m, n]], |t, x| t
+            .abs(x[0])),
+        case!("transpose", Any, |m, k, n| vec![vec![m, n]], |t, x| t
+            .transpose(x[0])),
+        case!(
+            "transpose (of a product)",
+            Any,
+            |m, k, n| vec![vec![m, k], vec![k, n]],
+            |t, x| {
+                let y = t.matmul(x[0], x[1]);
+                t.transpose(y)
+            }
+        ),
         case!(
             "concat_rows",
             Any,
@@ -283,6 +316,8 @@ pub fn op_cases() -> Vec<OpCase> {
             .repeat_rows(x[0], 3)),
         case!("log_softmax", Any, |m, k, n| vec![vec![m, n]], |t, x| t
             .log_softmax(x[0])),
+        case!("softmax", Any, |m, k, n| vec![vec![m, n]], |t, x| t
+            .softmax(x[0])),
         case!(
             "softmax_cross_entropy",
             Any,

@@ -13,6 +13,16 @@
 //! Intermediate gradients are freed as soon as their node's rule has run; only leaves that
 //! require a gradient keep theirs, returned in [`Gradients`].
 //!
+//! # Reuse after backward
+//!
+//! [`Tape::backward`] reads the tape and changes nothing on it: every node and value stays.
+//! The tape can be backpropagated again, from the same output or another one, any number of
+//! times; each call returns fresh [`Gradients`] (never accumulated into earlier ones), and
+//! ops recorded after a backward pass extend the same tape. This is how a Jacobian is built
+//! row by row ([`Tape::backward_with_seed`] with one seed per output). A tape is not
+//! cleared: to compute on new values, record on a new tape (reusing the buffers of the old
+//! one with [`Tape::into_pool`] and [`Tape::with_pool`] if allocation matters).
+//!
 //! # Misuse
 //!
 //! One convention for every op and accessor: **misuse panics**, and the panic names the op
@@ -24,8 +34,9 @@
 //!   only broadcast is a row (`[n]` or `[1, n]`) added to every row of an `[m, n]` matrix:
 //!   [`Tape::add_row`] and the bias of [`Tape::linear`] and its fused forms;
 //! - a tensor of rank 3 or more given to an op on matrices (products, concatenations, row
-//!   ops, reductions by row or column, (log-)softmax): a matrix is rank 2, or rank 1 `[n]` as
-//!   one row, or rank 0 as 1×1 ([`crate::engine::tensor::matrix_dims`]); reshape first;
+//!   ops, reductions by row or column, (log-)softmax, transpose): a matrix is rank 2, or rank
+//!   1 `[n]` as one row, or rank 0 as 1×1 ([`crate::engine::tensor::matrix_dims`]); reshape
+//!   first;
 //! - an argument out of range: a label for [`Tape::softmax_cross_entropy`] and
 //!   [`Tape::softmax_cross_entropy_smoothed`] (and a smoothing ε outside [0, 1)), a row index,
 //!   a view past the end of its input;
@@ -45,6 +56,7 @@
 //! elements).
 
 mod ops;
+mod ops_extra;
 mod pool;
 
 pub use ops::{Axis, DistanceSaved, DistanceTarget, Op, Unary};
@@ -107,6 +119,33 @@ struct Node<'a, F> {
 }
 
 /// A define-by-run tape over element type `F`; `'a` is the lifetime of borrowed leaves.
+///
+/// Leaves are the inputs ([`Tape::leaf`]: a gradient is returned for it; [`Tape::constant`]:
+/// none); every op appends a node and returns its [`Var`]; [`Tape::backward`] from a
+/// one-element output returns the gradients of the leaves.
+///
+/// ```
+/// use hypertape::{Tape, Tensor};
+///
+/// // A dense layer and a loss: L = mean(relu(x·Wᵀ + b)).
+/// let mut tape = Tape::<f64>::new();
+/// let x = tape.constant(Tensor::from_vec(&[2, 3], vec![1.0, 0.0, -1.0, 0.5, 2.0, 1.0]));
+/// let w = tape.leaf(Tensor::from_vec(&[2, 3], vec![0.1, 0.2, 0.3, -0.3, 0.2, 0.1]));
+/// let b = tape.leaf(Tensor::from_vec(&[2], vec![0.0, 0.1]));
+/// let h = tape.linear(x, w, Some(b)); // [2, 2]
+/// let h = tape.relu(h);
+/// let loss = tape.mean(h);
+/// assert!((tape.item(loss) - 0.3).abs() < 1e-12); // relu of [[-0.2, -0.3], [0.75, 0.45]]
+///
+/// let grads = tape.backward(loss);
+/// // Only the units that are active (row 2) pass a gradient: dL/db = [1/4, 1/4].
+/// assert_eq!(grads.get(b).unwrap(), &[0.25, 0.25]);
+/// assert!(grads.get(x).is_none()); // a constant
+///
+/// // The tape is intact after backward: backpropagate again, or record more.
+/// let again = tape.backward(loss);
+/// assert_eq!(again.get(b), grads.get(b));
+/// ```
 pub struct Tape<'a, F: Float> {
     id: u64,
     nodes: Vec<Node<'a, F>>,
@@ -196,6 +235,27 @@ impl<'a, F: Float> Tape<'a, F> {
         pool
     }
 
+    /// Ends the tape, giving back the buffers of the owned leaves `vars` (made by
+    /// [`Tape::leaf`] or [`Tape::constant`]) in order: the gradient checks move their inputs
+    /// into each evaluation's tape and back out without copying them.
+    ///
+    /// # Panics
+    /// If a var belongs to another tape or is not an owned leaf.
+    #[track_caller]
+    pub(crate) fn into_leaf_buffers(mut self, vars: &[Var]) -> Vec<Vec<F>> {
+        vars.iter()
+            .map(|&v| {
+                self.node(v);
+                let node = &mut self.nodes[v.index];
+                assert!(matches!(node.op, Op::Leaf), "%{} is not a leaf", v.index);
+                match std::mem::replace(&mut node.value, Value::Owned(Vec::new())) {
+                    Value::Owned(d) => d,
+                    _ => panic!("%{} is not an owned leaf", v.index),
+                }
+            })
+            .collect()
+    }
+
     /// True if this tape records operations for backward.
     pub fn is_recording(&self) -> bool {
         self.recording
@@ -211,7 +271,8 @@ impl<'a, F: Float> Tape<'a, F> {
         self.nodes.is_empty()
     }
 
-    /// A leaf whose gradient [`Tape::backward`] returns (on a no-grad tape: a constant).
+    /// A leaf whose gradient [`Tape::backward`] returns (on a no-grad tape: a constant). The
+    /// tape takes the tensor; [`Tape::leaf_ref`] borrows the data instead.
     pub fn leaf(&mut self, t: Tensor<F>) -> Var {
         let shape = t.shape().to_vec();
         let rg = self.recording;
@@ -235,10 +296,21 @@ impl<'a, F: Float> Tape<'a, F> {
         self.push_value(Op::Leaf, shape, Value::Owned(t.into_data()), false)
     }
 
-    /// A constant over borrowed data (no copy).
+    /// A constant over borrowed data (no copy): the data must outlive the tape (`'a`).
     ///
     /// # Panics
     /// If `shape` does not hold `data.len()` elements.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let batch = vec![1.0, 2.0, 3.0, 4.0]; // borrowed for the tape's lifetime
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.constant_ref(&[2, 2], &batch);
+    /// let w = tape.leaf(Tensor::from_vec(&[2, 1], vec![0.5, -1.0]));
+    /// let y = tape.matmul(x, w);
+    /// assert_eq!(tape.value(y), &[-1.5, -2.5]);
+    /// ```
     #[track_caller]
     pub fn constant_ref(&mut self, shape: &[usize], data: &'a [F]) -> Var {
         assert_shape(shape, data.len());
@@ -362,10 +434,28 @@ impl<'a, F: Float> Tape<'a, F> {
         self.push_value(op, shape, Value::Owned(data), rg)
     }
 
-    /// Reverse pass from a one-element `loss` (seed 1).
+    /// Reverse pass from a one-element `loss` (seed 1): the gradient of `loss` by every leaf
+    /// that requires one. The tape is left unchanged and can be backpropagated again or
+    /// extended (see the module documentation); each call returns new gradients.
     ///
     /// # Panics
-    /// If `loss` has more than one element or belongs to another tape.
+    /// If `loss` has more than one element (use [`Tape::backward_with_seed`]) or belongs to
+    /// another tape.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(&[2], vec![3.0, -1.0]));
+    /// let y = tape.square(x);
+    /// let loss = tape.sum(y);
+    /// let mut grads = tape.backward(loss);
+    /// assert_eq!(grads.take(x).unwrap(), vec![6.0, -2.0]); // 2x
+    /// // Again, with more ops recorded after the first pass: fresh gradients each time.
+    /// let z = tape.scale(loss, 10.0);
+    /// assert_eq!(tape.backward(z).get(x).unwrap(), &[60.0, -20.0]);
+    /// assert_eq!(tape.backward(loss).get(x).unwrap(), &[6.0, -2.0]);
+    /// ```
     #[track_caller]
     pub fn backward(&mut self, loss: Var) -> Gradients<F> {
         assert_eq!(
@@ -378,11 +468,27 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// Reverse pass from `output` with the gradient `seed` (same element count as `output`):
-    /// returns seedᵀ·∂output/∂leaf for every leaf that requires a gradient.
+    /// returns seedᵀ·∂output/∂leaf for every leaf that requires a gradient (a
+    /// vector-Jacobian product; a one-hot seed gives one row of the Jacobian).
     ///
     /// # Panics
     /// If the seed's length differs from `output`'s element count, or `output` belongs to
     /// another tape.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// // y = (x₀x₁, x₀ + x₁): the rows of its Jacobian, one backward pass each.
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(&[2], vec![2.0, 5.0]));
+    /// let x0 = tape.narrow_flat(x, 0, 1);
+    /// let x1 = tape.narrow_flat(x, 1, 1);
+    /// let p = tape.mul(x0, x1);
+    /// let s = tape.add(x0, x1);
+    /// let y = tape.concat_cols(&[p, s]);
+    /// assert_eq!(tape.backward_with_seed(y, &[1.0, 0.0]).get(x).unwrap(), &[5.0, 2.0]);
+    /// assert_eq!(tape.backward_with_seed(y, &[0.0, 1.0]).get(x).unwrap(), &[1.0, 1.0]);
+    /// ```
     #[track_caller]
     pub fn backward_with_seed(&mut self, output: Var, seed: &[F]) -> Gradients<F> {
         let len = self.value(output).len();
@@ -492,7 +598,25 @@ impl<F: Float> GradBuffers<F> {
 }
 
 /// Gradients of the leaves that require one, by [`Var`] of the tape they were computed on
-/// (a var of another tape panics).
+/// (a var of another tape panics). A leaf no gradient reached (it does not influence the
+/// output, or it is a constant) has none: [`Gradients::get`] gives `None`,
+/// [`Gradients::get_or_zeros`] zeros.
+///
+/// ```
+/// use hypertape::{Tape, Tensor};
+///
+/// let mut tape = Tape::<f64>::new();
+/// let a = tape.leaf(Tensor::from_vec(&[2], vec![1.0, 2.0]));
+/// let unused = tape.leaf(Tensor::from_vec(&[3], vec![0.0; 3]));
+/// let loss = tape.sum(a);
+/// let mut grads = tape.backward(loss);
+/// assert_eq!(grads.get(a), Some(&[1.0, 1.0][..]));
+/// assert_eq!(grads.get(unused), None);
+/// assert_eq!(grads.get_or_zeros(unused, 3), vec![0.0; 3]);
+/// let owned: Vec<f64> = grads.take(a).unwrap(); // moved out, no copy
+/// assert_eq!(owned, vec![1.0, 1.0]);
+/// assert_eq!(grads.get(a), None);
+/// ```
 pub struct Gradients<F> {
     tape: u64,
     bufs: Vec<Option<Vec<F>>>,

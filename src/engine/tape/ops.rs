@@ -164,6 +164,16 @@ pub enum Op<F> {
     RepeatRows { x: Var, times: usize },
     /// Row-wise log-softmax.
     LogSoftmax(Var),
+    /// xᵀ (\[`ops_extra`\], as the four below).
+    Transpose(Var),
+    /// Row-wise softmax.
+    Softmax(Var),
+    /// √x.
+    Sqrt(Var),
+    /// x^p for a constant p.
+    Pow(Var, f64),
+    /// |x|.
+    Abs(Var),
     /// Mean over rows of −Σ_c q_c log softmax(logits)_c with q = 1 − ε on the label and
     /// ε/(n − 1) on every other class (ε = `smoothing`, 0: the one-hot target); keeps the
     /// softmax for backward.
@@ -279,6 +289,11 @@ impl<F> Op<F> {
             Op::GatherRows { .. } => "gather_rows",
             Op::RepeatRows { .. } => "repeat_rows",
             Op::LogSoftmax(_) => "log_softmax",
+            Op::Transpose(_) => "transpose",
+            Op::Softmax(_) => "softmax",
+            Op::Sqrt(_) => "sqrt",
+            Op::Pow(..) => "pow",
+            Op::Abs(_) => "abs",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::SquaredDistance(..) => "squared_distance",
             Op::BceWithLogits { .. } => "bce_with_logits",
@@ -308,6 +323,9 @@ impl<F> Op<F> {
                 .collect(),
             Op::AddRow { x, row } => vec![*x, *row],
             Op::Scale(x, _) | Op::Unary(x, _) | Op::View(x) | Op::LogSoftmax(x) => vec![*x],
+            Op::Transpose(x) | Op::Softmax(x) | Op::Sqrt(x) | Op::Pow(x, _) | Op::Abs(x) => {
+                vec![*x]
+            }
             Op::Reduce { x, .. } | Op::GatherRows { x, .. } | Op::RepeatRows { x, .. } => {
                 vec![*x]
             }
@@ -353,6 +371,9 @@ impl<'a, F: Float> Tape<'a, F> {
             Op::GatherRows { x, indices } => self.gather_rows_backward(*x, indices, g, grads),
             Op::RepeatRows { x, times } => self.repeat_rows_backward(*x, *times, g, grads),
             Op::LogSoftmax(x) => self.log_softmax_backward(*x, v, g, grads),
+            Op::Transpose(_) | Op::Softmax(_) | Op::Sqrt(_) | Op::Pow(..) | Op::Abs(_) => {
+                self.extra_backward(v, g, grads)
+            }
             Op::SoftmaxCrossEntropy {
                 logits,
                 labels,
@@ -381,7 +402,7 @@ impl<'a, F: Float> Tape<'a, F> {
     }
 
     /// The gradient slot of `v` if a gradient must flow to it.
-    fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
+    pub(super) fn grad_of<'g>(&self, v: Var, grads: &'g mut GradBuffers<F>) -> Option<&'g mut [F]> {
         self.requires_grad(v).then(|| grads.slot(self, v))
     }
 
@@ -433,7 +454,21 @@ fn output_len(what: &str, rows: usize, cols: usize) -> usize {
 // Matrix products
 
 impl<'a, F: Float> Tape<'a, F> {
-    /// C = A·B.
+    /// C = A·B for A [m×k], B [k×n]: [m×n] (a rank-1 `[k]` is one row).
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let a = tape.leaf(Tensor::from_vec(&[1, 2], vec![1.0, 2.0]));
+    /// let b = tape.leaf(Tensor::from_vec(&[2, 2], vec![3.0, 4.0, 5.0, 6.0]));
+    /// let c = tape.matmul(a, b);
+    /// assert_eq!(tape.value(c), &[13.0, 16.0]);
+    /// let loss = tape.sum(c);
+    /// let grads = tape.backward(loss);
+    /// assert_eq!(grads.get(a).unwrap(), &[7.0, 11.0]); // dA = G·Bᵀ, G all ones
+    /// assert_eq!(grads.get(b).unwrap(), &[1.0, 1.0, 2.0, 2.0]); // dB = Aᵀ·G
+    /// ```
     #[track_caller]
     pub fn matmul(&mut self, a: Var, b: Var) -> Var {
         self.matmul_t(a, b, false, false)
@@ -510,6 +545,18 @@ impl<'a, F: Float> Tape<'a, F> {
 
     /// y = x·Wᵀ + b for x [m×in], W [out×in], b \[out\] (or [1×out]): a dense layer in one
     /// node.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.constant(Tensor::from_vec(&[1, 2], vec![1.0, -1.0]));
+    /// let w = tape.leaf(Tensor::from_vec(&[3, 2], vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0]));
+    /// let b = tape.leaf(Tensor::from_vec(&[3], vec![0.5, 0.5, 0.5]));
+    /// let y = tape.linear(x, w, Some(b));
+    /// assert_eq!(tape.shape(y), &[1, 3]);
+    /// assert_eq!(tape.value(y), &[1.5, -0.5, 0.5]);
+    /// ```
     #[track_caller]
     pub fn linear(&mut self, x: Var, w: Var, b: Option<Var>) -> Var {
         let (m, n, out) = self.dense_forward(x, w, b, "linear");
@@ -923,6 +970,16 @@ impl<'a, F: Float> Tape<'a, F> {
         self.reduce(x, Axis::All, false)
     }
     /// Mean of all elements (a scalar); NaN for no elements.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 6.0]));
+    /// let m = tape.mean(x);
+    /// assert_eq!(tape.item(m), 3.0);
+    /// assert_eq!(tape.backward(m).get(x).unwrap(), &[0.25; 4]);
+    /// ```
     #[track_caller]
     pub fn mean(&mut self, x: Var) -> Var {
         self.reduce(x, Axis::All, true)
@@ -1204,6 +1261,21 @@ impl<'a, F: Float> Tape<'a, F> {
     ///
     /// # Panics
     /// If the label count differs from the row count or a label is out of range.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// // Two rows of logits, labels 2 and 0; the gradient is (softmax − one-hot) / rows.
+    /// let mut tape = Tape::<f64>::new();
+    /// let logits = tape.leaf(Tensor::from_vec(&[2, 3], vec![0.0, 0.0, 0.0, 1e4, 0.0, 0.0]));
+    /// let loss = tape.softmax_cross_entropy(logits, &[2, 0]);
+    /// // Row 1: ln 3 (uniform); row 2: 0 (certain and right, exactly, at a logit of 1e4).
+    /// assert!((tape.item(loss) - 3f64.ln() / 2.0).abs() < 1e-15);
+    /// let g = tape.backward(loss).take(logits).unwrap();
+    /// let third = 1.0 / 6.0;
+    /// let expected = [third, third, third - 0.5, 0.0, 0.0, 0.0];
+    /// assert!(g.iter().zip(&expected).all(|(a, e)| (a - e).abs() < 1e-15));
+    /// ```
     #[track_caller]
     pub fn softmax_cross_entropy(&mut self, logits: Var, labels: &[usize]) -> Var {
         self.check_labels(logits, labels, "softmax_cross_entropy");
