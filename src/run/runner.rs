@@ -9,6 +9,10 @@
 //! never stopped.
 
 use super::config::ExperimentConfig;
+use super::curves::{
+    write_curves, write_task_curve, CurveRecorder, TaskCurve, DEFAULT_CURVE_EVERY,
+};
+use super::figures::run_title;
 use super::record::{summarize, write_results, History, RunResults, TaskAccuracy};
 use super::rundir::RunDir;
 use super::store::{self, Snapshot};
@@ -73,6 +77,11 @@ pub struct RunState {
     pub history: History,
     /// The method's networks and state.
     pub learner: Box<dyn Learner>,
+    /// Steps between two points of the training curves ([`super::curves`]; at least 1,
+    /// default [`DEFAULT_CURVE_EVERY`]). Not part of the configuration: it changes no result.
+    pub curve_every: usize,
+    /// The curve of the task this process learned last, until [`RunState::save`] writes it.
+    curve: Option<TaskCurve>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -94,6 +103,8 @@ impl RunState {
             tasks: Vec::new(),
             history: History::default(),
             learner: new_learner(config),
+            curve_every: DEFAULT_CURVE_EVERY,
+            curve: None,
         })
     }
 
@@ -110,14 +121,25 @@ impl RunState {
             tasks: snapshot.tasks,
             history: snapshot.history,
             learner,
+            curve_every: DEFAULT_CURVE_EVERY,
+            curve: None,
         })
     }
 
-    /// Writes the checkpoint to `dir` (a new generation), then `results.json`,
-    /// `accuracy_matrix.csv` and `accuracy.svg`. A state with a NaN or infinite value is not
-    /// written (the error names it; `dir` keeps its last checkpoint).
+    /// Writes the training curve of the task learned last (`curves-task<t>.csv`, if this
+    /// process learned it), the checkpoint to `dir` (a new generation), then `results.json`,
+    /// `accuracy_matrix.csv`, `accuracy.svg`, `curves.csv` and `curves.svg`. A state with a
+    /// NaN or infinite value is not written (the error names it; `dir` keeps its last
+    /// checkpoint).
     pub fn save(&self, dir: &RunDir) -> Result<()> {
         let dir = dir.path();
+        if let Some(curve) = self
+            .curve
+            .as_ref()
+            .filter(|c| c.task + 1 == self.completed())
+        {
+            write_task_curve(dir, curve)?;
+        }
         store::save(
             dir,
             &Snapshot {
@@ -127,7 +149,8 @@ impl RunState {
                 state: self.learner.save(),
             },
         )?;
-        write_results(dir, &self.results())
+        write_results(dir, &self.results())?;
+        write_curves(dir, self.completed(), &run_title(&self.config))
     }
 
     /// Number of tasks learned.
@@ -259,7 +282,13 @@ impl RunState {
         self.check_room_for_task()?;
         let t = self.completed();
         let start = Instant::now();
-        self.learner.learn(t, &data[t], on_progress)?;
+        let mut recorder = CurveRecorder::new(self.config.method, t, &data[t], self.curve_every);
+        self.curve = None;
+        self.learner.learn(t, &data[t], &mut |p| {
+            recorder.observe(p);
+            on_progress(p);
+        })?;
+        self.curve = Some(recorder.finish());
         let identity = if self.config.scenario.infers_task() {
             TaskIdentity::Inferred
         } else {
