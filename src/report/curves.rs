@@ -91,6 +91,14 @@ fn draw_panel(s: &mut Svg, p: &Panel<'_>) {
             let y = ys(v);
             s.line(p.x, y, p.x + PW, y, "#e6e6e6", 1.0);
             s.text(p.x - 5.0, y, 10.0, Anchor::End, &tick_label(v));
+            // Within one or two decades, also 2 and 5 times each power of ten.
+            if decades <= 2 && k < decades {
+                for m in [2.0, 5.0] {
+                    let y = ys(m * v);
+                    s.line(p.x, y, p.x + PW, y, "#f2f2f2", 1.0);
+                    s.text(p.x - 5.0, y, 10.0, Anchor::End, &tick_label(m * v));
+                }
+            }
         }
     } else {
         for t in ticks(lo, hi, 5) {
@@ -140,12 +148,21 @@ fn draw_panel(s: &mut Svg, p: &Panel<'_>) {
 /// task's steps side by side, separated by dashed lines and labelled with the task's index.
 /// `title` and `subtitle` head the figure; `held_out` names the held-out set.
 pub fn curves_svg(title: &str, subtitle: &str, held_out: &str, series: &[CurveSeries]) -> String {
+    // The classifier's loop first, then the task-inference network's, then the VAE's (the
+    // order of their files' phases otherwise).
+    let rank = |p: &str| match p {
+        "classifier" => 0,
+        "task-inference" => 1,
+        "vae" => 2,
+        _ => 3,
+    };
     let mut phases: Vec<&str> = Vec::new();
     for c in series {
         if !phases.contains(&c.phase.as_str()) {
             phases.push(&c.phase);
         }
     }
+    phases.sort_by_key(|p| rank(p));
     let tasks = series.iter().map(|c| c.task + 1).max().unwrap_or(0);
     let (left, top) = (78.0, 96.0);
     let row_h = PH + 96.0;
@@ -292,7 +309,7 @@ pub fn compare_svg(
         .iter()
         .map(|m| text_width(m, 12.0))
         .fold(60.0, f64::max);
-    let (left, top, row_h, plot_w, text_w) = (30.0 + label_w, 96.0, 30.0, 230.0, 150.0);
+    let (left, top, row_h, plot_w, text_w) = (30.0 + label_w, 96.0, 30.0, 300.0, 150.0);
     let panel_w = plot_w + text_w;
     let min = cells
         .iter()

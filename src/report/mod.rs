@@ -215,6 +215,10 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         }
         legend_bottom = py + 96.0;
     }
+    let ramp_legend_w = match (fig.labels.first(), fig.labels.last()) {
+        (Some(a), Some(b)) => text_width(&format!("tasks {a} … {b}"), 11.0) + 10.0,
+        _ => 0.0,
+    };
     let legend_w = if n <= 10 {
         fig.labels
             .iter()
@@ -223,7 +227,7 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
             .fold(text_width("task 9", 12.0), f64::max)
             + 30.0
     } else {
-        180.0
+        ramp_legend_w.max(180.0)
     };
     let content_w = lx + legend_w + 20.0;
     let title_w = 40.0 + text_width(fig.title, 16.0).max(text_width(fig.subtitle, 12.0));
@@ -328,17 +332,85 @@ pub fn image_grid(images: &[f32], side: usize, cols: usize) -> (usize, usize, Ve
     (w, h, px)
 }
 
-/// Writes what the replay model generates, 28×28 digits per task (`samples[k]`: task k's):
+/// Pixels per image pixel in the replay pictures.
+pub const REPLAY_SCALE: usize = 2;
+
+/// `pixels` (`width` × `height`) with every pixel made a `k` × `k` block.
+pub fn upscale(width: usize, height: usize, pixels: &[u8], k: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(width * height * k * k);
+    for row in pixels.chunks_exact(width.max(1)).take(height) {
+        let wide: Vec<u8> = row
+            .iter()
+            .flat_map(|&p| std::iter::repeat_n(p, k))
+            .collect();
+        for _ in 0..k {
+            out.extend_from_slice(&wide);
+        }
+    }
+    out
+}
+
+/// 5 × 7 pixel glyphs (one row of 5 bits a byte, top row first) of the characters the replay
+/// picture's labels use.
+fn glyph(c: char) -> Option<[u8; 7]> {
+    Some(match c {
+        '0' => [0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e],
+        '1' => [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e],
+        '2' => [0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f],
+        '3' => [0x1e, 0x01, 0x01, 0x0e, 0x01, 0x01, 0x1e],
+        '4' => [0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02],
+        '5' => [0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e],
+        '6' => [0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e],
+        '7' => [0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e],
+        '9' => [0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c],
+        't' => [0x08, 0x08, 0x1c, 0x08, 0x08, 0x09, 0x06],
+        'a' => [0x00, 0x00, 0x0e, 0x01, 0x0f, 0x11, 0x0f],
+        's' => [0x00, 0x00, 0x0f, 0x10, 0x0e, 0x01, 0x1e],
+        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
+        ' ' => [0; 7],
+        _ => return None,
+    })
+}
+
+/// Draws `text` (characters of [`glyph`]; others are skipped) into `pixels` (row width
+/// `width`) with its top-left corner at (x, y), each font pixel a `k` × `k` block of `value`.
+fn draw_text(pixels: &mut [u8], width: usize, x: usize, y: usize, k: usize, value: u8, text: &str) {
+    let height = pixels.len() / width.max(1);
+    for (n, c) in text.chars().enumerate() {
+        let Some(rows) = glyph(c) else { continue };
+        for (r, bits) in rows.iter().enumerate() {
+            for b in 0..5 {
+                if bits & (0x10 >> b) == 0 {
+                    continue;
+                }
+                for dy in 0..k {
+                    for dx in 0..k {
+                        let (px, py) = (x + (n * 6 + b) * k + dx, y + r * k + dy);
+                        if px < width && py < height {
+                            pixels[py * width + px] = value;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the replay model generates, 28×28 digits per task (`samples[k]`: task k's),
+/// every image pixel drawn as [`REPLAY_SCALE`] × [`REPLAY_SCALE`] screen pixels:
 /// `dir/replay-task<k>.png` (a grid of 8 columns) for each task and `dir/replay.png` (one
-/// row of the first 16 samples per task, task 0 on top). Returns the paths written.
+/// row of the first 16 samples per task, task 0 on top, each row labelled `task k` on a
+/// white margin on the left). Returns the paths written.
 pub fn write_replay_pictures(dir: &Path, samples: &[Vec<f32>]) -> Result<Vec<std::path::PathBuf>> {
     const SIDE: usize = 28;
+    const K: usize = REPLAY_SCALE;
     let mut written = Vec::new();
     let mut rows = Vec::new();
     for (k, s) in samples.iter().enumerate() {
         let (w, h, px) = image_grid(s, SIDE, 8);
         let path = dir.join(format!("replay-task{k}.png"));
-        write_atomic(&path, &grey_png(w, h, &px))?;
+        write_atomic(&path, &grey_png(w * K, h * K, &upscale(w, h, &px, K)))?;
         written.push(path);
         let first = 16.min(s.len() / (SIDE * SIDE));
         let mut row = s[..first * SIDE * SIDE].to_vec();
@@ -347,8 +419,23 @@ pub fn write_replay_pictures(dir: &Path, samples: &[Vec<f32>]) -> Result<Vec<std
     }
     if !samples.is_empty() {
         let (w, h, px) = image_grid(&rows, SIDE, 16);
+        let big = upscale(w, h, &px, K);
+        // The label margin: "task " and the widest index, 6 font pixels a character.
+        let label = |k: usize| format!("task {k}");
+        let chars = label(samples.len() - 1).chars().count();
+        let margin = (chars * 6 + 4) * K;
+        let (tw, th) = (margin + w * K, h * K);
+        let mut page = vec![255u8; tw * th];
+        for (r, line) in big.chunks_exact(w * K).enumerate() {
+            page[r * tw + margin..(r + 1) * tw].copy_from_slice(line);
+        }
+        for k in 0..samples.len() {
+            // Centred on the row of digits: rows start at k·(SIDE + 1) + 1.
+            let top = (k * (SIDE + 1) + 1 + SIDE / 2) * K - 7 * K / 2;
+            draw_text(&mut page, tw, 2 * K, top, K, 0, &label(k));
+        }
         let path = dir.join("replay.png");
-        write_atomic(&path, &grey_png(w, h, &px))?;
+        write_atomic(&path, &grey_png(tw, th, &page))?;
         written.push(path);
     }
     Ok(written)
@@ -380,6 +467,29 @@ mod png_tests {
             .unwrap();
         assert_eq!(raw, vec![0, 0, 1, 2, 0, 3, 4, 5]);
         assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
+    fn upscaling_repeats_every_pixel_in_a_block() {
+        assert_eq!(upscale(2, 1, &[1, 2], 2), vec![1, 1, 2, 2, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn replay_rows_are_labelled_by_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = vec![vec![1.0f32; 16 * 28 * 28]; 2];
+        let written = write_replay_pictures(dir.path(), &samples).unwrap();
+        assert_eq!(written.len(), 3);
+        let png = std::fs::read(dir.path().join("replay.png")).unwrap();
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap()) as usize;
+        let height = u32::from_be_bytes(png[20..24].try_into().unwrap()) as usize;
+        // 16 digits of 29 pixels and a separator, doubled, after a margin for "task 1".
+        assert_eq!(width, (6 * 6 + 4) * 2 + (16 * 29 + 1) * 2);
+        assert_eq!(height, (2 * 29 + 1) * 2);
+        // The label's pixels are black on the white margin.
+        let mut page = vec![255u8; 200 * 20];
+        draw_text(&mut page, 200, 0, 0, 2, 0, "task 1");
+        assert!(page.contains(&0));
     }
 
     #[test]

@@ -253,9 +253,28 @@ pub fn write_curves(dir: &Path, completed: usize, title: &str) -> Result<()> {
         .map(|h| h.replace('-', " "))
         .collect::<Vec<_>>()
         .join(", ");
-    let subtitle = "every point: the mean since the previous point of each task's loop; x: the tasks in order, each from its first step to its last";
+    let subtitle = "every point: the mean since the previous point of each task's loop; x: the tasks in order, each from its first step to its last; a regularizer of 0 (as on the first task) is not drawn on its log scale";
     write_atomic(
         &dir.join("curves.svg"),
         curves_svg(title, subtitle, &held, &series).as_bytes(),
     )
+}
+
+/// The step interval the curve files in `dir` were written with, from the first task's file
+/// that exists: the step of the first point of a loop with two points or more, else (every
+/// loop had a single point, at its last step) the longest loop, which gives the same points.
+/// `None` without a readable curve file.
+pub fn stored_curve_every(dir: &Path) -> Option<usize> {
+    let path = (0..)
+        .take(10_000)
+        .map(|t| task_curve_path(dir, t))
+        .find(|p| p.is_file())?;
+    let curve = read_curve(&path).ok()?;
+    let first = |s: &CurveSeries| s.points.first().map(|q| q.step);
+    curve
+        .series
+        .iter()
+        .find(|s| s.points.len() > 1)
+        .and_then(first)
+        .or_else(|| curve.series.iter().filter_map(first).max())
 }

@@ -10,7 +10,8 @@
 
 use super::config::ExperimentConfig;
 use super::curves::{
-    write_curves, write_task_curve, CurveRecorder, TaskCurve, DEFAULT_CURVE_EVERY,
+    stored_curve_every, write_curves, write_task_curve, CurveRecorder, TaskCurve,
+    DEFAULT_CURVE_EVERY,
 };
 use super::figures::run_title;
 use super::record::{summarize, write_results, History, RunResults, TaskAccuracy};
@@ -109,7 +110,8 @@ impl RunState {
     }
 
     /// The run stored in `dir` (see [`store::load`]); the error names the file and the value
-    /// that is missing, left over or of another size than the configuration gives.
+    /// that is missing, left over or of another size than the configuration gives. Its
+    /// `curve_every` is the one its curve files were written with (default if it has none).
     pub fn load(dir: &Path) -> Result<Self> {
         let (snapshot, model_path) = store::load(dir)?;
         let mut learner = new_learner(&snapshot.config);
@@ -121,7 +123,7 @@ impl RunState {
             tasks: snapshot.tasks,
             history: snapshot.history,
             learner,
-            curve_every: DEFAULT_CURVE_EVERY,
+            curve_every: stored_curve_every(dir).unwrap_or(DEFAULT_CURVE_EVERY),
             curve: None,
         })
     }

@@ -17,6 +17,9 @@ pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
     if let Some(d) = &args.data_dir {
         state.config.data_dir = d.clone();
     }
+    if let Some(n) = args.curve_every {
+        state.curve_every = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     // Refuse before loading data or training when there is no room.
     state.check_room_for_task()?;
     let data = state.load_learned_data(Some(args.task))?;
