@@ -321,7 +321,8 @@ mod tests {
             ticks(90.0, 100.0, 5),
             vec![90.0, 92.0, 94.0, 96.0, 98.0, 100.0]
         );
-        assert_eq!(tick_label(0.001), "1e-3");
+        assert_eq!(tick_label(0.001), "0.001");
+        assert_eq!(tick_label(0.0001), "1e-4");
         assert_eq!(tick_label(2.5), "2.5");
     }
 
