@@ -17,12 +17,12 @@ pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
     if let Some(d) = &args.data_dir {
         state.config.data_dir = d.clone();
     }
-    if let Some(n) = args.curve_every {
-        state.curve_every = usize::try_from(n).unwrap_or(usize::MAX);
-    }
     // Refuse before loading data or training when there is no room.
     state.check_room_for_task()?;
     let data = state.load_learned_data(Some(args.task))?;
+    if let Some(n) = args.curve_every {
+        state.curve_every = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let t = state.completed();
     eprintln!(
         "learning task {t} ({}) on the {} model in {} ({} heads, {} used), {} steps",
