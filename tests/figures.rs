@@ -69,7 +69,8 @@ fn loops(rows: &[Vec<String>]) -> Vec<(String, String, String, String, String)> 
 fn every_method_writes_curves_with_its_loops_and_regularizer() {
     // (method, scenario, loops of task 0, loops of task 1, has a regularizer in its
     // classifier loop)
-    let cases: [(&str, &str, &[&str], &[&str], bool); 7] = [
+    type Case<'a> = (&'a str, &'a str, &'a [&'a str], &'a [&'a str], bool);
+    let cases: [Case<'_>; 7] = [
         ("hnet", "cl1", &["classifier"], &["classifier"], true),
         ("finetune", "cl1", &["classifier"], &["classifier"], false),
         ("ewc", "cl3", &["classifier"], &["classifier"], true),

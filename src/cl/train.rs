@@ -183,6 +183,13 @@ pub(crate) fn check_not_empty(task: usize, data: &TaskView) -> Result<()> {
 /// One step on a batch (inputs, labels), returning (task loss, regularizer).
 pub type BatchStep<'s> = dyn FnMut(&[f32], &[usize]) -> Result<(f64, f64)> + 's;
 
+/// One step of [`probed_task_loop`] on its state and a batch (inputs, labels), returning
+/// (task loss, regularizer).
+pub type StateStep<'s, S> = dyn FnMut(&mut S, &[f32], &[usize]) -> Result<(f64, f64)> + 's;
+
+/// The accuracy (%) on a data set of the network in a [`probed_task_loop`]'s state.
+pub type StateProbe<'s, S> = dyn Fn(&S, &TaskView) -> f64 + 's;
+
 /// The loop every learner shares: `config.iterations` steps, each on the next shuffled batch of
 /// `config.batch_size` rows of `data` (stream derived from the seed and the task), given to
 /// `step`, which returns (task loss, regularizer). A step's error is returned with the
@@ -218,8 +225,8 @@ pub fn probed_task_loop<S: ?Sized>(
     phase: &'static str,
     on_progress: &mut dyn FnMut(&Progress),
     state: &mut S,
-    step: &mut dyn FnMut(&mut S, &[f32], &[usize]) -> Result<(f64, f64)>,
-    probe: Option<&dyn Fn(&S, &TaskView) -> f64>,
+    step: &mut StateStep<'_, S>,
+    probe: Option<&StateProbe<'_, S>>,
 ) -> Result<()> {
     check_not_empty(task, data)?;
     let mut sampler = BatchSampler::new(
