@@ -140,6 +140,10 @@ fn what_a_killed_writer_leaves_is_removed_when_the_directory_is_next_opened() {
             "LOCK",
             "accuracy.svg",
             "accuracy_matrix.csv",
+            "curves-task0.csv",
+            "curves-task1.csv",
+            "curves.csv",
+            "curves.svg",
             gen.as_str(),
             "results.json"
         ]

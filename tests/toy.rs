@@ -22,7 +22,8 @@ fn hnet_keeps_the_first_task_where_fine_tuning_forgets_it() {
     assert!(f.mse_during.iter().all(|&m| m < 0.2), "{:?}", f.mse_during);
     let s = svg(&r, &tasks);
     assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-    assert_eq!(s.matches("MSE").count(), 2);
+    // One panel title "method: MSE …" per method.
+    assert_eq!(s.matches(": MSE ").count(), 2);
 }
 
 #[test]

@@ -51,6 +51,24 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// Percent of `data` that `target` with weights `w`, read through `readout`, classifies as
+/// `label(l) + readout.label_offset` (l: the sample's local label): the accuracy of the
+/// readout a training loop's loss reads.
+pub fn readout_accuracy(
+    target: &Mlp,
+    w: &[f32],
+    readout: &Readout,
+    label: &dyn Fn(usize) -> usize,
+    data: &TaskView,
+) -> f64 {
+    let labels = data.labels();
+    let mut correct = 0usize;
+    for_each_logits(target, w, readout.heads.clone(), data, &mut |i, row| {
+        correct += usize::from(argmax(row) == label(labels[i]) + readout.label_offset);
+    });
+    100.0 * correct as f64 / data.len().max(1) as f64
+}
+
 /// The outputs task `t` of a directly trained network trains: its own head (CL1), the shared
 /// head (CL2), or the heads of every class seen so far with the task's classes after them
 /// (CL3, as van de Ven & Tolias train their class-incremental baselines).

@@ -106,8 +106,8 @@ pub struct TrainConfig {
 }
 
 /// What the loop reports while it trains.
-#[derive(Clone, Copy, Debug)]
-pub struct Progress {
+#[derive(Clone, Copy)]
+pub struct Progress<'a> {
     /// Task index.
     pub task: usize,
     /// Steps done in this task.
@@ -116,9 +116,40 @@ pub struct Progress {
     pub iterations: usize,
     /// L_task of the last step.
     pub task_loss: f64,
-    /// Regularizer of the last step.
+    /// Regularizer of the last step (0 for a loop without one).
     pub reg_loss: f64,
+    /// Which network the loop trains: [`PHASE_CLASSIFIER`], [`PHASE_TASK_INFERENCE`] or
+    /// [`PHASE_VAE`]. HNET+R and HNET+TIR run several loops per task, one per network.
+    pub phase: &'static str,
+    /// The accuracy (%) on a data set of the network being trained, with its parameters
+    /// after this step, read as the loop's loss reads the current task (its weights and
+    /// head or heads); `None` in a loop that trains no classifier (the VAE's). Consumes no
+    /// random numbers and changes nothing, so calling it does not change the training.
+    pub probe: Option<&'a dyn Fn(&TaskView) -> f64>,
 }
+
+impl std::fmt::Debug for Progress<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("task", &self.task)
+            .field("iteration", &self.iteration)
+            .field("iterations", &self.iterations)
+            .field("task_loss", &self.task_loss)
+            .field("reg_loss", &self.reg_loss)
+            .field("phase", &self.phase)
+            .field("probe", &self.probe.is_some())
+            .finish()
+    }
+}
+
+/// The loop of the network that classifies (the hypernetwork's target network, a baseline's
+/// network, HNET+R's classifier).
+pub const PHASE_CLASSIFIER: &str = "classifier";
+/// The loop of HNET+TIR's task-inference network.
+pub const PHASE_TASK_INFERENCE: &str = "task-inference";
+/// The loop of the replay model (HNET+R, HNET+TIR): the VAE with its generated decoder.
+pub const PHASE_VAE: &str = "vae";
+
 /// Shuffled passes over a training set, `batch` rows at a time.
 pub struct BatchSampler {
     order: Vec<usize>,
@@ -163,16 +194,50 @@ pub(crate) fn check_not_empty(task: usize, data: &TaskView) -> Result<()> {
 /// One step on a batch (inputs, labels), returning (task loss, regularizer).
 pub type BatchStep<'s> = dyn FnMut(&[f32], &[usize]) -> Result<(f64, f64)> + 's;
 
+/// One step of [`probed_task_loop`] on its state and a batch (inputs, labels), returning
+/// (task loss, regularizer).
+pub type StateStep<'s, S> = dyn FnMut(&mut S, &[f32], &[usize]) -> Result<(f64, f64)> + 's;
+
+/// The accuracy (%) on a data set of the network in a [`probed_task_loop`]'s state.
+pub type StateProbe<'s, S> = dyn Fn(&S, &TaskView) -> f64 + 's;
+
 /// The loop every learner shares: `config.iterations` steps, each on the next shuffled batch of
 /// `config.batch_size` rows of `data` (stream derived from the seed and the task), given to
 /// `step`, which returns (task loss, regularizer). A step's error is returned with the
-/// iteration named; progress is reported after every step.
+/// iteration named; progress is reported after every step, as loop `phase`, without a probe.
 pub fn task_loop(
     task: usize,
     data: &TaskView,
     config: &TrainConfig,
+    phase: &'static str,
     on_progress: &mut dyn FnMut(&Progress),
     step: &mut BatchStep<'_>,
+) -> Result<()> {
+    probed_task_loop(
+        task,
+        data,
+        config,
+        phase,
+        on_progress,
+        &mut (),
+        &mut |_, x, labels| step(x, labels),
+        None,
+    )
+}
+
+/// [`task_loop`] over a `state` that the step changes and `probe` reads: after every step the
+/// progress report carries `probe` applied to the state, so that whoever receives it can
+/// measure the network being trained on a held-out set (see [`Progress::probe`]).
+#[allow(clippy::too_many_arguments)]
+pub fn probed_task_loop<S: ?Sized>(
+    task: usize,
+    data: &TaskView,
+    config: &TrainConfig,
+    phase: &'static str,
+    on_progress: &mut dyn FnMut(&Progress),
+    state: &mut S,
+    step: &mut StateStep<'_, S>,
+    probe: Option<&StateProbe<'_, S>>,
 ) -> Result<()> {
     check_not_empty(task, data)?;
     let mut sampler = BatchSampler::new(
@@ -186,16 +251,20 @@ pub fn task_loop(
     for it in 0..config.iterations {
         sampler.next_batch(b, &mut indices);
         data.fill_batch(&indices, &mut x, &mut labels);
-        let (task_loss, reg_loss) = step(&x, &labels).map_err(|e| match e {
+        let (task_loss, reg_loss) = step(state, &x, &labels).map_err(|e| match e {
             Error::NonFinite(m) => Error::NonFinite(format!("iteration {it}, {m}")),
             other => other,
         })?;
+        let held: &S = state;
+        let measure = probe.map(|p| move |v: &TaskView| p(held, v));
         on_progress(&Progress {
             task,
             iteration: it + 1,
             iterations: config.iterations,
             task_loss,
             reg_loss,
+            phase,
+            probe: measure.as_ref().map(|m| m as &dyn Fn(&TaskView) -> f64),
         });
     }
     Ok(())

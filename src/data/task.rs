@@ -104,6 +104,14 @@ impl TaskView {
         &self.samples
     }
 
+    /// The view of its first `n` samples (all of them if it holds fewer), in order.
+    pub fn first(&self, n: usize) -> TaskView {
+        TaskView {
+            samples: self.samples[..n.min(self.samples.len())].to_vec(),
+            ..self.clone()
+        }
+    }
+
     /// The local label of sample `i`.
     fn local_label(&self, i: usize) -> usize {
         let digit = self.source.labels[self.samples[i] as usize];

@@ -7,103 +7,108 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::Path;
 
-/// Ten distinguishable line colours (Tableau 10).
-const PALETTE: [&str; 10] = [
-    "#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
-    "#9c755f", "#bab0ac",
-];
+pub mod curves;
+pub mod svg;
 
-/// Escapes text for SVG.
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+pub use curves::{compare_svg, curves_svg, CompareBar, CurveSeries};
+
+use svg::{
+    accuracy_colour, accuracy_colour_bar, accuracy_position, label_stride, series_colour,
+    text_width, ticks, Anchor, Svg,
+};
+
+/// What [`accuracy_svg`] draws.
+#[derive(Clone, Copy, Debug)]
+pub struct AccuracyFigure<'a> {
+    /// The first line: benchmark, method, scenario, seed.
+    pub title: &'a str,
+    /// The second line: what the numbers are (which evaluation).
+    pub subtitle: &'a str,
+    /// Row i: the accuracies (%) of tasks 0..=i after task i.
+    pub matrix: &'a [Vec<f64>],
+    /// The tasks' names (may be shorter than the matrix).
+    pub labels: &'a [String],
 }
 
 /// A figure of the accuracy matrix (row i: accuracies after task i): on the left a heatmap
-/// (rows: after task i, columns: task j, each cell labelled), on the right each task's
-/// accuracy after every later task as a line. `labels` name the tasks (may be shorter).
-pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> String {
+/// (rows: after task i, columns: task j; each cell labelled with its value up to 13 tasks)
+/// on the fixed colour scale of [`svg::ACCURACY_STOPS`] with its colour bar, on the right
+/// each task's accuracy after every later task as a line (up to ten tasks each named in the
+/// legend; beyond, a light-to-dark ramp and the mean in black). Tick labels are thinned to
+/// stay legible at any number of tasks.
+pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
+    let matrix = fig.matrix;
     let n = matrix.len().max(1);
-    let values = matrix.iter().flatten().copied().filter(|v| v.is_finite());
-    let min = values.fold(100.0f64, f64::min);
-    // The colour and y scales start at a multiple of 10 below the lowest accuracy (≤ 90).
-    let lo = ((min / 10.0).floor() * 10.0).clamp(0.0, 90.0);
-    let frac = |v: f64| ((v - lo) / (100.0 - lo)).clamp(0.0, 1.0);
-    let cell = (320.0 / n as f64).min(56.0);
-    let (hx, hy) = (90.0, 100.0);
-    let (px, py, pw, ph) = (hx + cell * n as f64 + 110.0, 100.0, 360.0, 300.0);
-    let width = px + pw + 170.0;
-    let height = (hy + cell * n as f64 + 60.0).max(py + ph + 70.0);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="Helvetica, Arial, sans-serif" font-size="12">"#
+    let cell = (480.0 / n as f64).clamp(4.0, 64.0);
+    let hm = cell * n as f64;
+    let tick_w = text_width(&format!("{}", n - 1), 11.0);
+    let hx = 20.0 + 22.0 + tick_w + 10.0;
+    let hy = 124.0;
+    let mut body = Svg::new(0.0, 0.0);
+    let s = &mut body;
+    // Heatmap axes.
+    s.text(
+        hx + hm / 2.0,
+        hy - 40.0,
+        12.0,
+        Anchor::Middle,
+        "task j (its test set)",
     );
-    let _ = writeln!(
-        s,
-        r#"<rect width="100%" height="100%" fill="white"/><text x="20" y="28" font-size="16" font-weight="bold">{}</text>"#,
-        xml_escape(title)
-    );
-    // Heatmap.
-    let _ = writeln!(
-        s,
-        r#"<text x="{hx}" y="{}" font-weight="bold">accuracy matrix</text><text x="{:.1}" y="{}" text-anchor="middle">task j</text>"#,
-        hy - 42.0,
-        hx + cell * n as f64 / 2.0,
-        hy - 22.0,
-    );
-    let _ = writeln!(
-        s,
-        r#"<text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">after task i</text>"#,
-        hx - 50.0,
-        hy + cell * n as f64 / 2.0
-    );
+    s.vertical_text(20.0 + 8.0, hy + hm / 2.0, 12.0, "after learning task i");
+    let col_stride = label_stride(cell, tick_w + 6.0);
+    let row_stride = label_stride(cell, 13.0);
     for k in 0..n {
         let c = k as f64 * cell + cell / 2.0;
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{k}</text><text x="{:.1}" y="{:.1}" text-anchor="end" dominant-baseline="middle">{k}</text>"#,
-            hx + c,
-            hy - 5.0,
-            hx - 6.0,
-            hy + c
-        );
+        if k % col_stride == 0 {
+            s.text(hx + c, hy - 14.0, 11.0, Anchor::Middle, &k.to_string());
+        }
+        if k % row_stride == 0 {
+            s.text(hx - 6.0, hy + c, 11.0, Anchor::End, &k.to_string());
+        }
     }
+    let with_values = cell >= 30.0;
+    let value_size = (cell / 4.4).min(12.0);
     for (i, row) in matrix.iter().enumerate() {
         for j in 0..n {
             let (x, y) = (hx + j as f64 * cell, hy + i as f64 * cell);
-            match row.get(j) {
+            let stroke = if cell >= 12.0 { "white" } else { "none" };
+            match row.get(j).filter(|v| v.is_finite()) {
                 Some(&v) => {
-                    let f = frac(v);
-                    // Light to dark blue.
-                    let mix = |a: f64, b: f64| (a + (b - a) * f).round() as u8;
-                    let (r, g, b) = (mix(239.0, 8.0), mix(243.0, 48.0), mix(255.0, 107.0));
-                    let text = if f > 0.55 { "white" } else { "black" };
-                    let _ = writeln!(
-                        s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#{r:02x}{g:02x}{b:02x}" stroke="white"/><text x="{:.1}" y="{:.1}" text-anchor="middle" dominant-baseline="middle" font-size="{:.0}" fill="{text}">{v:.2}</text>"##,
-                        x + cell / 2.0,
-                        y + cell / 2.0,
-                        (cell / 4.6).clamp(5.0, 12.0)
-                    );
+                    s.rect(x, y, cell, cell, &accuracy_colour(v), stroke);
+                    if with_values {
+                        let fill = if accuracy_position(v) > 0.55 {
+                            r#" fill="white""#
+                        } else {
+                            ""
+                        };
+                        s.styled_text(
+                            x + cell / 2.0,
+                            y + cell / 2.0,
+                            value_size,
+                            Anchor::Middle,
+                            fill,
+                            &format!("{v:.2}"),
+                        );
+                    }
                 }
-                None => {
-                    let _ = writeln!(
-                        s,
-                        r##"<rect x="{x:.1}" y="{y:.1}" width="{cell:.1}" height="{cell:.1}" fill="#f4f4f4" stroke="white"/>"##
-                    );
-                }
+                None => s.rect(x, y, cell, cell, "#f2f2f2", stroke),
             }
         }
     }
-    let _ = writeln!(
-        s,
-        r##"<text x="{hx}" y="{:.1}" font-size="11" fill="#555">colour: {lo:.0} % (light) to 100 % (dark)</text>"##,
-        hy + cell * n as f64 + 20.0
-    );
+    // The colour bar.
+    let bx = hx + hm + 22.0;
+    let bh = hm.max(200.0);
+    accuracy_colour_bar(s, bx, hy, 14.0, bh, "accuracy %");
     // Line plot.
+    let px = bx + 14.0 + 30.0 + 52.0;
+    let (py, pw, ph) = (hy, 400.0, hm.max(260.0));
+    let min = matrix
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|v| v.is_finite())
+        .fold(100.0f64, f64::min);
+    let lo = ((min / 10.0).floor() * 10.0).clamp(0.0, 90.0);
     let xs = |i: usize| {
         px + if n > 1 {
             pw * i as f64 / (n - 1) as f64
@@ -111,76 +116,128 @@ pub fn accuracy_svg(title: &str, matrix: &[Vec<f64>], labels: &[String]) -> Stri
             pw / 2.0
         }
     };
-    let ys = |v: f64| py + ph * (1.0 - frac(v));
-    let _ = writeln!(
-        s,
-        r#"<text x="{px}" y="{}" font-weight="bold">accuracy of each task after each task</text>"#,
-        py - 42.0
+    let ys = |v: f64| py + ph * (1.0 - ((v - lo) / (100.0 - lo)).clamp(0.0, 1.0));
+    s.bold(
+        px,
+        py - 40.0,
+        12.0,
+        Anchor::Start,
+        "each task's accuracy after every later task",
     );
-    let mut tick = lo;
-    while tick <= 100.0 + 1e-9 {
-        let y = ys(tick);
-        let _ = writeln!(
-            s,
-            r##"<line x1="{px}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#e0e0e0"/><text x="{:.1}" y="{y:.1}" text-anchor="end" dominant-baseline="middle">{tick:.0}</text>"##,
-            px + pw,
-            px - 8.0
-        );
-        tick += if 100.0 - lo > 50.0 { 10.0 } else { 5.0 };
+    for t in ticks(lo, 100.0, 6) {
+        let y = ys(t);
+        s.line(px, y, px + pw, y, "#e6e6e6", 1.0);
+        s.text(px - 6.0, y, 11.0, Anchor::End, &format!("{t:.0}"));
     }
-    for i in 0..n {
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{i}</text>"#,
-            xs(i),
-            py + ph + 18.0
-        );
+    let x_stride = label_stride(pw / (n.max(2) - 1) as f64, tick_w + 8.0);
+    for i in (0..n).step_by(x_stride) {
+        s.line(xs(i), py + ph, xs(i), py + ph + 4.0, "#555", 1.0);
+        s.text(xs(i), py + ph + 14.0, 11.0, Anchor::Middle, &i.to_string());
     }
-    let _ = writeln!(
-        s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">after task i</text><text transform="translate({:.1},{:.1}) rotate(-90)" text-anchor="middle">test accuracy %</text>"#,
+    s.text(
         px + pw / 2.0,
-        py + ph + 40.0,
-        px - 45.0,
-        py + ph / 2.0
+        py + ph + 36.0,
+        12.0,
+        Anchor::Middle,
+        "after learning task i",
     );
-    let _ = writeln!(
-        s,
-        r##"<rect x="{px}" y="{py}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>"##
-    );
+    s.vertical_text(px - 40.0, py + ph / 2.0, 12.0, "accuracy of task j %");
+    s.rect(px, py, pw, ph, "none", "#888");
+    let dots = n <= 20;
     for j in 0..matrix.len() {
-        let colour = PALETTE[j % PALETTE.len()];
+        let colour = series_colour(j, n);
         let points: Vec<(f64, f64)> = (j..matrix.len())
             .filter_map(|i| matrix[i].get(j).map(|&v| (xs(i), ys(v))))
             .collect();
-        let path: Vec<String> = points
+        s.polyline(&points, &colour, if n <= 10 { 2.0 } else { 1.0 });
+        if dots {
+            for &(x, y) in &points {
+                s.circle(x, y, 3.5, &colour, "none");
+            }
+        }
+    }
+    let lx = px + pw + 18.0;
+    let mut legend_bottom = py;
+    if n <= 10 {
+        for j in 0..matrix.len() {
+            let ly = py + 8.0 + 18.0 * j as f64;
+            let label = fig
+                .labels
+                .get(j)
+                .map_or(format!("task {j}"), |l| format!("task {j} ({l})"));
+            s.line(lx, ly, lx + 20.0, ly, &series_colour(j, n), 3.0);
+            s.text(lx + 26.0, ly, 12.0, Anchor::Start, &label);
+            legend_bottom = ly + 10.0;
+        }
+    } else {
+        // The mean over the tasks learned so far, and a ramp for the tasks.
+        let mean: Vec<(f64, f64)> = matrix
             .iter()
-            .map(|(x, y)| format!("{x:.1},{y:.1}"))
+            .enumerate()
+            .filter(|(_, r)| !r.is_empty())
+            .map(|(i, r)| (xs(i), ys(r.iter().sum::<f64>() / r.len() as f64)))
             .collect();
-        let _ = writeln!(
-            s,
-            r#"<polyline points="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#,
-            path.join(" ")
+        s.polyline(&mean, "black", 2.5);
+        s.line(lx, py + 8.0, lx + 20.0, py + 8.0, "black", 2.5);
+        s.text(
+            lx + 26.0,
+            py + 8.0,
+            12.0,
+            Anchor::Start,
+            "mean over tasks 0..i",
         );
-        for (x, y) in &points {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{colour}"/>"#
+        s.text(lx, py + 32.0, 12.0, Anchor::Start, "line colour: task j");
+        let rw = 120.0;
+        for k in 0..40 {
+            let x = lx + rw * k as f64 / 40.0;
+            let j = (k * n) / 40;
+            s.rect(
+                x,
+                py + 44.0,
+                rw / 40.0 + 0.3,
+                10.0,
+                &series_colour(j, n),
+                "none",
             );
         }
-        let ly = py + 8.0 + 18.0 * j as f64;
-        let label = labels.get(j).map_or(String::new(), |l| format!(" ({l})"));
-        let _ = writeln!(
-            s,
-            r#"<line x1="{:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{colour}" stroke-width="3"/><text x="{:.1}" y="{ly:.1}" dominant-baseline="middle">task {j}{}</text>"#,
-            px + pw + 15.0,
-            px + pw + 35.0,
-            px + pw + 40.0,
-            xml_escape(&label)
-        );
+        s.text(lx, py + 66.0, 11.0, Anchor::Start, "0");
+        s.text(lx + rw, py + 66.0, 11.0, Anchor::End, &format!("{}", n - 1));
+        let first = fig.labels.first().cloned().unwrap_or_default();
+        let last = fig.labels.last().cloned().unwrap_or_default();
+        if !first.is_empty() {
+            s.text(
+                lx,
+                py + 88.0,
+                11.0,
+                Anchor::Start,
+                &format!("tasks {first} … {last}"),
+            );
+        }
+        legend_bottom = py + 96.0;
     }
-    s.push_str("</svg>\n");
-    s
+    let ramp_legend_w = match (fig.labels.first(), fig.labels.last()) {
+        (Some(a), Some(b)) => text_width(&format!("tasks {a} … {b}"), 11.0) + 10.0,
+        _ => 0.0,
+    };
+    let legend_w = if n <= 10 {
+        fig.labels
+            .iter()
+            .enumerate()
+            .map(|(j, l)| text_width(&format!("task {j} ({l})"), 12.0))
+            .fold(text_width("task 9", 12.0), f64::max)
+            + 30.0
+    } else {
+        ramp_legend_w.max(180.0)
+    };
+    let content_w = lx + legend_w + 20.0;
+    let title_w = 40.0 + text_width(fig.title, 16.0).max(text_width(fig.subtitle, 12.0));
+    let width = content_w.max(title_w);
+    let height = (hy + hm.max(bh).max(ph) + 56.0).max(legend_bottom + 20.0);
+    let mut page = Svg::new(width, height);
+    page.bold(20.0, 24.0, 16.0, Anchor::Start, fig.title);
+    page.text(20.0, 48.0, 12.0, Anchor::Start, fig.subtitle);
+    page.raw(body.body_markup());
+    page.finish()
 }
 
 /// The accuracy matrix as CSV: a header `after_task,task_0,…`, one row per trained task,
@@ -275,17 +332,85 @@ pub fn image_grid(images: &[f32], side: usize, cols: usize) -> (usize, usize, Ve
     (w, h, px)
 }
 
-/// Writes what the replay model generates, 28×28 digits per task (`samples[k]`: task k's):
+/// Pixels per image pixel in the replay pictures.
+pub const REPLAY_SCALE: usize = 2;
+
+/// `pixels` (`width` × `height`) with every pixel made a `k` × `k` block.
+pub fn upscale(width: usize, height: usize, pixels: &[u8], k: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(width * height * k * k);
+    for row in pixels.chunks_exact(width.max(1)).take(height) {
+        let wide: Vec<u8> = row
+            .iter()
+            .flat_map(|&p| std::iter::repeat_n(p, k))
+            .collect();
+        for _ in 0..k {
+            out.extend_from_slice(&wide);
+        }
+    }
+    out
+}
+
+/// 5 × 7 pixel glyphs (one row of 5 bits a byte, top row first) of the characters the replay
+/// picture's labels use.
+fn glyph(c: char) -> Option<[u8; 7]> {
+    Some(match c {
+        '0' => [0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e],
+        '1' => [0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e],
+        '2' => [0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f],
+        '3' => [0x1e, 0x01, 0x01, 0x0e, 0x01, 0x01, 0x1e],
+        '4' => [0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02],
+        '5' => [0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e],
+        '6' => [0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e],
+        '7' => [0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08],
+        '8' => [0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e],
+        '9' => [0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c],
+        't' => [0x08, 0x08, 0x1c, 0x08, 0x08, 0x09, 0x06],
+        'a' => [0x00, 0x00, 0x0e, 0x01, 0x0f, 0x11, 0x0f],
+        's' => [0x00, 0x00, 0x0f, 0x10, 0x0e, 0x01, 0x1e],
+        'k' => [0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12],
+        ' ' => [0; 7],
+        _ => return None,
+    })
+}
+
+/// Draws `text` (characters of [`glyph`]; others are skipped) into `pixels` (row width
+/// `width`) with its top-left corner at (x, y), each font pixel a `k` × `k` block of `value`.
+fn draw_text(pixels: &mut [u8], width: usize, x: usize, y: usize, k: usize, value: u8, text: &str) {
+    let height = pixels.len() / width.max(1);
+    for (n, c) in text.chars().enumerate() {
+        let Some(rows) = glyph(c) else { continue };
+        for (r, bits) in rows.iter().enumerate() {
+            for b in 0..5 {
+                if bits & (0x10 >> b) == 0 {
+                    continue;
+                }
+                for dy in 0..k {
+                    for dx in 0..k {
+                        let (px, py) = (x + (n * 6 + b) * k + dx, y + r * k + dy);
+                        if px < width && py < height {
+                            pixels[py * width + px] = value;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes what the replay model generates, 28×28 digits per task (`samples[k]`: task k's),
+/// every image pixel drawn as [`REPLAY_SCALE`] × [`REPLAY_SCALE`] screen pixels:
 /// `dir/replay-task<k>.png` (a grid of 8 columns) for each task and `dir/replay.png` (one
-/// row of the first 16 samples per task, task 0 on top). Returns the paths written.
+/// row of the first 16 samples per task, task 0 on top, each row labelled `task k` on a
+/// white margin on the left). Returns the paths written.
 pub fn write_replay_pictures(dir: &Path, samples: &[Vec<f32>]) -> Result<Vec<std::path::PathBuf>> {
     const SIDE: usize = 28;
+    const K: usize = REPLAY_SCALE;
     let mut written = Vec::new();
     let mut rows = Vec::new();
     for (k, s) in samples.iter().enumerate() {
         let (w, h, px) = image_grid(s, SIDE, 8);
         let path = dir.join(format!("replay-task{k}.png"));
-        write_atomic(&path, &grey_png(w, h, &px))?;
+        write_atomic(&path, &grey_png(w * K, h * K, &upscale(w, h, &px, K)))?;
         written.push(path);
         let first = 16.min(s.len() / (SIDE * SIDE));
         let mut row = s[..first * SIDE * SIDE].to_vec();
@@ -294,8 +419,23 @@ pub fn write_replay_pictures(dir: &Path, samples: &[Vec<f32>]) -> Result<Vec<std
     }
     if !samples.is_empty() {
         let (w, h, px) = image_grid(&rows, SIDE, 16);
+        let big = upscale(w, h, &px, K);
+        // The label margin: "task " and the widest index, 6 font pixels a character.
+        let label = |k: usize| format!("task {k}");
+        let chars = label(samples.len() - 1).chars().count();
+        let margin = (chars * 6 + 4) * K;
+        let (tw, th) = (margin + w * K, h * K);
+        let mut page = vec![255u8; tw * th];
+        for (r, line) in big.chunks_exact(w * K).enumerate() {
+            page[r * tw + margin..(r + 1) * tw].copy_from_slice(line);
+        }
+        for k in 0..samples.len() {
+            // Centred on the row of digits: rows start at k·(SIDE + 1) + 1.
+            let top = (k * (SIDE + 1) + 1 + SIDE / 2) * K - 7 * K / 2;
+            draw_text(&mut page, tw, 2 * K, top, K, 0, &label(k));
+        }
         let path = dir.join("replay.png");
-        write_atomic(&path, &grey_png(w, h, &px))?;
+        write_atomic(&path, &grey_png(tw, th, &page))?;
         written.push(path);
     }
     Ok(written)
@@ -327,6 +467,29 @@ mod png_tests {
             .unwrap();
         assert_eq!(raw, vec![0, 0, 1, 2, 0, 3, 4, 5]);
         assert!(png.ends_with(&[0xAE, 0x42, 0x60, 0x82]));
+    }
+
+    #[test]
+    fn upscaling_repeats_every_pixel_in_a_block() {
+        assert_eq!(upscale(2, 1, &[1, 2], 2), vec![1, 1, 2, 2, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn replay_rows_are_labelled_by_task() {
+        let dir = tempfile::tempdir().unwrap();
+        let samples = vec![vec![1.0f32; 16 * 28 * 28]; 2];
+        let written = write_replay_pictures(dir.path(), &samples).unwrap();
+        assert_eq!(written.len(), 3);
+        let png = std::fs::read(dir.path().join("replay.png")).unwrap();
+        let width = u32::from_be_bytes(png[16..20].try_into().unwrap()) as usize;
+        let height = u32::from_be_bytes(png[20..24].try_into().unwrap()) as usize;
+        // 16 digits of 29 pixels and a separator, doubled, after a margin for "task 1".
+        assert_eq!(width, (6 * 6 + 4) * 2 + (16 * 29 + 1) * 2);
+        assert_eq!(height, (2 * 29 + 1) * 2);
+        // The label's pixels are black on the white margin.
+        let mut page = vec![255u8; 200 * 20];
+        draw_text(&mut page, 200, 0, 0, 2, 0, "task 1");
+        assert!(page.contains(&0));
     }
 
     #[test]

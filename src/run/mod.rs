@@ -6,7 +6,8 @@
 //!   run after every task.
 //! - [`store`]: checkpoints on disk (one schema for every method, atomic generations);
 //!   [`rundir`]: a run directory and its one writer (an exclusive lock).
-//! - [`record`]: the record of a run, its results and metrics (BWT, forgetting), result files.
+//! - [`record`]: the record of a run, its results and metrics (BWT, forgetting), result files;
+//!   [`curves`]: the training curves of every task; [`figures`]: the titles of a run's figures.
 //! - [`export`]: one task's target weights as safetensors.
 //! - [`compare`]: a grid of methods × scenarios × seeds, each cell a resumable run.
 //! - [`toy`]: the 1-D toy regression; \[`bench`\]: one training step's time and GFLOP/s.
@@ -14,7 +15,9 @@
 pub mod bench;
 pub mod compare;
 pub mod config;
+pub mod curves;
 pub mod export;
+pub mod figures;
 pub mod record;
 pub mod rundir;
 pub mod runner;

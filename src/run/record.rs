@@ -10,10 +10,11 @@
 //! max over i ≤ T (never negative); [`METRICS_VERSION`] is the current one.
 
 use super::config::ExperimentConfig;
+use super::figures::{matrix_subtitle, run_title};
 use crate::cl::{EvalRow, InferredEval, LearnerReport};
 use crate::data::TaskSpec;
 use crate::fsio::write_atomic;
-use crate::report::{accuracy_csv, accuracy_svg};
+use crate::report::{accuracy_csv, accuracy_svg, AccuracyFigure};
 use crate::Result;
 use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
@@ -269,15 +270,14 @@ pub fn write_results(dir: &Path, results: &RunResults) -> Result<()> {
         accuracy_csv(&results.accuracy_matrix).as_bytes(),
     )?;
     let labels: Vec<String> = results.tasks.iter().map(|t| t.to_string()).collect();
-    let title = format!(
-        "{} seed {}: test accuracy (%), task identity given",
-        results.config.benchmark.name(),
-        results.seed
-    );
-    write_atomic(
-        &dir.join("accuracy.svg"),
-        accuracy_svg(&title, &results.accuracy_matrix, &labels).as_bytes(),
-    )
+    let c = &results.config;
+    let figure = AccuracyFigure {
+        title: &run_title(c),
+        subtitle: &matrix_subtitle(c.method, c.scenario),
+        matrix: &results.accuracy_matrix,
+        labels: &labels,
+    };
+    write_atomic(&dir.join("accuracy.svg"), accuracy_svg(&figure).as_bytes())
 }
 
 /// The per-task table: each task's data, its test accuracy right after its own training

@@ -9,6 +9,11 @@
 //! never stopped.
 
 use super::config::ExperimentConfig;
+use super::curves::{
+    stored_curve_every, write_curves, write_task_curve, CurveRecorder, TaskCurve,
+    DEFAULT_CURVE_EVERY,
+};
+use super::figures::run_title;
 use super::record::{summarize, write_results, History, RunResults, TaskAccuracy};
 use super::rundir::RunDir;
 use super::store::{self, Snapshot};
@@ -73,6 +78,11 @@ pub struct RunState {
     pub history: History,
     /// The method's networks and state.
     pub learner: Box<dyn Learner>,
+    /// Steps between two points of the training curves ([`super::curves`]; at least 1,
+    /// default [`DEFAULT_CURVE_EVERY`]). Not part of the configuration: it changes no result.
+    pub curve_every: usize,
+    /// The curve of the task this process learned last, until [`RunState::save`] writes it.
+    curve: Option<TaskCurve>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -94,11 +104,14 @@ impl RunState {
             tasks: Vec::new(),
             history: History::default(),
             learner: new_learner(config),
+            curve_every: DEFAULT_CURVE_EVERY,
+            curve: None,
         })
     }
 
     /// The run stored in `dir` (see [`store::load`]); the error names the file and the value
-    /// that is missing, left over or of another size than the configuration gives.
+    /// that is missing, left over or of another size than the configuration gives. Its
+    /// `curve_every` is the one its curve files were written with (default if it has none).
     pub fn load(dir: &Path) -> Result<Self> {
         let (snapshot, model_path) = store::load(dir)?;
         let mut learner = new_learner(&snapshot.config);
@@ -110,14 +123,25 @@ impl RunState {
             tasks: snapshot.tasks,
             history: snapshot.history,
             learner,
+            curve_every: stored_curve_every(dir).unwrap_or(DEFAULT_CURVE_EVERY),
+            curve: None,
         })
     }
 
-    /// Writes the checkpoint to `dir` (a new generation), then `results.json`,
-    /// `accuracy_matrix.csv` and `accuracy.svg`. A state with a NaN or infinite value is not
-    /// written (the error names it; `dir` keeps its last checkpoint).
+    /// Writes the training curve of the task learned last (`curves-task<t>.csv`, if this
+    /// process learned it), the checkpoint to `dir` (a new generation), then `results.json`,
+    /// `accuracy_matrix.csv`, `accuracy.svg`, `curves.csv` and `curves.svg`. A state with a
+    /// NaN or infinite value is not written (the error names it; `dir` keeps its last
+    /// checkpoint).
     pub fn save(&self, dir: &RunDir) -> Result<()> {
         let dir = dir.path();
+        if let Some(curve) = self
+            .curve
+            .as_ref()
+            .filter(|c| c.task + 1 == self.completed())
+        {
+            write_task_curve(dir, curve)?;
+        }
         store::save(
             dir,
             &Snapshot {
@@ -127,7 +151,8 @@ impl RunState {
                 state: self.learner.save(),
             },
         )?;
-        write_results(dir, &self.results())
+        write_results(dir, &self.results())?;
+        write_curves(dir, self.completed(), &run_title(&self.config))
     }
 
     /// Number of tasks learned.
@@ -261,7 +286,13 @@ impl RunState {
         self.check_room_for_task()?;
         let t = self.completed();
         let start = Instant::now();
-        self.learner.learn(t, &data[t], on_progress)?;
+        let mut recorder = CurveRecorder::new(self.config.method, t, &data[t], self.curve_every);
+        self.curve = None;
+        self.learner.learn(t, &data[t], &mut |p| {
+            recorder.observe(p);
+            on_progress(p);
+        })?;
+        self.curve = Some(recorder.finish());
         let identity = if self.config.scenario.infers_task() {
             TaskIdentity::Inferred
         } else {

@@ -347,88 +347,133 @@ pub fn mse_table(results: &ToyResults) -> String {
 const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
 
 /// One panel per method: the training points of every task, the true functions (grey) and
-/// the fitted curves (the task's colour), hand-written SVG.
+/// the fitted curves (the task's colour), with axis labels (x, y), each panel's final test
+/// MSE per task, and a legend naming the tasks and the marks.
 pub fn svg(results: &ToyResults, tasks: &[RegressionTask]) -> String {
-    let (pw, ph, margin) = (320.0, 260.0, 40.0);
+    use crate::report::svg::{Anchor, Svg};
+    let (pw, ph, left, top) = (300.0, 240.0, 60.0, 84.0);
+    let gap = 70.0;
     let (x_lo, x_hi, y_lo, y_hi) = (-4.5, 4.5, -1.6, 1.6);
     let n = results.methods.len().max(1);
-    let width = pw * n as f64;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{ph}\" viewBox=\"0 0 {width} {ph}\" font-family=\"sans-serif\" font-size=\"11\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    let width = left + n as f64 * (pw + gap);
+    let height = top + ph + 120.0;
+    let mut s = Svg::new(width, height);
+    s.bold(
+        20.0,
+        24.0,
+        16.0,
+        Anchor::Start,
+        &format!(
+            "1-D toy regression, 3 tasks learned in order · {} steps per task · seed {}",
+            results.config.iterations, results.config.seed
+        ),
+    );
+    s.text(
+        20.0,
+        48.0,
+        12.0,
+        Anchor::Start,
+        "each method's fit of every task after the last task; MSE: final test mean squared error of tasks 0 / 1 / 2",
     );
     for (p, m) in results.methods.iter().enumerate() {
-        let ox = p as f64 * pw;
-        let sx = |x: f64| ox + margin + (x - x_lo) / (x_hi - x_lo) * (pw - 1.5 * margin);
-        let sy = |y: f64| {
-            let y = y.clamp(y_lo, y_hi);
-            margin / 2.0 + (y_hi - y) / (y_hi - y_lo) * (ph - 1.5 * margin)
-        };
-        let _ = writeln!(
-            s,
-            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"none\" stroke=\"#444\"/>",
-            sx(x_lo),
-            sy(y_hi),
-            sx(x_hi) - sx(x_lo),
-            sy(y_lo) - sy(y_hi)
-        );
+        let ox = left + p as f64 * (pw + gap);
+        let sx = |x: f64| ox + (x.clamp(x_lo, x_hi) - x_lo) / (x_hi - x_lo) * pw;
+        let sy = |y: f64| top + (y_hi - y.clamp(y_lo, y_hi)) / (y_hi - y_lo) * ph;
         for x in [-4.0, -2.0, 0.0, 2.0, 4.0] {
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{x}</text>",
+            s.line(sx(x), top, sx(x), top + ph, "#eeeeee", 1.0);
+            s.text(
                 sx(x),
-                sy(y_lo) + 13.0
+                top + ph + 12.0,
+                11.0,
+                Anchor::Middle,
+                &format!("{x}"),
             );
         }
-        for y in [-1.0, 0.0, 1.0] {
-            let _ = writeln!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{y}</text>",
-                sx(x_lo) - 4.0,
-                sy(y) + 4.0
-            );
+        for y in [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5] {
+            s.line(ox, sy(y), ox + pw, sy(y), "#eeeeee", 1.0);
+            s.text(ox - 5.0, sy(y), 11.0, Anchor::End, &format!("{y}"));
         }
+        s.rect(ox, top, pw, ph, "none", "#444");
+        s.text(ox + pw / 2.0, top + ph + 32.0, 12.0, Anchor::Middle, "x");
+        s.vertical_text(ox - 38.0, top + ph / 2.0, 12.0, "y");
         let mses: Vec<String> = m.mse.iter().map(|v| format!("{v:.4}")).collect();
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"12\" text-anchor=\"middle\">{}: MSE {}</text>",
+        s.bold(
             ox + pw / 2.0,
-            m.method.name(),
-            mses.join(" / ")
+            top - 14.0,
+            12.0,
+            Anchor::Middle,
+            &format!("{}: MSE {}", m.method.name(), mses.join(" / ")),
         );
         for (t, task) in tasks.iter().enumerate() {
             let color = COLORS[t % COLORS.len()];
-            let truth: Vec<String> = task
+            let truth: Vec<(f64, f64)> = task
                 .test_x
                 .iter()
                 .zip(&task.test_y)
-                .map(|(&x, &y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+                .map(|(&x, &y)| (sx(x), sy(y)))
                 .collect();
-            let _ = writeln!(
-                s,
-                "<polyline points=\"{}\" fill=\"none\" stroke=\"#999\" stroke-width=\"3\" stroke-opacity=\"0.5\"/>",
-                truth.join(" ")
-            );
+            s.raw(&format!(
+                "<g stroke-opacity=\"0.5\">{}</g>",
+                polyline_markup(&truth, "#999", 3.0)
+            ));
             for (&x, &y) in task.train_x.iter().zip(&task.train_y) {
-                let _ = writeln!(
-                    s,
+                s.raw(&format!(
                     "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.5\" fill=\"{color}\" fill-opacity=\"0.5\"/>",
                     sx(x),
                     sy(y)
-                );
+                ));
             }
             if let Some(curve) = m.curves.get(t) {
-                let pts: Vec<String> = curve
-                    .iter()
-                    .map(|&(x, y)| format!("{:.1},{:.1}", sx(x.clamp(x_lo, x_hi)), sy(y)))
-                    .collect();
-                let _ = writeln!(
-                    s,
-                    "<polyline points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\"/>",
-                    pts.join(" ")
-                );
+                let pts: Vec<(f64, f64)> = curve.iter().map(|&(x, y)| (sx(x), sy(y))).collect();
+                s.polyline(&pts, color, 1.5);
             }
         }
     }
-    s.push_str("</svg>\n");
-    s
+    // Legend: the tasks, then the marks.
+    let ly = top + ph + 62.0;
+    let mut x = left;
+    for (t, task) in tasks.iter().enumerate() {
+        let color = COLORS[t % COLORS.len()];
+        s.line(x, ly, x + 22.0, ly, color, 2.0);
+        let label = format!(
+            "task {t}: y = {} on [{}, {}]",
+            task.name, task.domain.0, task.domain.1
+        );
+        s.text(x + 28.0, ly, 12.0, Anchor::Start, &label);
+        x += 60.0 + crate::report::svg::text_width(&label, 12.0);
+    }
+    let ly = ly + 24.0;
+    s.raw(&format!(
+        "<g stroke-opacity=\"0.5\">{}</g>",
+        polyline_markup(&[(left, ly), (left + 22.0, ly)], "#999", 3.0)
+    ));
+    s.text(left + 28.0, ly, 12.0, Anchor::Start, "true function");
+    s.circle(left + 170.0, ly, 2.0, "#555", "none");
+    s.text(
+        left + 180.0,
+        ly,
+        12.0,
+        Anchor::Start,
+        "training points (the task's colour)",
+    );
+    s.line(left + 430.0, ly, left + 452.0, ly, "#555", 1.5);
+    s.text(
+        left + 458.0,
+        ly,
+        12.0,
+        Anchor::Start,
+        "the method's fit (the task's colour)",
+    );
+    s.finish()
+}
+
+fn polyline_markup(points: &[(f64, f64)], colour: &str, width: f64) -> String {
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y)| format!("{x:.1},{y:.1}"))
+        .collect();
+    format!(
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"{width}\"/>",
+        path.join(" ")
+    )
 }

@@ -231,8 +231,8 @@ pub struct RunArgs {
     /// `learn` [one per task].
     #[arg(long)]
     pub heads: Option<usize>,
-    /// Directory for the checkpoint, results.json, accuracy_matrix.csv and accuracy.svg
-    /// [runs/<benchmark>-seed<seed>].
+    /// Directory for the checkpoint and the result files (results.json, accuracy_matrix.csv,
+    /// accuracy.svg, curves.csv, curves.svg, …) [runs/<benchmark>-seed<seed>].
     #[arg(long, conflicts_with = "resume")]
     pub out: Option<PathBuf>,
     /// Continue the run stored in DIR after its last completed task, with the configuration
@@ -240,6 +240,11 @@ pub struct RunArgs {
     /// point elsewhere).
     #[arg(long, value_name = "DIR")]
     pub resume: Option<PathBuf>,
+    /// Steps between two points of the training curves (curves.csv, curves.svg): the mean
+    /// task loss and regularizer since the previous point and the held-out accuracy, also at
+    /// each task's last step. Changes no result [100; with --resume: the stored run's].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub curve_every: Option<u64>,
 }
 
 #[derive(Args)]
@@ -252,6 +257,9 @@ pub struct LearnArgs {
     /// Directory of the MNIST IDX files [the run's].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Steps between two points of the task's training curve [the run's, else 100].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub curve_every: Option<u64>,
 }
 
 #[derive(Args)]

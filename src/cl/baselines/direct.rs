@@ -3,7 +3,8 @@
 
 use super::{mlp_diagonal_fisher, BaselineConfig, Consolidation};
 use crate::cl::eval::argmax;
-use crate::cl::train::task_loop;
+use crate::cl::eval::readout_accuracy;
+use crate::cl::train::{probed_task_loop, PHASE_CLASSIFIER};
 use crate::cl::{LearnerState, Method, Progress, Readout, StateResult, TrainConfig};
 use crate::data::TaskView;
 use crate::engine::tape::{Tape, Var};
@@ -173,23 +174,33 @@ impl DirectLearner {
         let dim = data.input_dim();
         let mut shifted = Vec::new();
         let target = self.target.clone();
-        task_loop(task, data, config, on_progress, &mut |x, labels| {
-            let rows = labels.len();
-            shifted.clear();
-            shifted.extend(labels.iter().map(|l| l + readout.label_offset));
-            let target = &target;
-            let heads = readout.heads.clone();
-            let shifted = &shifted;
-            self.step(&mut opt, &mut |tape, w| {
-                let xv = tape.constant(Tensor::from_vec(&[rows, dim], x.to_vec()));
-                let logits = target.forward_heads(tape, w, xv, heads.clone());
-                tape.softmax_cross_entropy(logits, shifted)
-            })
-            .map_err(|e| match e {
-                Error::NonFinite(m) => Error::NonFinite(format!("task {task}: {m}")),
-                other => other,
-            })
-        })?;
+        let probe_target = &target;
+        probed_task_loop(
+            task,
+            data,
+            config,
+            PHASE_CLASSIFIER,
+            on_progress,
+            self,
+            &mut |me, x, labels| {
+                let rows = labels.len();
+                shifted.clear();
+                shifted.extend(labels.iter().map(|l| l + readout.label_offset));
+                let target = &target;
+                let heads = readout.heads.clone();
+                let shifted = &shifted;
+                me.step(&mut opt, &mut |tape, w| {
+                    let xv = tape.constant(Tensor::from_vec(&[rows, dim], x.to_vec()));
+                    let logits = target.forward_heads(tape, w, xv, heads.clone());
+                    tape.softmax_cross_entropy(logits, shifted)
+                })
+                .map_err(|e| match e {
+                    Error::NonFinite(m) => Error::NonFinite(format!("task {task}: {m}")),
+                    other => other,
+                })
+            },
+            Some(&|me, v| readout_accuracy(probe_target, &me.weights, readout, &|l| l, v)),
+        )?;
         if !self.weights.iter().all(|v| v.is_finite()) {
             return Err(Error::NonFinite(format!(
                 "task {task}: the weights became NaN or infinite in the last step"

@@ -11,7 +11,7 @@ use super::{
     OutputRegularizer, StepInput, StepWorkspace,
 };
 use crate::cl::eval::{argmax, for_each_logits};
-use crate::cl::train::{check_not_empty, number, task_loop};
+use crate::cl::train::{check_not_empty, number, probed_task_loop, PHASE_CLASSIFIER};
 use crate::cl::{Progress, TrainConfig};
 use crate::data::TaskView;
 use crate::engine::tape::Tape;
@@ -291,13 +291,22 @@ pub fn train_task(
     let mut session = TaskSession::begin(model, task, head, config);
     let mut subset_rng = Rng::derived(config.seed, "regularizer-subsets", task as u64);
     let all_prev: Vec<usize> = (0..task).collect();
-    task_loop(task, data, config, on_progress, &mut |x, labels| {
-        let subset = match config.reg_batch {
-            Some(k) if k < task => subset_rng.choose_distinct(task, k),
-            _ => all_prev.clone(),
-        };
-        session.step(model, x, labels, &subset)
-    })?;
+    probed_task_loop(
+        task,
+        data,
+        config,
+        PHASE_CLASSIFIER,
+        on_progress,
+        model,
+        &mut |model, x, labels| {
+            let subset = match config.reg_batch {
+                Some(k) if k < task => subset_rng.choose_distinct(task, k),
+                _ => all_prev.clone(),
+            };
+            session.step(model, x, labels, &subset)
+        },
+        Some(&|model, v| accuracy(model, task, head, v)),
+    )?;
     session.finish(model)
 }
 

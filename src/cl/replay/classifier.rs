@@ -2,7 +2,8 @@
 
 use super::{UnseenClasses, Vae};
 use crate::cl::baselines::{BaselineConfig, DirectLearner};
-use crate::cl::train::task_loop;
+use crate::cl::eval::readout_accuracy;
+use crate::cl::train::{probed_task_loop, PHASE_CLASSIFIER, PHASE_TASK_INFERENCE};
 use crate::cl::{Method, Progress, Readout, TrainConfig};
 use crate::data::TaskView;
 use crate::engine::tape::{Tape, Var};
@@ -92,66 +93,89 @@ impl ReplayClassifier {
         let targets = self.targets.clone();
         let target = self.learner.target.clone();
         let mut labels = Vec::new();
-        task_loop(t, data, config, on_progress, &mut |x, local| {
-            let rows = local.len();
-            labels.clear();
-            labels.extend(
-                local
+        let phase = match self.targets {
+            ReplayTargets::Distill { .. } => PHASE_CLASSIFIER,
+            ReplayTargets::TaskLabel => PHASE_TASK_INFERENCE,
+        };
+        let probe_target = &target;
+        let probe = |learner: &DirectLearner, v: &TaskView| {
+            readout_accuracy(
+                probe_target,
+                &learner.weights,
+                &readouts.current,
+                readouts.label,
+                v,
+            )
+        };
+        probed_task_loop(
+            t,
+            data,
+            config,
+            phase,
+            on_progress,
+            &mut self.learner,
+            &mut |learner, x, local| {
+                let rows = local.len();
+                labels.clear();
+                labels.extend(
+                    local
+                        .iter()
+                        .map(|&l| (readouts.label)(l) + readouts.current.label_offset),
+                );
+                // Replayed samples of every earlier task and their targets, made before the step.
+                let groups: Vec<ReplayGroup> = decoders
                     .iter()
-                    .map(|&l| (readouts.label)(l) + readouts.current.label_offset),
-            );
-            // Replayed samples of every earlier task and their targets, made before the step.
-            let groups: Vec<ReplayGroup> = decoders
-                .iter()
-                .enumerate()
-                .map(|(k, dec)| {
-                    let xs = vae.sample(dec, k, per_task, &mut noise);
-                    let (student, teacher_readout) = (readouts.replayed)(k);
-                    let soft = match targets {
-                        ReplayTargets::Distill {
-                            temperature,
-                            unseen,
-                        } => Some(soft_targets(
-                            &target,
-                            &teacher,
-                            &xs,
-                            &teacher_readout,
-                            student.heads.len() * target.head_dim(),
-                            temperature,
-                            unseen,
-                        )),
-                        ReplayTargets::TaskLabel => None,
-                    };
-                    ReplayGroup {
-                        task: k,
-                        x: xs,
-                        student,
-                        soft,
-                    }
-                })
-                .collect();
-            let target = &target;
-            let labels = &labels;
-            let targets = &targets;
-            let current = &readouts.current;
-            self.learner
-                .step(&mut opt, &mut |tape, weights| {
-                    let xv = tape.constant(Tensor::from_vec(&[rows, dim], x.to_vec()));
-                    let logits = target.forward_heads(tape, weights, xv, current.heads.clone());
-                    let ce = tape.softmax_cross_entropy(logits, labels);
-                    if groups.is_empty() {
-                        return ce;
-                    }
-                    let replay = replay_loss(tape, target, weights, &groups, targets, dim);
-                    let a = tape.scale(ce, 1.0 - w as f32);
-                    let b = tape.scale(replay, w as f32);
-                    tape.add(a, b)
-                })
-                .map_err(|e| match e {
-                    Error::NonFinite(m) => Error::NonFinite(format!("task {t}: {m}")),
-                    other => other,
-                })
-        })?;
+                    .enumerate()
+                    .map(|(k, dec)| {
+                        let xs = vae.sample(dec, k, per_task, &mut noise);
+                        let (student, teacher_readout) = (readouts.replayed)(k);
+                        let soft = match targets {
+                            ReplayTargets::Distill {
+                                temperature,
+                                unseen,
+                            } => Some(soft_targets(
+                                &target,
+                                &teacher,
+                                &xs,
+                                &teacher_readout,
+                                student.heads.len() * target.head_dim(),
+                                temperature,
+                                unseen,
+                            )),
+                            ReplayTargets::TaskLabel => None,
+                        };
+                        ReplayGroup {
+                            task: k,
+                            x: xs,
+                            student,
+                            soft,
+                        }
+                    })
+                    .collect();
+                let target = &target;
+                let labels = &labels;
+                let targets = &targets;
+                let current = &readouts.current;
+                learner
+                    .step(&mut opt, &mut |tape, weights| {
+                        let xv = tape.constant(Tensor::from_vec(&[rows, dim], x.to_vec()));
+                        let logits = target.forward_heads(tape, weights, xv, current.heads.clone());
+                        let ce = tape.softmax_cross_entropy(logits, labels);
+                        if groups.is_empty() {
+                            return ce;
+                        }
+                        let replay = replay_loss(tape, target, weights, &groups, targets, dim);
+                        let a = tape.scale(ce, 1.0 - w as f32);
+                        let b = tape.scale(replay, w as f32);
+                        tape.add(a, b)
+                    })
+                    .map_err(|e| match e {
+                        Error::NonFinite(m) => Error::NonFinite(format!("task {t}: {m}")),
+                        other => other,
+                    })
+            },
+            Some(&probe),
+        )?;
         if !self.learner.weights.iter().all(|v| v.is_finite()) {
             return Err(Error::NonFinite(format!(
                 "task {t}: the classifier's weights became NaN or infinite in the last step"

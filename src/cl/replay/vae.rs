@@ -3,7 +3,7 @@
 
 use super::ReplayConfig;
 use crate::cl::hnet::{HnetModel, TaskSession};
-use crate::cl::train::task_loop;
+use crate::cl::train::{task_loop, PHASE_VAE};
 use crate::cl::{LearnerState, Progress, StateResult, TrainConfig};
 use crate::data::TaskView;
 use crate::engine::tape::{Tape, Var};
@@ -179,7 +179,7 @@ impl Vae {
         let mut step = 0usize;
         let (encoder, enc_weights, decoder) =
             (&self.encoder, &mut self.encoder_weights, &mut self.decoder);
-        task_loop(t, data, &config, on_progress, &mut |x, _| {
+        task_loop(t, data, &config, PHASE_VAE, on_progress, &mut |x, _| {
             let rows = x.len() / dim;
             eps.iter_mut().for_each(|e| *e = noise.normal() as f32);
             let mut parts = (0.0, 0.0);

@@ -8,8 +8,10 @@
 //! [`Grid`] numbers its cells ([`Grid::cells`]), runs one ([`Grid::run_cell`]), all of them,
 //! several at once ([`Grid::run`]), or gathers whatever has finished ([`Grid::collect`]).
 
+mod figure;
 mod table;
 
+pub use figure::compare_figure;
 pub use table::{markdown, CompareCell, CompareResults, MissingRun};
 use table::{mean_of, mean_std};
 

@@ -7,7 +7,9 @@
 use crate::args::{benchmark_of, CompareArgs};
 use hypertape::data::default_mnist_dir;
 use hypertape::fsio::write_atomic;
-use hypertape::run::compare::{markdown, CellOrigin, CompareResults, Grid, GridCell};
+use hypertape::run::compare::{
+    compare_figure, markdown, CellOrigin, CompareResults, Grid, GridCell,
+};
 use hypertape::run::record::mean;
 use hypertape::run::{Benchmark, ExperimentConfig, RunResults, RunState};
 use hypertape::{Error, Result};
@@ -179,14 +181,19 @@ fn cell_line(cell: &GridCell, r: &RunResults, origin: CellOrigin) -> String {
     )
 }
 
-/// Writes table.md and compare.json to `out` and prints the table.
+/// Writes table.md, compare.svg and compare.json to `out` and prints the table.
 fn write_table(results: &CompareResults, out: &Path) -> Result<()> {
     let table = markdown(results);
     write_atomic(&out.join("table.md"), table.as_bytes())?;
+    write_atomic(&out.join("compare.svg"), compare_figure(results).as_bytes())?;
     let json = serde_json::to_vec_pretty(results).expect("results serialize");
     write_atomic(&out.join("compare.json"), &json)?;
     print!("{table}");
-    println!("written to {}", out.join("table.md").display());
+    println!(
+        "written to {} (figure: {})",
+        out.join("table.md").display(),
+        out.join("compare.svg").display()
+    );
     Ok(())
 }
 

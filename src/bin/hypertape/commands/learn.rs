@@ -19,6 +19,9 @@ pub fn exec(args: &LearnArgs) -> Result<ExitCode> {
     // Refuse before loading data or training when there is no room.
     state.check_room_for_task()?;
     let data = state.load_learned_data(Some(args.task))?;
+    if let Some(n) = args.curve_every {
+        state.curve_every = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let t = state.completed();
     eprintln!(
         "learning task {t} ({}) on the {} model in {} (head {} of {}), {} steps",

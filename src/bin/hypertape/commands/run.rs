@@ -21,6 +21,12 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
                 "the toy regression keeps no checkpoint; --resume continues split-mnist and permuted-mnist runs",
             ));
         }
+        if args.curve_every.is_some() {
+            return Err(Error::config(
+                "--curve-every",
+                "the toy regression keeps no training curves; --curve-every applies to split-mnist and permuted-mnist runs",
+            ));
+        }
         return run_toy(args);
     }
     let (dir, mut state) = match &args.resume {
@@ -59,6 +65,9 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
             (dir, RunState::new(&config)?)
         }
     };
+    if let Some(n) = args.curve_every {
+        state.curve_every = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let out = dir.path().to_path_buf();
     let data = state.load_data()?;
     print_setup(&state.config, &state);
