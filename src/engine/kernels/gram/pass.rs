@@ -113,8 +113,9 @@ pub(super) struct PassInput<'a, F> {
     pub(super) bt: Option<&'a [F]>,
     /// G* is given: X's first k columns are not computed.
     pub(super) have_gstar: bool,
-    /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t].
-    pub(super) s: Option<[[Vec<F>; 2]; 2]>,
+    /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t], each with its last
+    /// column (the bias gradient's) apart, contiguous.
+    pub(super) s: Option<[[(Vec<F>, Vec<F>); 2]; 2]>,
 }
 
 /// A lane's blocks and its rows of the gradients of W, W_t, b, b_t (`None`: not wanted),
@@ -150,7 +151,6 @@ pub(super) fn run<F: Float>(
             } = job;
             let mut acc: [PartSums<F>; 2] = [PartSums::zeros(k), PartSums::zeros(k)];
             let mut a = vec![F::ZERO; max_rows * width];
-            let mut out = vec![F::ZERO; if input.s.is_some() { max_rows * kq } else { 0 }];
             for block in blocks {
                 let rows = block.j1 - block.j0;
                 let a = &mut a[..rows * width];
@@ -206,39 +206,34 @@ pub(super) fn run<F: Float>(
                 };
                 let matrices = &matrices[block.part];
                 let (o0, o1) = (block.j0 - r0, block.j1 - r0);
-                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written.
+                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written; the
+                // weights' part straight into the gradient, the bias column row by row.
                 for (slot, sign) in [(0, two), (1, -two)] {
                     let bias = slot + 2;
-                    let s = &matrices[slot];
-                    if grads[slot].is_none() && grads[bias].is_none() {
-                        continue;
-                    }
-                    let out = &mut out[..rows * kq];
-                    // SAFETY: B [rows × width], S [width × kq] and out [rows × kq] are inside
-                    // their buffers; out is its own.
-                    unsafe {
-                        gemm_strided(
-                            (rows, kq, width),
-                            (sign, F::ZERO),
-                            a.as_ptr(),
-                            (width, 1),
-                            s.as_ptr(),
-                            (kq, 1),
-                            out.as_mut_ptr(),
-                            kq,
-                        );
-                    }
+                    let (s, s_bias) = (&matrices[slot].0, &matrices[slot].1);
                     if let Some(gm) = grads[slot].as_deref_mut() {
                         let gm = &mut gm[o0 * k..o1 * k];
-                        for (gr, or) in gm.chunks_exact_mut(k.max(1)).zip(out.chunks_exact(kq)) {
-                            gr.copy_from_slice(&or[..k]);
+                        // SAFETY: B [rows × width], S's first k columns [width × k] (row
+                        // stride kq) and the block's rows of ∂/∂W [rows × k] are inside their
+                        // buffers; the gradient is a buffer of its own.
+                        unsafe {
+                            gemm_strided(
+                                (rows, k, width),
+                                (sign, F::ZERO),
+                                a.as_ptr(),
+                                (width, 1),
+                                s.as_ptr(),
+                                (kq, 1),
+                                gm.as_mut_ptr(),
+                                k,
+                            );
                         }
                     }
                     if let Some(gb) = grads[bias].as_deref_mut() {
                         let gb = &mut gb[o0..o1];
-                        gb.iter_mut()
-                            .zip(out.chunks_exact(kq))
-                            .for_each(|(g, or)| *g = or[k]);
+                        for (g, row) in gb.iter_mut().zip(a.chunks_exact(width)) {
+                            *g = sign * dot(row, s_bias);
+                        }
                     }
                 }
             }
@@ -252,6 +247,25 @@ pub(super) fn run<F: Float>(
         }
     }
     total
+}
+
+/// Σ a_i b_i in eight interleaved partial sums added in a fixed order (vectorizable, and the
+/// same on every machine for a given length).
+#[inline]
+fn dot<F: Float>(a: &[F], b: &[F]) -> F {
+    let mut acc = [F::ZERO; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = F::ZERO;
+    for (&x, &y) in ta.iter().zip(tb) {
+        tail += x * y;
+    }
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Deals `blocks` to at most [`LANES`] lanes in order: the block ranges of each lane.

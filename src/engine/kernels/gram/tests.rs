@@ -116,3 +116,52 @@ fn a_given_target_gram_changes_nothing_but_rounding() {
         }
     }
 }
+
+#[test]
+fn same_bits_on_one_and_two_threads() {
+    let (m, k, n, rpg) = (8, 7, 20_000, 4);
+    let len = rpg * n - 1234;
+    let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
+    let (xt, wt, bt) = (values(m * k, 4), values(n * k, 5), values(n, 6));
+    let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+    let ws: Vec<f32> = w.iter().map(|&v| v as f32).collect();
+    let bs: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+    let xts: Vec<f32> = xt.iter().map(|&v| v as f32).collect();
+    let wts: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
+    let bts: Vec<f32> = bt.iter().map(|&v| v as f32).collect();
+    let tg = TargetGram::new(&wts, n, k, len);
+    let run = |threads: usize, cached: bool| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![0f32; n * k], vec![0f32; n]);
+            let p = LayerPair {
+                m,
+                k,
+                n,
+                x: &xs,
+                w: &ws,
+                b: Some(&bs),
+                xt: &xts,
+                wt: &wts,
+                bt: Some(&bts),
+                rows_per_group: rpg,
+                len,
+            };
+            let grads = PairGrads {
+                x: Some(&mut gx),
+                w: Some(&mut gw),
+                b: Some(&mut gb),
+                ..PairGrads::default()
+            };
+            let v = factored_squared_distance_with(p, cached.then_some(&tg), grads);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            (v.to_bits(), bits(&gx), bits(&gw), bits(&gb))
+        })
+    };
+    for cached in [false, true] {
+        assert_eq!(run(1, cached), run(2, cached), "cached G*: {cached}");
+    }
+}
