@@ -104,6 +104,10 @@ impl<F: Float> PartSums<F> {
     }
 }
 
+/// S [(2k + 1) × (k + 1)] (see [`super::rows::RowSums::matrix`]) and its last column (the
+/// bias gradient's), contiguous.
+pub(super) type SumMatrix<F> = (Vec<F>, Vec<F>);
+
 /// What the pass reads.
 pub(super) struct PassInput<'a, F> {
     pub(super) k: usize,
@@ -113,9 +117,8 @@ pub(super) struct PassInput<'a, F> {
     pub(super) bt: Option<&'a [F]>,
     /// G* is given: X's first k columns are not computed.
     pub(super) have_gstar: bool,
-    /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t], each with its last
-    /// column (the bias gradient's) apart, contiguous.
-    pub(super) s: Option<[[(Vec<F>, Vec<F>); 2]; 2]>,
+    /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t].
+    pub(super) s: Option<[[SumMatrix<F>; 2]; 2]>,
 }
 
 /// A lane's blocks and its rows of the gradients of W, W_t, b, b_t (`None`: not wanted),
