@@ -158,7 +158,13 @@ fn regularizer_equals_the_formula_by_hand() {
                     assert_eq!(ts, &theta_star);
                     let per_task = m.hnet.num_chunks() * last_width(&m.hnet);
                     assert_eq!(activations.len(), 3 * per_task);
-                    assert_eq!(reg.stored_values(), ts.len() + 3 * per_task);
+                    // θ*, a* and G* (the output layer's W*ᵀW*, rows before and after the
+                    // cut of the last chunk apart).
+                    let width = last_width(&m.hnet);
+                    assert_eq!(
+                        reg.stored_values(),
+                        ts.len() + 3 * per_task + 2 * width * width
+                    );
                 }
                 _ => panic!("online = {online} gave the other kind of targets"),
             }
@@ -659,10 +665,11 @@ fn auto_form_follows_the_cost_model() {
     let target = c.target();
     let hnet = Hnet::new(&c.hnet, target.num_weights());
     // PermutedMNIST-10: n = 78 000, d = 25, 28 chunks. Stored targets: direct 3·28·n·d =
-    // 164 M per task against 5·n·d² = 244 M once: direct for one task, factored from two.
+    // 164 M per task against (d + 1)(4d + 2)·n = 207 M once: direct for one task, factored
+    // from two.
     let one = RegularizerCost::of(&hnet, 1, true);
     assert_eq!(one.direct, 3.0 * 28.0 * 78_000.0 * 25.0);
-    assert_eq!(one.factored, 5.0 * 78_000.0 * 625.0 + 6.0 * 28.0 * 625.0);
+    assert_eq!(one.factored, 26.0 * 102.0 * 78_000.0 + 6.0 * 28.0 * 625.0);
     assert!(!one.factored_pays_off());
     assert!(RegularizerCost::of(&hnet, 2, true).factored_pays_off());
     assert!(RegularizerCost::of(&hnet, 99, false).factored_pays_off());
@@ -677,15 +684,17 @@ fn auto_form_follows_the_cost_model() {
     let three = OutputRegularizer::with_form(&m, 3, 0.1, false, RegularizerForm::Auto);
     assert!(matches!(three.targets(), RegTargets::Factors { .. }));
     assert_eq!(three.form_for(&m.hnet, 3), RegularizerForm::Factored);
-    assert_eq!(three.form_for(&m.hnet, 1), RegularizerForm::Direct);
-    // Memory: θ* and 28·25 activations per task, not 2.1 M targets per task.
+    // Over one task of the three, the direct form would make its targets from θ*
+    // (4·28·n·d = 218 M) and the factored one costs 207 M.
+    assert_eq!(three.form_for(&m.hnet, 1), RegularizerForm::Factored);
+    // Memory: θ*, 28·25 activations per task and G* (2 · 25²), not 2.1 M targets per task.
     assert_eq!(
         three.stored_values(),
-        m.theta.len() + 3 * 28 * 25,
+        m.theta.len() + 3 * 28 * 25 + 2 * 25 * 25,
         "factors"
     );
     let online = OutputRegularizer::with_form(&m, 3, 0.1, true, RegularizerForm::Auto);
-    assert_eq!(online.stored_values(), m.theta.len());
+    assert_eq!(online.stored_values(), m.theta.len() + 2 * 25 * 25);
     assert_eq!(online.form_for(&m.hnet, 3), RegularizerForm::Factored);
 }
 

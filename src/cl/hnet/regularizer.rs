@@ -14,12 +14,14 @@
 //! G = W'ᵀW', M = W'ᵀδW, H = δWᵀδW, u = W'ᵀδb, v = δWᵀδb
 //! ```
 //!
-//! so G, M, H cost O(chunk size · width²) once per step and each task O(chunks · width²)
+//! so G, M, H cost O(chunk size · width²) once per step (W*ᵀW* once per task, kept) and each
+//! task O(chunks · width²)
 //! ([`Tape::linear_squared_distance_factored`]). It stores a* per task (or recomputes it from
 //! θ*) and θ*, not the targets. [`RegularizerCost`] models both from the shapes.
 
 use super::HnetModel;
 use crate::cl::train::RegularizerForm;
+use crate::engine::kernels::TargetGram;
 use crate::engine::tape::{DistanceTarget, Tape, Var};
 use crate::engine::tensor::{Float, Tensor};
 use crate::nn::Hnet;
@@ -56,8 +58,10 @@ pub enum RegTargets<F> {
 ///
 /// - direct: the output layer on P·C rows, forward and both backward products, 3·P·C·n·d,
 ///   and 4·P·C·n·d when the targets are made from θ*'s output layer rather than stored;
-/// - factored: G, M and H, and the weight gradient [W' | δW]·[Σ δa a'ᵀ; Σ a* a'ᵀ], 5·n·d²
-///   once, then per row its two sums for the gradient and y, y* (6·d²), 6·P·C·d².
+/// - factored: with G* = W*ᵀW* made once per task, per row of W' the sums K = W*ᵀδW and
+///   p = W*ᵀδb (d(d + 1)), H, v, ‖δb‖² ((d + 1)²) and its gradient row [W*_j | δW_j | δb_j]·S
+///   ((2d + 1)(d + 1)): (d + 1)(4d + 2)·n once, then per row of the hidden activations its
+///   two sums for the gradient and y*, y_δ (6·d²), 6·P·C·d².
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct RegularizerCost {
     /// The direct form.
@@ -82,7 +86,7 @@ impl RegularizerCost {
         let products = if stored_targets { 3.0 } else { 4.0 };
         Self {
             direct: products * rows * n * d,
-            factored: 5.0 * n * d * d + 6.0 * rows * d * d,
+            factored: (d + 1.0) * (4.0 * d + 2.0) * n + 6.0 * rows * d * d,
         }
     }
 
@@ -123,6 +127,8 @@ pub struct OutputRegularizer<F> {
     num_weights: usize,
     targets: RegTargets<F>,
     form: RegularizerForm,
+    /// G* = W*ᵀW* of θ*'s output layer, for the factored form (θ* kept).
+    target_gram: Option<TargetGram<F>>,
 }
 
 impl<F: Float> OutputRegularizer<F> {
@@ -165,12 +171,19 @@ impl<F: Float> OutputRegularizer<F> {
                 theta_star: model.theta.clone(),
             },
         };
+        let target_gram = match &targets {
+            RegTargets::Precomputed(_) => None,
+            RegTargets::Online { theta_star } | RegTargets::Factors { theta_star, .. } => {
+                (form != RegularizerForm::Direct).then(|| output_gram(hnet, theta_star))
+            }
+        };
         Self {
             beta,
             prev_embs,
             num_weights: model.hnet.num_weights(),
             targets,
             form,
+            target_gram,
         }
     }
 
@@ -212,16 +225,17 @@ impl<F: Float> OutputRegularizer<F> {
         }
     }
 
-    /// Values it holds besides the embeddings: the targets, θ* and the activations.
+    /// Values it holds besides the embeddings: the targets, θ*, the activations and G*.
     pub fn stored_values(&self) -> usize {
-        match &self.targets {
-            RegTargets::Precomputed(t) => t.len(),
-            RegTargets::Online { theta_star } => theta_star.len(),
-            RegTargets::Factors {
-                theta_star,
-                activations,
-            } => theta_star.len() + activations.len(),
-        }
+        self.target_gram.as_ref().map_or(0, TargetGram::len)
+            + match &self.targets {
+                RegTargets::Precomputed(t) => t.len(),
+                RegTargets::Online { theta_star } => theta_star.len(),
+                RegTargets::Factors {
+                    theta_star,
+                    activations,
+                } => theta_star.len() + activations.len(),
+            }
     }
 
     /// The stored target h(e(t), θ*) of previous task `t` (`None` unless the targets are
@@ -330,12 +344,27 @@ impl<F: Float> OutputRegularizer<F> {
             len: self.num_weights,
         };
         match form {
-            RegularizerForm::Factored => {
-                tape.linear_squared_distance_factored(a, w, Some(b), target, tasks)
-            }
+            RegularizerForm::Factored => tape.linear_squared_distance_factored_with(
+                a,
+                w,
+                Some(b),
+                target,
+                tasks,
+                self.target_gram.as_ref(),
+            ),
             _ => tape.linear_squared_distance_to(a, w, Some(b), target, tasks),
         }
     }
+}
+
+/// G* = W*ᵀW* of the output layer W* of θ* = `theta_star`, for outputs cut to
+/// `hnet.num_weights()` per task.
+fn output_gram<F: Float>(hnet: &Hnet, theta_star: &[F]) -> TargetGram<F> {
+    let mut tape = Tape::no_grad();
+    let th = tape.constant_ref(&[theta_star.len()], theta_star);
+    let (w, _) = hnet.output_layer(&mut tape, th);
+    let (n, k) = tape.dims(w);
+    TargetGram::new(tape.value(w), n, k, hnet.num_weights())
 }
 
 /// The last hidden activations of θ = `theta` for every chunk of every task of `embs`, as one

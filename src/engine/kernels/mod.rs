@@ -11,7 +11,9 @@ use rayon::prelude::*;
 mod dense;
 mod gram;
 pub use dense::{copy_panel, dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
-pub use gram::{factored_squared_distance, LayerPair, PairGrads};
+pub use gram::{
+    factored_squared_distance, factored_squared_distance_with, LayerPair, PairGrads, TargetGram,
+};
 
 /// Elementwise loops shorter than this run on one thread.
 pub const PARALLEL_MIN_LEN: usize = 1 << 16;
