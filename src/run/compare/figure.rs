@@ -9,14 +9,7 @@ use crate::run::figures::benchmark_label;
 /// without a finished run reads "missing".
 pub fn compare_figure(results: &CompareResults) -> String {
     let c = &results.base;
-    let mut seeds: Vec<u64> = results
-        .cells
-        .iter()
-        .flat_map(|c| c.seeds.iter().copied())
-        .chain(results.missing.iter().map(|m| m.seed))
-        .collect();
-    seeds.sort_unstable();
-    seeds.dedup();
+    let seeds = results.seeds();
     let title = format!(
         "{}, {} steps per task, {} seed{}: final mean test accuracy %",
         benchmark_label(c),

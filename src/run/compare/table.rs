@@ -94,6 +94,21 @@ pub(super) fn mean_of(v: &[Option<f64>]) -> Option<f64> {
     (!vals.is_empty() && vals.len() == v.len()).then(|| mean_std(&vals).0)
 }
 
+impl CompareResults {
+    /// The grid's seeds, ascending: those of finished runs and of missing ones.
+    pub fn seeds(&self) -> Vec<u64> {
+        let mut seeds: Vec<u64> = self
+            .cells
+            .iter()
+            .flat_map(|c| c.seeds.iter().copied())
+            .chain(self.missing.iter().map(|m| m.seed))
+            .collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        seeds
+    }
+}
+
 /// The table as Markdown: rows methods, columns scenarios, "mean ± std" of the final mean
 /// accuracy, with the task-inference accuracy in parentheses where there is one. Of a grid
 /// with missing runs ([`Grid::collect`](super::Grid::collect)): a cell over fewer seeds than the grid's says how
@@ -101,15 +116,7 @@ pub(super) fn mean_of(v: &[Option<f64>]) -> Option<f64> {
 /// missing runs follows the table.
 pub fn markdown(results: &CompareResults) -> String {
     let c = &results.base;
-    let mut seeds: Vec<u64> = results
-        .cells
-        .iter()
-        .flat_map(|c| c.seeds.iter().copied())
-        .chain(results.missing.iter().map(|m| m.seed))
-        .collect();
-    seeds.sort_unstable();
-    seeds.dedup();
-    let seeds = seeds.len();
+    let seeds = results.seeds().len();
     let what = if seeds == 1 {
         "1 seed: final mean test accuracy % (task-inference accuracy %)"
     } else {
