@@ -42,6 +42,7 @@ mod pass;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod tile;
 
 use super::gemm;
 use crate::engine::tensor::Float;
