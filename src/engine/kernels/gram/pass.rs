@@ -107,9 +107,9 @@ impl<F: Float> PartSums<F> {
     }
 }
 
-/// S [(2k + 1) × (k + 1)] (see [`super::rows::RowSums::matrix`]) and its last column (the
-/// bias gradient's), contiguous.
-pub(super) type SumMatrix<F> = (Vec<F>, Vec<F>);
+/// S [(2k + 1) × (k + 1)] (see [`super::rows::RowSums::matrix`]): its first k columns make
+/// the weights' gradient rows, its last the bias gradient's.
+pub(super) type SumMatrix<F> = Vec<F>;
 
 /// What the pass reads.
 pub(super) struct PassInput<'a, F> {
@@ -156,11 +156,9 @@ pub(super) fn run_on<F: Float>(
     let ws = layout.ws;
     // S per part and slot, in the gradient kernel's column tiles.
     let packed_s: Option<[[Vec<F>; 2]; 2]> = input.s.as_ref().map(|parts| {
-        parts.each_ref().map(|slots| {
-            slots
-                .each_ref()
-                .map(|(s, _)| tile::pack_s(s, width, kq, kq))
-        })
+        parts
+            .each_ref()
+            .map(|slots| slots.each_ref().map(|s| tile::pack_s(s, width, kq, kq)))
     });
     let max_rows = jobs
         .iter()
