@@ -1627,3 +1627,44 @@ mod tape {
         }
     }
 }
+
+/// `backward_onto` adds a leaf's gradient onto a given buffer: the sum of the buffer and what
+/// `backward` gives, the other leaves' gradients unchanged.
+#[test]
+fn backward_onto_adds_a_leafs_gradient_onto_the_given_buffer() {
+    let mut tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(&[4], vec![1.0, -2.0, 3.0, 0.5]));
+    let y = tape.leaf(Tensor::from_vec(&[2], vec![2.0, -1.0]));
+    let head = tape.narrow_flat(x, 0, 2);
+    let tail = tape.narrow_flat(x, 2, 2);
+    let a = tape.mul(head, y);
+    let b = tape.mul(tail, head);
+    let c = tape.add(a, b);
+    let loss = tape.sum(c);
+    let plain = tape.backward(loss);
+    let (gx, gy) = (
+        plain.get(x).unwrap().to_vec(),
+        plain.get(y).unwrap().to_vec(),
+    );
+    let start = vec![0.25, -8.0, 16.0, 1.0];
+    let mut onto = tape.backward_onto(loss, x, start.clone());
+    let want: Vec<f64> = start.iter().zip(&gx).map(|(s, g)| s + g).collect();
+    assert_eq!(onto.take(x).unwrap(), want);
+    assert_eq!(onto.get(y).unwrap(), &gy[..]);
+
+    // No gradient reaches the leaf: the buffer comes back as given.
+    let z = tape.leaf(Tensor::from_vec(&[3], vec![1.0; 3]));
+    let only_y = tape.sum(y);
+    let mut grads = tape.backward_onto(only_y, z, vec![7.0, 8.0, 9.0]);
+    assert_eq!(grads.take(z).unwrap(), vec![7.0, 8.0, 9.0]);
+}
+
+#[test]
+#[should_panic(expected = "not a leaf")]
+fn backward_onto_refuses_a_view() {
+    let mut tape = Tape::<f64>::new();
+    let x = tape.leaf(Tensor::from_vec(&[2], vec![1.0, 2.0]));
+    let v = tape.narrow_flat(x, 0, 1);
+    let loss = tape.sum(x);
+    let _ = tape.backward_onto(loss, v, vec![0.0]);
+}

@@ -43,6 +43,9 @@ pub trait Float:
     fn exp_m1(self) -> Self;
     /// Natural logarithm.
     fn ln(self) -> Self;
+    /// self·a + b with one rounding (a fused multiply-add: the same bits with or without an
+    /// FMA instruction).
+    fn mul_add(self, a: Self, b: Self) -> Self;
     /// Square root.
     fn sqrt(self) -> Self;
     /// self raised to the power p.
@@ -106,6 +109,10 @@ macro_rules! impl_float {
             #[inline]
             fn ln(self) -> Self {
                 <$t>::ln(self)
+            }
+            #[inline]
+            fn mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             #[inline]
             fn sqrt(self) -> Self {

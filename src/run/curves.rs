@@ -112,7 +112,7 @@ impl CurveRecorder {
             self.sums.1 + p.reg_loss,
             self.sums.2 + 1,
         );
-        if p.iteration % self.every == 0 || p.iteration == p.iterations {
+        if p.iteration.is_multiple_of(self.every) || p.iteration == p.iterations {
             let n = self.sums.2.max(1) as f64;
             let accuracy = p.probe.map(|f| f(&self.held_out));
             let regularizer = has_regularizer(self.method, p.phase).then(|| self.sums.1 / n);

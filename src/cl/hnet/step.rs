@@ -192,11 +192,12 @@ where
         let theta = tape.leaf_ref(&[workspace.shifted.len()], &workspace.shifted);
         let loss = reg.loss(&mut tape, &model.hnet, theta, subset);
         reg_loss = tape.item(loss).to_f64();
-        // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf.
-        let grads = tape.backward(loss);
-        if let Some(g) = grads.get(theta) {
-            crate::engine::kernels::add_assign(&mut grad_theta, g);
-        }
+        // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf: it is
+        // added straight onto the task's gradient of θ.
+        let mut grads = tape.backward_onto(loss, theta, std::mem::take(&mut grad_theta));
+        grad_theta = grads
+            .take(theta)
+            .expect("backward_onto keeps the leaf's buffer");
         workspace.pool = tape.into_pool(Some(grads));
     }
     StepGradients {

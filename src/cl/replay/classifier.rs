@@ -229,7 +229,7 @@ pub fn distillation_targets(
     unseen: UnseenClasses,
 ) -> Vec<f32> {
     assert!(
-        k > 0 && k <= width && logits.len() % k == 0,
+        k > 0 && k <= width && logits.len().is_multiple_of(k),
         "logits of rows of {k} ≤ {width}"
     );
     let softmax_width = match unseen {

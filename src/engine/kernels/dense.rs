@@ -33,7 +33,11 @@ pub fn panels_pay_off(m: usize, n: usize, k: usize) -> bool {
 /// [12 × 4096] panel took 5× as long as on a [12 × 4080] one.
 fn panel_width(m: usize) -> usize {
     let blocks = (PANEL_ELEMS / m.max(1)).clamp(16, 4096) / 16;
-    16 * if blocks % 2 == 0 { blocks - 1 } else { blocks }
+    16 * if blocks.is_multiple_of(2) {
+        blocks - 1
+    } else {
+        blocks
+    }
 }
 
 /// (columns per panel, lanes, dx elements per lane) for x [m×k] and n outputs.

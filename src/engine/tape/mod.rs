@@ -499,10 +499,24 @@ impl<'a, F: Float> Tape<'a, F> {
             seed.len(),
             self.shape(output)
         );
+        self.backward_from(output, seed, None)
+    }
+
+    /// The reverse pass from `output` with `seed`, the gradient buffer of `onto`'s leaf (if
+    /// any) starting as the given buffer.
+    fn backward_from(
+        &mut self,
+        output: Var,
+        seed: &[F],
+        onto: Option<(Var, Vec<F>)>,
+    ) -> Gradients<F> {
         let mut grads = GradBuffers {
             bufs: (0..self.nodes.len()).map(|_| None).collect(),
             pool: std::mem::take(&mut self.pool),
         };
+        if let Some((leaf, start)) = onto {
+            grads.bufs[leaf.index] = Some(start);
+        }
         if self.node(output).requires_grad {
             self.reverse_pass(output, seed, &mut grads);
         }
@@ -511,6 +525,55 @@ impl<'a, F: Float> Tape<'a, F> {
             tape: self.id,
             bufs: grads.bufs,
         }
+    }
+
+    /// [`Tape::backward`] with the gradient of the leaf `leaf` added onto `start` instead of
+    /// a zeroed buffer: `take(leaf)` on the result gives `start` + ∂loss/∂leaf, in the buffer
+    /// `start` was (no copy, no zeroing, no second pass to add the two). Every op adds its
+    /// share into a leaf's gradient, so the result is the sum of `start` and the shares, added
+    /// in the order of the reverse pass; `start` comes back unchanged if no gradient reaches
+    /// the leaf (a constant, or one the loss does not read). The other leaves' gradients are
+    /// as from [`Tape::backward`].
+    ///
+    /// # Panics
+    /// As [`Tape::backward`], and if `leaf` is not a leaf of this tape that requires a
+    /// gradient (a constant, a view or an op's result), or `start` does not hold its element
+    /// count.
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(&[2], vec![3.0, -1.0]));
+    /// let y = tape.square(x);
+    /// let loss = tape.sum(y);
+    /// let mut grads = tape.backward_onto(loss, x, vec![10.0, 20.0]);
+    /// assert_eq!(grads.take(x).unwrap(), vec![16.0, 18.0]); // start + 2x
+    /// ```
+    #[track_caller]
+    pub fn backward_onto(&mut self, loss: Var, leaf: Var, start: Vec<F>) -> Gradients<F> {
+        assert_eq!(
+            self.value(loss).len(),
+            1,
+            "backward_onto() needs a one-element loss, got shape {:?}",
+            self.shape(loss)
+        );
+        let node = self.node(leaf);
+        assert!(
+            matches!(node.op, Op::Leaf)
+                && node.requires_grad
+                && !matches!(node.value, Value::View { .. }),
+            "backward_onto: var {} is not a leaf that requires a gradient",
+            leaf.index
+        );
+        assert_eq!(
+            start.len(),
+            self.value(leaf).len(),
+            "backward_onto: a start of {} elements for a leaf of shape {:?}",
+            start.len(),
+            self.shape(leaf)
+        );
+        self.backward_from(loss, &[F::ONE], Some((leaf, start)))
     }
 
     fn reverse_pass(&self, output: Var, seed: &[F], grads: &mut GradBuffers<F>) {

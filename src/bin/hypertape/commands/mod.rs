@@ -64,7 +64,7 @@ pub fn progress_bar() -> impl FnMut(&Progress) {
             b.set_prefix(p.task.to_string());
             b
         });
-        if p.iteration % 20 == 0 || p.iteration == p.iterations {
+        if p.iteration.is_multiple_of(20) || p.iteration == p.iterations {
             b.set_position(p.iteration as u64);
             b.set_message(format!("loss {:.2e} reg {:.1e}", p.task_loss, p.reg_loss));
         }

@@ -42,6 +42,7 @@ mod pass;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod tile;
 
 use super::gemm;
 use crate::engine::tensor::Float;
@@ -304,13 +305,7 @@ pub fn factored_squared_distance_with<F: Float>(
         let want = (want_w, want_wt);
         let whole = RowSums::new(&sets[0], x, xt, k, want);
         let prefix = RowSums::new(&sets[1], x, xt, k, want);
-        [whole.plus(&prefix), whole].map(|sums| {
-            [false, true].map(|target| {
-                let s = sums.matrix(k, target);
-                let bias: Vec<F> = s.iter().skip(k).step_by(k + 1).copied().collect();
-                (s, bias)
-            })
-        })
+        [whole.plus(&prefix), whole].map(|sums| [false, true].map(|target| sums.matrix(k, target)))
     });
 
     let blocks = pass::blocks(n, s, parts_active);

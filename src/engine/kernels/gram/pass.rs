@@ -1,10 +1,13 @@
 //! The pass over W's rows: blocks of rows B_j = [W*_j | δW_j | e_j] (W* = W_t, δW = W − W_t,
-//! e = b − b_t), dealt to a fixed number of lanes. Per block, on `matrixmultiply`:
-//! X += W*ᵀ[W* | δW | e] (k × (2k + 1); without its first k columns when G* = W*ᵀW* is
-//! given), Y += [δW | e]ᵀ[δW | e] ((k + 1) × (k + 1)) and the block's gradient rows ±2 B·S.
-//! A lane adds its blocks in order and the lanes are added in lane order, so the sums do not
-//! depend on the number of threads.
+//! e = b − b_t), dealt to a fixed number of lanes. Per block, on the register-tiled kernels of
+//! [`super::tile`]: O += Bᵀ·B[:, c0..] (c0 = k when G* = W*ᵀW* is given, else 0), which holds
+//! X = W*ᵀ[W* | δW | e] (k × (2k + 1), without its first k columns when G* is given) and
+//! Y = [δW | e]ᵀ[δW | e] ((k + 1) × (k + 1)), and the block's gradient rows ±2 B·S. A lane
+//! adds its blocks' rows in order and the lanes are added in lane order, so the sums do not
+//! depend on the number of threads; the kernels' paths (portable, AVX2 + FMA, AVX-512F) give
+//! the same bits, so they do not depend on the processor either.
 
+use super::tile::{self, Layout, Path};
 use crate::engine::tensor::Float;
 use rayon::prelude::*;
 
@@ -104,9 +107,9 @@ impl<F: Float> PartSums<F> {
     }
 }
 
-/// S [(2k + 1) × (k + 1)] (see [`super::rows::RowSums::matrix`]) and its last column (the
-/// bias gradient's), contiguous.
-pub(super) type SumMatrix<F> = (Vec<F>, Vec<F>);
+/// S [(2k + 1) × (k + 1)] (see [`super::rows::RowSums::matrix`]): its first k columns make
+/// the weights' gradient rows, its last the bias gradient's.
+pub(super) type SumMatrix<F> = Vec<F>;
 
 /// What the pass reads.
 pub(super) struct PassInput<'a, F> {
@@ -135,10 +138,28 @@ pub(super) fn run<F: Float>(
     input: &PassInput<'_, F>,
     jobs: Vec<Job<'_, '_, F>>,
 ) -> [PartSums<F>; 2] {
+    run_on(Path::detected(), input, jobs)
+}
+
+/// [`run`] on the given path of the kernels.
+pub(super) fn run_on<F: Float>(
+    path: Path,
+    input: &PassInput<'_, F>,
+    jobs: Vec<Job<'_, '_, F>>,
+) -> [PartSums<F>; 2] {
     let k = input.k;
     let width = 2 * k + 1;
     let kq = k + 1;
     let two = F::ONE + F::ONE;
+    let c0 = if input.have_gstar { k } else { 0 };
+    let layout = Layout::new::<F>(width, c0);
+    let ws = layout.ws;
+    // S per part and slot, in the gradient kernel's column tiles.
+    let packed_s: Option<[[Vec<F>; 2]; 2]> = input.s.as_ref().map(|parts| {
+        parts
+            .each_ref()
+            .map(|slots| slots.each_ref().map(|s| tile::pack_s(s, width, kq, kq)))
+    });
     let max_rows = jobs
         .iter()
         .flat_map(|j| j.blocks.iter().map(|b| b.j1 - b.j0))
@@ -152,16 +173,17 @@ pub(super) fn run<F: Float>(
                 r0,
                 mut grads,
             } = job;
-            let mut acc: [PartSums<F>; 2] = [PartSums::zeros(k), PartSums::zeros(k)];
-            let mut a = vec![F::ZERO; max_rows * width];
+            let mut acc = [0, 1].map(|_| vec![F::ZERO; layout.out_len::<F>()]);
+            // Past each row's width, and in the rows past a block's, zeros or stale values
+            // that no kept result reads.
+            let mut a = vec![F::ZERO; max_rows.next_multiple_of(tile::RJ) * ws];
             for block in blocks {
                 let rows = block.j1 - block.j0;
-                let a = &mut a[..rows * width];
                 let (w_rows, t_rows) = (
                     &input.w[block.j0 * k..block.j1 * k],
                     &input.wt[block.j0 * k..block.j1 * k],
                 );
-                for (r, ar) in a.chunks_exact_mut(width).enumerate() {
+                for (r, ar) in a.chunks_exact_mut(ws).take(rows).enumerate() {
                     let (wj, tj) = (&w_rows[r * k..(r + 1) * k], &t_rows[r * k..(r + 1) * k]);
                     let (star, rest) = ar.split_at_mut(k);
                     let (dw, e) = rest.split_at_mut(k);
@@ -177,70 +199,37 @@ pub(super) fn run<F: Float>(
                         (None, None) => F::ZERO,
                     };
                 }
-                let sums = &mut acc[block.part];
-                let c0 = if input.have_gstar { k } else { 0 };
-                // SAFETY: a is [rows × width] row-major: W*ᵀ's (i, l) at l·width + i, the
-                // columns c0.. at (l, c) ↦ l·width + c0 + c, [δW | e]'s at l·width + k + c;
-                // X [k × width] and Y [kq × kq] are buffers of their own.
-                unsafe {
-                    gemm_strided(
-                        (k, width - c0, rows),
-                        (F::ONE, F::ONE),
-                        a.as_ptr(),
-                        (1, width),
-                        a.as_ptr().add(c0),
-                        (width, 1),
-                        sums.x.as_mut_ptr().add(c0),
-                        width,
-                    );
-                    gemm_strided(
-                        (kq, kq, rows),
-                        (F::ONE, F::ONE),
-                        a.as_ptr().add(k),
-                        (1, width),
-                        a.as_ptr().add(k),
-                        (width, 1),
-                        sums.y.as_mut_ptr(),
-                        kq,
-                    );
-                }
-                let Some(matrices) = input.s.as_ref() else {
+                tile::gram(path, &layout, &a, rows, &mut acc[block.part]);
+                let Some(matrices) = packed_s.as_ref() else {
                     continue;
                 };
                 let matrices = &matrices[block.part];
                 let (o0, o1) = (block.j0 - r0, block.j1 - r0);
-                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written; the
-                // weights' part straight into the gradient, the bias column row by row.
+                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written.
                 for (slot, sign) in [(0, two), (1, -two)] {
-                    let bias = slot + 2;
-                    let (s, s_bias) = (&matrices[slot].0, &matrices[slot].1);
-                    if let Some(gm) = grads[slot].as_deref_mut() {
-                        let gm = &mut gm[o0 * k..o1 * k];
-                        // SAFETY: B [rows × width], S's first k columns [width × k] (row
-                        // stride kq) and the block's rows of ∂/∂W [rows × k] are inside their
-                        // buffers; the gradient is a buffer of its own.
-                        unsafe {
-                            gemm_strided(
-                                (rows, k, width),
-                                (sign, F::ZERO),
-                                a.as_ptr(),
-                                (width, 1),
-                                s.as_ptr(),
-                                (kq, 1),
-                                gm.as_mut_ptr(),
-                                k,
-                            );
+                    let (gm, gb) = {
+                        let [gw, gwt, gb, gbt] = &mut grads;
+                        match slot {
+                            0 => (gw, gb),
+                            _ => (gwt, gbt),
                         }
+                    };
+                    if gm.is_none() && gb.is_none() {
+                        continue;
                     }
-                    if let Some(gb) = grads[bias].as_deref_mut() {
-                        let gb = &mut gb[o0..o1];
-                        for (g, row) in gb.iter_mut().zip(a.chunks_exact(width)) {
-                            *g = sign * dot(row, s_bias);
-                        }
-                    }
+                    tile::grad_rows(
+                        path,
+                        (width, ws, k),
+                        &a,
+                        rows,
+                        &matrices[slot],
+                        sign,
+                        gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]),
+                        gb.as_deref_mut().map(|g| &mut g[o0..o1]),
+                    );
                 }
             }
-            acc
+            acc.map(|o| sums_of(&o, &layout, k, layout.out_cols::<F>()))
         })
         .collect();
     let mut total = [PartSums::zeros(k), PartSums::zeros(k)];
@@ -252,23 +241,22 @@ pub(super) fn run<F: Float>(
     total
 }
 
-/// Σ a_i b_i in eight interleaved partial sums added in a fixed order (vectorizable, and the
-/// same on every machine for a given length).
-#[inline]
-fn dot<F: Float>(a: &[F], b: &[F]) -> F {
-    let mut acc = [F::ZERO; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ta, tb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
+/// X and Y read from O = Bᵀ·B[:, c0..] (`oc` columns): X's column c ≥ c0 of row i is
+/// O[i][c − c0], Y[a][b] = O[k + a][k + b − c0].
+fn sums_of<F: Float>(o: &[F], l: &Layout, k: usize, oc: usize) -> PartSums<F> {
+    let (width, kq) = (2 * k + 1, k + 1);
+    let mut sums = PartSums::zeros(k);
+    for i in 0..k {
+        for c in l.c0..width {
+            sums.x[i * width + c] = o[i * oc + c - l.c0];
         }
     }
-    let mut tail = F::ZERO;
-    for (&x, &y) in ta.iter().zip(tb) {
-        tail += x * y;
+    for a in 0..kq {
+        for b in 0..kq {
+            sums.y[a * kq + b] = o[(k + a) * oc + k + b - l.c0];
+        }
     }
-    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
+    sums
 }
 
 /// Deals `blocks` to at most [`LANES`] lanes in order: the block ranges of each lane.

@@ -165,3 +165,135 @@ fn same_bits_on_one_and_two_threads() {
         assert_eq!(run(1, cached), run(2, cached), "cached G*: {cached}");
     }
 }
+
+/// The register-tiled kernels against plain sums, and the FMA path against the portable one.
+mod tiles {
+    use super::super::tile::{self, Layout, Path, MR, RJ};
+    use super::values;
+    use crate::engine::tensor::Float;
+
+    fn packed<F: Float>(rows: usize, width: usize, ws: usize, seed: usize) -> Vec<F> {
+        let v = values(rows.next_multiple_of(RJ) * width, seed);
+        let mut p = vec![F::ZERO; rows.next_multiple_of(RJ) * ws];
+        for (r, row) in v.chunks_exact(width.max(1)).enumerate() {
+            for (c, &x) in row.iter().enumerate() {
+                p[r * ws + c] = F::from_f64(x);
+            }
+        }
+        p
+    }
+
+    fn paths() -> Vec<Path> {
+        Path::available()
+    }
+
+    fn gram_case<F: Float>(k: usize, rows: usize, c0_is_k: bool, tol: f64) {
+        let width = 2 * k + 1;
+        let c0 = if c0_is_k { k } else { 0 };
+        let l = Layout::new::<F>(width, c0);
+        let pack = packed::<F>(rows, width, l.ws, k + rows);
+        let oc = l.out_cols::<F>();
+        let mut outs = Vec::new();
+        for path in paths() {
+            let mut out = vec![F::ZERO; l.out_len::<F>()];
+            // In two calls, as a lane's blocks.
+            let half = rows / 2;
+            tile::gram(path, &l, &pack, half, &mut out);
+            tile::gram(path, &l, &pack[half * l.ws..], rows - half, &mut out);
+            for i in 0..width {
+                for c in c0..width {
+                    let want: f64 = (0..rows)
+                        .map(|j| pack[j * l.ws + i].to_f64() * pack[j * l.ws + c].to_f64())
+                        .sum();
+                    let got = out[i * oc + c - c0].to_f64();
+                    assert!(
+                        (got - want).abs() <= tol * (rows as f64),
+                        "{path:?} k {k} rows {rows} ({i}, {c}): {got} vs {want}"
+                    );
+                }
+            }
+            assert!(width <= l.tiles * MR);
+            outs.push(out);
+        }
+        let bits = |v: &[F]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        for o in &outs[1..] {
+            assert_eq!(bits(o), bits(&outs[0]), "k {k} rows {rows}: paths differ");
+        }
+    }
+
+    fn grad_case<F: Float>(k: usize, rows: usize, tol: f64) {
+        let (width, kq) = (2 * k + 1, k + 1);
+        let ws = Layout::new::<F>(width, k).ws;
+        let pack = packed::<F>(rows, width, ws, 3 * k + rows);
+        let s: Vec<F> = values(width * kq, 7).into_iter().map(F::from_f64).collect();
+        let sp = tile::pack_s(&s, width, kq, kq);
+        let two = F::ONE + F::ONE;
+        let mut outs = Vec::new();
+        for path in paths() {
+            let (mut gm, mut gb) = (vec![F::ZERO; rows * k], vec![F::ZERO; rows]);
+            tile::grad_rows(
+                path,
+                (width, ws, k),
+                &pack,
+                rows,
+                &sp,
+                -two,
+                Some(&mut gm),
+                Some(&mut gb),
+            );
+            for j in 0..rows {
+                for c in 0..kq {
+                    let want: f64 = -2.0
+                        * (0..width)
+                            .map(|l| pack[j * ws + l].to_f64() * s[l * kq + c].to_f64())
+                            .sum::<f64>();
+                    let got = if c < k { gm[j * k + c] } else { gb[j] }.to_f64();
+                    assert!(
+                        (got - want).abs() <= tol * width as f64,
+                        "{path:?} k {k} row {j} col {c}: {got} vs {want}"
+                    );
+                }
+            }
+            outs.push((gm, gb));
+        }
+        let bits = |v: &[F]| v.iter().map(|x| x.to_f64().to_bits()).collect::<Vec<_>>();
+        for (gm, gb) in &outs[1..] {
+            assert_eq!(bits(gm), bits(&outs[0].0), "k {k}: paths differ");
+            assert_eq!(bits(gb), bits(&outs[0].1), "k {k}: paths differ");
+        }
+    }
+
+    #[test]
+    fn gram_kernel_matches_plain_sums_on_every_path() {
+        for &(k, rows) in &[
+            (0, 5),
+            (1, 7),
+            (3, 130),
+            (7, 300),
+            (16, 40),
+            (25, 257),
+            (40, 20),
+        ] {
+            for c0_is_k in [false, true] {
+                gram_case::<f64>(k, rows, c0_is_k, 1e-14);
+                gram_case::<f32>(k, rows, c0_is_k, 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn gradient_kernel_matches_plain_sums_on_every_path() {
+        for &(k, rows) in &[
+            (0, 4),
+            (1, 7),
+            (3, 10),
+            (15, 31),
+            (16, 9),
+            (25, 100),
+            (40, 5),
+        ] {
+            grad_case::<f64>(k, rows, 1e-14);
+            grad_case::<f32>(k, rows, 1e-6);
+        }
+    }
+}
