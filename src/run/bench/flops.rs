@@ -114,7 +114,7 @@ pub fn step_matmul_flops_for(
     flops
 }
 
-/// Matmul FLOPs of one step of the fixture [`step_fixture`]`(setup, previous_tasks, _)` (see
+/// Matmul FLOPs of one step of the fixture [`step_fixture`](super::step_fixture)`(setup, previous_tasks, _)` (see
 /// [`step_matmul_flops_for`] for what is counted), in the form its regularizer takes.
 /// PermutedMNIST-10 at 0 previous tasks: 0.33 GFLOP in the hypernetwork and 1.30 in the
 /// target net; in the direct form each previous task adds 0.33 (4.58 GFLOP at 9), with online
