@@ -50,6 +50,10 @@ pub struct BenchSetup {
     pub online_targets: bool,
     /// How the regularizer is computed.
     pub regularizer: RegularizerForm,
+    /// Output heads of the target network (`None`: the benchmark's task count, or one per
+    /// task when more are timed). With a count for the longest sequence timed, every line
+    /// times the same network, as one run of that many tasks trains it from its first task.
+    pub heads: Option<usize>,
 }
 
 impl Default for BenchSetup {
@@ -61,6 +65,7 @@ impl Default for BenchSetup {
             sequence: 10,
             online_targets: false,
             regularizer: RegularizerForm::Auto,
+            heads: None,
         }
     }
 }
@@ -79,10 +84,11 @@ impl BenchSetup {
 }
 
 /// The paper configuration of `setup`'s benchmark and sequence, with enough heads for
-/// `previous_tasks` + 1 tasks.
+/// `previous_tasks` + 1 tasks (at least `setup.heads`).
 pub fn bench_config(setup: BenchSetup, previous_tasks: usize) -> ExperimentConfig {
     let mut c = ExperimentConfig::paper_defaults_for(setup.benchmark, setup.sequence);
     c.num_tasks = c.num_tasks.max(previous_tasks + 1);
+    c.heads = setup.heads.map(|h| h.max(c.num_tasks));
     c.train.online_targets = setup.online_targets;
     c.train.regularizer = setup.regularizer;
     c
@@ -252,6 +258,8 @@ pub fn engine_matmul_gflops(n: usize, reps: usize) -> f64 {
 pub struct StepTiming {
     /// Tasks the regularizer protects.
     pub previous_tasks: usize,
+    /// Output heads of the target network.
+    pub heads: usize,
     /// The form the regularizer took (`None` without previous tasks).
     pub form: Option<RegularizerForm>,
     /// Bytes the regularizer keeps for its targets (stored targets, or θ* and the activations
@@ -259,6 +267,9 @@ pub struct StepTiming {
     pub regularizer_bytes: usize,
     /// Median milliseconds per step.
     pub ms_per_step: f64,
+    /// The fastest step's milliseconds: on a machine whose other work only ever adds time to
+    /// a step, the steadiest figure to compare between lines.
+    pub fastest_ms: f64,
     /// Median on-CPU milliseconds per step over all threads ([`process_cpu_ms`]).
     pub cpu_ms_per_step: Option<f64>,
     /// Achieved matmul GFLOP/s: [`step_matmul_flops`] over the median step time.
@@ -299,6 +310,23 @@ pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> f64 {
 /// [`time_steps`], and the median on-CPU milliseconds of the same steps summed over the
 /// process's threads ([`process_cpu_ms`]; `None` where it cannot be read).
 pub fn time_steps_with_cpu(fixture: &mut StepFixture, steps: usize) -> (f64, Option<f64>) {
+    let t = time_steps_full(fixture, steps);
+    (t.median_ms, t.cpu_ms)
+}
+
+/// The times of a fixture's steps.
+#[derive(Clone, Copy, Debug)]
+pub struct StepTimes {
+    /// Median wall-clock milliseconds.
+    pub median_ms: f64,
+    /// Fastest step, wall-clock milliseconds.
+    pub fastest_ms: f64,
+    /// Median on-CPU milliseconds over the process's threads.
+    pub cpu_ms: Option<f64>,
+}
+
+/// Times `steps` steps after [`WARMUP_STEPS`] warm-up steps.
+pub fn time_steps_full(fixture: &mut StepFixture, steps: usize) -> StepTimes {
     for _ in 0..WARMUP_STEPS {
         std::hint::black_box(fixture.step());
     }
@@ -316,7 +344,12 @@ pub fn time_steps_with_cpu(fixture: &mut StepFixture, steps: usize) -> (f64, Opt
             wall
         })
         .collect();
-    (median(&mut ms), cpu.map(|mut v| median(&mut v)))
+    let fastest_ms = ms.iter().copied().fold(f64::INFINITY, f64::min);
+    StepTimes {
+        median_ms: median(&mut ms),
+        fastest_ms,
+        cpu_ms: cpu.map(|mut v| median(&mut v)),
+    }
 }
 
 /// Milliseconds the threads of this process have run on a core so far: the sum of the first
@@ -344,12 +377,15 @@ pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchRe
         .iter()
         .map(|&p| {
             let mut fixture = step_fixture(setup, p, 42);
-            let (ms, cpu) = time_steps_with_cpu(&mut fixture, steps);
+            let times = time_steps_full(&mut fixture, steps);
+            let (ms, cpu) = (times.median_ms, times.cpu_ms);
             StepTiming {
                 previous_tasks: p,
+                heads: fixture.model.target.num_heads(),
                 form: fixture.regularizer_form(),
                 regularizer_bytes: fixture.regularizer_bytes(),
                 ms_per_step: ms,
+                fastest_ms: times.fastest_ms,
                 cpu_ms_per_step: cpu,
                 gflops: step_matmul_flops(setup, p) / (ms * 1e-3) / 1e9,
             }
@@ -491,12 +527,42 @@ mod tests {
     }
 
     #[test]
+    fn heads_put_every_line_on_one_network() {
+        let by_default = BenchSetup::default();
+        assert_eq!(bench_config(by_default, 0).num_heads(), 10);
+        assert_eq!(bench_config(by_default, 99).num_heads(), 100);
+        let fixed = BenchSetup {
+            heads: Some(100),
+            ..by_default
+        };
+        for p in [0, 9, 99] {
+            assert_eq!(
+                bench_config(fixed, p).num_heads(),
+                100,
+                "{p} previous tasks"
+            );
+        }
+        assert_eq!(
+            bench_config(fixed, 150).num_heads(),
+            151,
+            "a head per task at least"
+        );
+        assert!(step_matmul_flops(fixed, 0) > step_matmul_flops(by_default, 0));
+        assert_eq!(
+            step_matmul_flops(fixed, 99),
+            step_matmul_flops(by_default, 99)
+        );
+    }
+
+    #[test]
     fn fixture_steps_and_learns_its_batch() {
         let mut f = step_fixture(BenchSetup::default(), 0, 5);
         let (first, reg) = f.step();
         assert_eq!(reg, 0.0, "no previous task, no regularizer");
         let last = (0..4).map(|_| f.step().0).last().unwrap();
         assert!(last < first, "task loss {first} -> {last}");
+        let times = time_steps_full(&mut f, 3);
+        assert!(times.fastest_ms > 0.0 && times.fastest_ms <= times.median_ms);
         for benchmark in [Benchmark::PermutedMnist, Benchmark::SplitMnist] {
             for online_targets in [false, true] {
                 for regularizer in [RegularizerForm::Direct, RegularizerForm::Factored] {

@@ -20,6 +20,7 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
         sequence,
         online_targets: args.online_targets,
         regularizer: args.regularizer,
+        heads: args.heads.map(|h| h as usize),
     };
     for &p in &args.previous {
         if p > MAX_PREVIOUS {
@@ -57,9 +58,11 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
             .cpu_ms_per_step
             .map_or_else(|| "-".to_string(), |c| format!("{c:.2}"));
         println!(
-            "previous tasks {:>2}: {:>9.2} ms/step ({cpu:>9} ms on the cores)  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)  regularizer {form:<8} keeps {:>8.2} MB",
+            "previous tasks {:>2}, {:>3} heads: {:>9.2} ms/step (fastest {:>8.2}, {cpu:>9} ms on the cores)  {:>7.2} GFLOP/s matmul ({:.2} GFLOP/step)  regularizer {form:<8} keeps {:>8.2} MB",
             s.previous_tasks,
+            s.heads,
             s.ms_per_step,
+            s.fastest_ms,
             s.gflops,
             bench::step_matmul_flops(setup, s.previous_tasks) * 1e-9,
             s.regularizer_bytes as f64 / 1e6
