@@ -111,6 +111,26 @@ impl Unary {
     }
 }
 
+/// gx[i] += g[i] · d(x[i], y[i]) over equal-length slices, in parallel blocks when long
+/// (each element is computed alone, so the result does not depend on the threads).
+#[inline(always)]
+fn add_derivative<F: Float>(gx: &mut [F], g: &[F], x: &[F], y: &[F], d: impl Fn(F, F) -> F + Sync) {
+    let run = |gx: &mut [F], g: &[F], x: &[F], y: &[F]| {
+        for (((o, &g), &x), &y) in gx.iter_mut().zip(g).zip(x).zip(y) {
+            *o += g * d(x, y);
+        }
+    };
+    if gx.len() >= kernels::PARALLEL_MIN_LEN {
+        const B: usize = 1 << 13;
+        gx.par_chunks_mut(B)
+            .zip(g.par_chunks(B))
+            .zip(x.par_chunks(B).zip(y.par_chunks(B)))
+            .for_each(|((gx, g), (x, y))| run(gx, g, x, y));
+    } else {
+        run(gx, g, x, y);
+    }
+}
+
 /// What a reduction sums over.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Axis {
@@ -827,7 +847,18 @@ impl<'a, F: Float> Tape<'a, F> {
     #[track_caller]
     pub fn unary(&mut self, x: Var, f: Unary) -> Var {
         let mut out = self.pool.take(self.value(x).len());
-        kernels::map(self.value(x), &mut out, |v| f.apply(v));
+        let xv = self.value(x);
+        // One loop per function with the function fixed in it, so that it compiles to
+        // straight vector code instead of a branch on `f` per element.
+        match f {
+            Unary::Relu => kernels::map(xv, &mut out, |v| Unary::Relu.apply(v)),
+            Unary::Elu(a) => kernels::map(xv, &mut out, |v| Unary::Elu(a).apply(v)),
+            Unary::Tanh => kernels::map(xv, &mut out, |v| Unary::Tanh.apply(v)),
+            Unary::Sigmoid => kernels::map(xv, &mut out, |v| Unary::Sigmoid.apply(v)),
+            Unary::Exp => kernels::map(xv, &mut out, |v| Unary::Exp.apply(v)),
+            Unary::Log => kernels::map(xv, &mut out, |v| Unary::Log.apply(v)),
+            Unary::Square => kernels::map(xv, &mut out, |v| Unary::Square.apply(v)),
+        }
         let shape = self.shape(x).to_vec();
         self.push(Op::Unary(x, f), &[x], shape, out)
     }
@@ -836,17 +867,21 @@ impl<'a, F: Float> Tape<'a, F> {
     fn unary_backward(&self, x: Var, y: Var, f: Unary, g: &[F], grads: &mut GradBuffers<F>) {
         let (xv, yv) = (self.value(x), self.value(y));
         if let Some(gx) = self.grad_of(x, grads) {
-            if gx.len() >= kernels::PARALLEL_MIN_LEN {
-                const B: usize = 1 << 13;
-                gx.par_chunks_mut(B).enumerate().for_each(|(c, gx)| {
-                    let o = c * B;
-                    for (i, d) in gx.iter_mut().enumerate() {
-                        *d += g[o + i] * f.derivative(xv[o + i], yv[o + i]);
-                    }
-                });
-            } else {
-                for (i, d) in gx.iter_mut().enumerate() {
-                    *d += g[i] * f.derivative(xv[i], yv[i]);
+            // As in `unary`: one loop per function.
+            let (g, xv, yv) = (&g[..gx.len()], &xv[..gx.len()], &yv[..gx.len()]);
+            match f {
+                Unary::Relu => add_derivative(gx, g, xv, yv, |x, y| Unary::Relu.derivative(x, y)),
+                Unary::Elu(a) => {
+                    add_derivative(gx, g, xv, yv, |x, y| Unary::Elu(a).derivative(x, y))
+                }
+                Unary::Tanh => add_derivative(gx, g, xv, yv, |x, y| Unary::Tanh.derivative(x, y)),
+                Unary::Sigmoid => {
+                    add_derivative(gx, g, xv, yv, |x, y| Unary::Sigmoid.derivative(x, y))
+                }
+                Unary::Exp => add_derivative(gx, g, xv, yv, |x, y| Unary::Exp.derivative(x, y)),
+                Unary::Log => add_derivative(gx, g, xv, yv, |x, y| Unary::Log.derivative(x, y)),
+                Unary::Square => {
+                    add_derivative(gx, g, xv, yv, |x, y| Unary::Square.derivative(x, y))
                 }
             }
         }
