@@ -398,10 +398,11 @@ pub struct BenchArgs {
     /// Numbers of previous tasks to time, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [0, 1, 9])]
     pub previous: Vec<usize>,
-    /// Output heads of the target network on every line (at least one per task timed). By
-    /// default a line at p previous tasks has the benchmark's task count of heads or p + 1,
-    /// whichever is more; `--heads 100` times every line on the network a 100-task run trains
-    /// from its first task, so the lines differ by the regularizer alone.
+    /// Output heads of the target network on every line: N, or at a line of p previous tasks
+    /// the benchmark's task count or p + 1 if more. By default a line has the benchmark's task
+    /// count of heads or p + 1, whichever is more; `--heads 100` times every line on the
+    /// network a 100-task run trains from its first task, so the lines differ by the
+    /// regularizer alone.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub heads: Option<u64>,
     /// Print one JSON object instead of text.

@@ -3,7 +3,7 @@
 //!
 //! x = k·ln 2 + r with k = round(x / ln 2) and |r| ≤ ln 2 / 2 (Cody–Waite: ln 2 split in a
 //! high part with few significant bits, so k·ln2_hi is exact); eʳ − 1 by its Taylor
-//! polynomial to r⁸ (truncation below 6e-10 relative); then eˣ − 1 = 2ᵏ(eʳ − 1) + (2ᵏ − 1).
+//! polynomial to r⁸ (truncation below 7e-10 relative); then eˣ − 1 = 2ᵏ(eʳ − 1) + (2ᵏ − 1).
 //! With k = 0 the result is the polynomial itself, accurate near 0; for k ≠ 0 it is at least
 //! 0.29 in magnitude, so the sum does not cancel. 2ᵏ is built from its exponent bits, and k
 //! is read off the bits of a float rounded by adding 1.5·2²³: no float-to-integer conversion.
@@ -86,7 +86,7 @@ mod tests {
                 worst = (u, x);
             }
         }
-        // Near 0, where accuracy is relative: every float in [−1e-3, 1e-3] spaced finely.
+        // Near 0, where accuracy is relative: [−1e-3, 1e-3] in steps of 1e-8.
         for i in -100_000..=100_000 {
             let x = i as f32 * 1e-8;
             let u = ulps(exp_m1_f32(x), (x as f64).exp_m1());
@@ -110,6 +110,7 @@ mod tests {
         assert!(exp_m1_f32(88.72).is_finite());
         assert_eq!(exp_m1_f32(1e-30), 1e-30);
         assert_eq!(exp_m1_f32(f32::MIN_POSITIVE), f32::MIN_POSITIVE);
-        assert_eq!(exp_m1_f32(1.0), std::f32::consts::E - 1.0);
+        assert!(ulps(exp_m1_f32(1.0), 1f64.exp_m1()) <= 1);
+        assert!(ulps(exp_m1_f32(-1.0), (-1f64).exp_m1()) <= 1);
     }
 }

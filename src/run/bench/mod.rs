@@ -51,8 +51,9 @@ pub struct BenchSetup {
     /// How the regularizer is computed.
     pub regularizer: RegularizerForm,
     /// Output heads of the target network (`None`: the benchmark's task count, or one per
-    /// task when more are timed). With a count for the longest sequence timed, every line
-    /// times the same network, as one run of that many tasks trains it from its first task.
+    /// task when more are timed; a count below either is raised to it). With a count for the
+    /// longest sequence timed, every line times the same network, as one run of that many
+    /// tasks trains it from its first task.
     pub heads: Option<usize>,
 }
 

@@ -29,10 +29,15 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
                 format!("at most {MAX_PREVIOUS} previous tasks"),
             ));
         }
+        // The flag that sized the network: --heads when it gives more heads than p + 1.
+        let flag = match setup.heads {
+            Some(h) if h > p + 1 => format!("--heads {h}"),
+            _ => format!("--previous {p}"),
+        };
         bench::bench_config(setup, p)
             .check_memory()
             .map_err(|e| match e {
-                Error::Config { message, .. } => Error::config(format!("--previous {p}"), message),
+                Error::Config { message, .. } => Error::config(flag, message),
                 other => other,
             })?;
     }
