@@ -41,7 +41,8 @@ pub fn exp_m1_f32(x: f32) -> f32 {
     let q = q * r + 1.0 / 6.0;
     let q = q * r + 0.5;
     let p = r + (r * r) * q;
-    // 2ᵏ for k up to 127; k = 128 only for x near HIGH, where the result overflows below.
+    // 2ᵏ for k up to 127; k = 128 only for x just below HIGH: 2¹²⁷ then, and the result
+    // doubled (exactly, or to +∞ where eˣ rounds above f32::MAX).
     let scale = f32::from_bits(((ki.min(127) + 127) as u32) << 23);
     let y = scale * p + (scale - 1.0);
     let y = if ki > 127 { y * 2.0 } else { y };
