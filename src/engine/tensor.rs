@@ -172,7 +172,7 @@ impl_float!(
     f32,
     "f32",
     matrixmultiply::sgemm,
-    crate::engine::kernels::exp_m1_f32
+    crate::engine::expm1::exp_m1_f32
 );
 impl_float!(f64, "f64", matrixmultiply::dgemm, f64::exp_m1);
 

@@ -9,10 +9,8 @@ use crate::engine::tensor::Float;
 use rayon::prelude::*;
 
 mod dense;
-mod expm1;
 mod gram;
 pub use dense::{copy_panel, dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
-pub use expm1::exp_m1_f32;
 pub use gram::{
     factored_squared_distance, factored_squared_distance_with, LayerPair, PairGrads, TargetGram,
 };

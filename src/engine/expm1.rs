@@ -25,7 +25,7 @@ const HIGH: f32 = 88.722_84;
 
 /// eˣ − 1 for f32: −1 below about −17.3, +∞ above 88.72, NaN for NaN, ±0 for ±0.
 #[inline]
-pub fn exp_m1_f32(x: f32) -> f32 {
+pub(crate) fn exp_m1_f32(x: f32) -> f32 {
     let c = x.clamp(LOW, HIGH);
     let shifted = c * std::f32::consts::LOG2_E + ROUNDER;
     let k = shifted - ROUNDER;
