@@ -303,18 +303,6 @@ impl BenchReport {
     }
 }
 
-/// Median milliseconds of `steps` steps (at least 1) of `fixture` after [`WARMUP_STEPS`].
-pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> f64 {
-    time_steps_with_cpu(fixture, steps).0
-}
-
-/// [`time_steps`], and the median on-CPU milliseconds of the same steps summed over the
-/// process's threads ([`process_cpu_ms`]; `None` where it cannot be read).
-pub fn time_steps_with_cpu(fixture: &mut StepFixture, steps: usize) -> (f64, Option<f64>) {
-    let t = time_steps_full(fixture, steps);
-    (t.median_ms, t.cpu_ms)
-}
-
 /// The times of a fixture's steps.
 #[derive(Clone, Copy, Debug)]
 pub struct StepTimes {
@@ -326,8 +314,10 @@ pub struct StepTimes {
     pub cpu_ms: Option<f64>,
 }
 
-/// Times `steps` steps after [`WARMUP_STEPS`] warm-up steps.
-pub fn time_steps_full(fixture: &mut StepFixture, steps: usize) -> StepTimes {
+/// Times `steps` steps (at least 1) of `fixture` after [`WARMUP_STEPS`] warm-up steps: the
+/// median and fastest wall clock, and the median on-CPU milliseconds summed over the
+/// process's threads ([`process_cpu_ms`]; `None` where it cannot be read).
+pub fn time_steps(fixture: &mut StepFixture, steps: usize) -> StepTimes {
     for _ in 0..WARMUP_STEPS {
         std::hint::black_box(fixture.step());
     }
@@ -378,7 +368,7 @@ pub fn run_bench(setup: BenchSetup, previous: &[usize], steps: usize) -> BenchRe
         .iter()
         .map(|&p| {
             let mut fixture = step_fixture(setup, p, 42);
-            let times = time_steps_full(&mut fixture, steps);
+            let times = time_steps(&mut fixture, steps);
             let (ms, cpu) = (times.median_ms, times.cpu_ms);
             StepTiming {
                 previous_tasks: p,
@@ -562,7 +552,7 @@ mod tests {
         assert_eq!(reg, 0.0, "no previous task, no regularizer");
         let last = (0..4).map(|_| f.step().0).last().unwrap();
         assert!(last < first, "task loss {first} -> {last}");
-        let times = time_steps_full(&mut f, 3);
+        let times = time_steps(&mut f, 3);
         assert!(times.fastest_ms > 0.0 && times.fastest_ms <= times.median_ms);
         for benchmark in [Benchmark::PermutedMnist, Benchmark::SplitMnist] {
             for online_targets in [false, true] {
