@@ -126,40 +126,63 @@ impl<F: Float> Adam<F> {
         self.lookahead(grad, Some(params), out);
     }
 
+    /// [`Adam::lookahead_point`] for the elements `start..start + out.len()` only: `out[i]` =
+    /// `params[start + i]` + Δ for `grad[start + i]`, the same values the whole pass makes
+    /// there (a caller that needs θ + Δθ a range at a time, as a fused pass reads it).
+    ///
+    /// # Panics
+    /// If the range exceeds the parameters.
+    pub fn lookahead_point_at(&self, params: &[F], grad: &[F], start: usize, out: &mut [F]) {
+        assert_eq!(params.len(), self.m.len(), "Adam: parameter count");
+        assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
+        let s = self.scalars(self.steps + 1);
+        self.fill_lookahead(&s, grad, Some(params), start, out);
+    }
+
     /// out = base + Δ (Δ alone without a base).
     fn lookahead(&self, grad: &[F], base: Option<&[F]>, out: &mut [F]) {
         assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
         assert_eq!(out.len(), self.m.len(), "Adam: output count");
         let s = self.scalars(self.steps + 1);
-        let fill = |start: usize, d: &mut [F]| {
-            let range = start..start + d.len();
-            let (g, m, v) = (
-                &grad[range.clone()],
-                &self.m[range.clone()],
-                &self.v[range.clone()],
-            );
-            match base {
-                Some(p) => {
-                    let p = &p[range];
-                    for i in 0..d.len() {
-                        let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
-                        d[i] = p[i] + adam_change(&s, mi, vi);
-                    }
-                }
-                None => {
-                    for i in 0..d.len() {
-                        let (mi, vi) = moment_update(&s, m[i], v[i], g[i]);
-                        d[i] = adam_change(&s, mi, vi);
-                    }
-                }
-            }
-        };
         if out.len() >= PARALLEL_MIN_LEN {
             out.par_chunks_mut(BLOCK)
                 .enumerate()
-                .for_each(|(i, d)| fill(i * BLOCK, d));
+                .for_each(|(i, d)| self.fill_lookahead(&s, grad, base, i * BLOCK, d));
         } else {
-            fill(0, out);
+            self.fill_lookahead(&s, grad, base, 0, out);
+        }
+    }
+
+    /// Elements `start..start + d.len()` of [`Adam::lookahead`] into `d`.
+    #[inline]
+    fn fill_lookahead(
+        &self,
+        s: &AdamScalars<F>,
+        grad: &[F],
+        base: Option<&[F]>,
+        start: usize,
+        d: &mut [F],
+    ) {
+        let range = start..start + d.len();
+        let (g, m, v) = (
+            &grad[range.clone()],
+            &self.m[range.clone()],
+            &self.v[range.clone()],
+        );
+        match base {
+            Some(p) => {
+                let p = &p[range];
+                for i in 0..d.len() {
+                    let (mi, vi) = moment_update(s, m[i], v[i], g[i]);
+                    d[i] = p[i] + adam_change(s, mi, vi);
+                }
+            }
+            None => {
+                for i in 0..d.len() {
+                    let (mi, vi) = moment_update(s, m[i], v[i], g[i]);
+                    d[i] = adam_change(s, mi, vi);
+                }
+            }
         }
     }
 }
