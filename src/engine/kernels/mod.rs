@@ -12,7 +12,8 @@ mod dense;
 mod gram;
 pub use dense::{copy_panel, dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
 pub use gram::{
-    factored_squared_distance, factored_squared_distance_with, LayerPair, PairGrads, TargetGram,
+    factored_squared_distance, factored_squared_distance_with, GradOnto, LayerPair, PairGrads,
+    TargetGram, Weights,
 };
 
 /// Elementwise loops shorter than this run on one thread.

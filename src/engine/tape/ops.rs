@@ -1868,13 +1868,14 @@ impl<'a, F: Float> Tape<'a, F> {
                 xt: gxt,
                 wt: gwt,
                 bt: gbt,
+                onto: None,
             };
             let pair = kernels::LayerPair {
                 m,
                 k,
                 n,
                 x: self.value(x),
-                w: self.value(w),
+                w: kernels::Weights::Stored(self.value(w)),
                 b: b.map(|b| self.value(b)),
                 xt: self.value(xt),
                 wt: self.value(wt),

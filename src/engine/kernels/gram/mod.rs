@@ -49,6 +49,26 @@ use crate::engine::tensor::Float;
 use pass::{Block, Job, PassInput};
 use rows::{RowSet, RowSums};
 
+/// The rows of W: stored, or made a range at a time while the pass reads them.
+#[derive(Clone, Copy)]
+pub enum Weights<'a, F> {
+    /// W [n×k], row-major.
+    Stored(&'a [F]),
+    /// `make(start, out)` writes the flat elements `start..start + out.len()` of W [n×k]
+    /// into `out`; the pass asks for each block of rows once. For a W never stored whole,
+    /// such as θ + Δθ of a look-ahead, made from θ and the optimizer's state as it is read.
+    Made(&'a (dyn Fn(usize, &mut [F]) + Sync)),
+}
+
+impl<F> std::fmt::Debug for Weights<'_, F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Stored(w) => write!(f, "Stored({} values)", w.len()),
+            Self::Made(_) => f.write_str("Made(..)"),
+        }
+    }
+}
+
 /// The two layers and how their outputs are compared.
 #[derive(Clone, Copy, Debug)]
 pub struct LayerPair<'a, F> {
@@ -61,7 +81,7 @@ pub struct LayerPair<'a, F> {
     /// x [m×k].
     pub x: &'a [F],
     /// W [n×k].
-    pub w: &'a [F],
+    pub w: Weights<'a, F>,
     /// b \[n\], if any.
     pub b: Option<&'a [F]>,
     /// x_t [m×k].
@@ -76,8 +96,8 @@ pub struct LayerPair<'a, F> {
     pub len: usize,
 }
 
-/// Where the gradients go (each optional, overwriting what the slice holds), in the shapes of
-/// [`LayerPair`]'s inputs.
+/// Where the gradients go (each optional, overwriting what the slice holds, but see
+/// [`PairGrads::onto`]), in the shapes of [`LayerPair`]'s inputs.
 #[derive(Debug, Default)]
 pub struct PairGrads<'g, F> {
     /// ∂/∂x.
@@ -92,6 +112,22 @@ pub struct PairGrads<'g, F> {
     pub wt: Option<&'g mut [F]>,
     /// ∂/∂b_t.
     pub bt: Option<&'g mut [F]>,
+    /// If set, W's and b's slices receive `onto + factor · ∂` instead of ∂: the gradient of a
+    /// loss `factor` times this distance added onto a gradient other terms made, in the pass
+    /// that makes ∂ (no second pass over W). Needs `w` (and `b` if `onto.b` is set) and no
+    /// ∂/∂W_t or ∂/∂b_t.
+    pub onto: Option<GradOnto<'g, F>>,
+}
+
+/// The gradients [`PairGrads::onto`] adds onto.
+#[derive(Clone, Copy, Debug)]
+pub struct GradOnto<'g, F> {
+    /// Added to ∂/∂W [n×k].
+    pub w: &'g [F],
+    /// Added to ∂/∂b \[n\].
+    pub b: Option<&'g [F]>,
+    /// The factor of ∂.
+    pub factor: F,
 }
 
 /// G* = W_tᵀW_t of a target layer W_t [n × k], over the rows [0, s) and [s, n) apart, s the
@@ -240,7 +276,9 @@ pub fn factored_squared_distance_with<F: Float>(
     } = p;
     assert_eq!(x.len(), checked(m, k), "x is not [{m}×{k}]");
     assert_eq!(xt.len(), checked(m, k), "x_t is not [{m}×{k}]");
-    assert_eq!(w.len(), checked(n, k), "W is not [{n}×{k}]");
+    if let Weights::Stored(w) = w {
+        assert_eq!(w.len(), checked(n, k), "W is not [{n}×{k}]");
+    }
     assert_eq!(wt.len(), checked(n, k), "W_t is not [{n}×{k}]");
     assert!(b.is_none_or(|b| b.len() == n), "b size");
     assert!(bt.is_none_or(|b| b.len() == n), "b_t size");
@@ -262,7 +300,21 @@ pub fn factored_squared_distance_with<F: Float>(
         xt: gxt,
         wt: gwt,
         bt: gbt,
+        onto,
     } = grads;
+    if let Some(o) = &onto {
+        assert!(
+            gw.is_some() && gwt.is_none() && gbt.is_none(),
+            "onto: ∂/∂W only"
+        );
+        assert_eq!(o.w.len(), checked(n, k), "onto: W is not [{n}×{k}]");
+        assert!(o.b.is_none_or(|b| b.len() == n), "onto: b size");
+        assert_eq!(
+            o.b.is_some(),
+            gb.is_some(),
+            "onto: b without ∂/∂b or ∂/∂b without b"
+        );
+    }
     for (g, l) in [(&gx, m * k), (&gxt, m * k), (&gw, n * k), (&gwt, n * k)] {
         assert!(g.as_ref().is_none_or(|g| g.len() == l), "gradient size");
     }
@@ -276,9 +328,20 @@ pub fn factored_squared_distance_with<F: Float>(
             }
         }
     };
+    // ∂ = 0 on rows no block reaches: with `onto`, onto + factor·0 there.
+    let onto_zero = |g: Option<&mut [F]>, from: Option<&[F]>| {
+        if let (Some(g), Some(from), Some(o)) = (g, from, &onto) {
+            let tail = &from[from.len() - g.len()..];
+            g.iter_mut()
+                .zip(tail)
+                .for_each(|(d, &a)| *d = a + o.factor * F::ZERO);
+        }
+    };
     let (mut gx, mut gw, mut gb, mut gxt, mut gwt, mut gbt) = (gx, gw, gb, gxt, gwt, gbt);
     if m == 0 || n == 0 {
         zero_all([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
+        onto_zero(gw, onto.map(|o| o.w));
+        onto_zero(gb, onto.and_then(|o| o.b));
         return 0.0;
     }
 
@@ -298,6 +361,8 @@ pub fn factored_squared_distance_with<F: Float>(
     ];
     if !parts_active[0] {
         zero_all([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
+        onto_zero(gw, onto.map(|o| o.w));
+        onto_zero(gb, onto.and_then(|o| o.b));
         return 0.0;
     }
     // S per part: whole and prefix rows read part 0, whole rows part 1.
@@ -334,10 +399,13 @@ pub fn factored_squared_distance_with<F: Float>(
     }
     // Rows of W no block covers (after s, read by no row) have no gradient.
     for rest in rests.iter_mut() {
-        if let Some(rest) = rest.take() {
+        if let Some(rest) = rest.as_deref_mut() {
             rest.fill(F::ZERO);
         }
     }
+    let [rest_w, _, rest_b, _] = rests;
+    onto_zero(rest_w, onto.map(|o| o.w));
+    onto_zero(rest_b, onto.and_then(|o| o.b));
     let input = PassInput {
         k,
         w,
@@ -346,6 +414,7 @@ pub fn factored_squared_distance_with<F: Float>(
         bt,
         have_gstar: target_gram.is_some(),
         s: s_matrices,
+        onto,
     };
     let sums = pass::run(&input, jobs);
     let grams = [0, 1].map(|p| Gram::of(&sums[p], target_gram.map(|t| &t.parts[p][..]), k));

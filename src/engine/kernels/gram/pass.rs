@@ -8,6 +8,7 @@
 //! the same bits, so they do not depend on the processor either.
 
 use super::tile::{self, Layout, Path};
+use super::{GradOnto, Weights};
 use crate::engine::tensor::Float;
 use rayon::prelude::*;
 
@@ -114,7 +115,7 @@ pub(super) type SumMatrix<F> = Vec<F>;
 /// What the pass reads.
 pub(super) struct PassInput<'a, F> {
     pub(super) k: usize,
-    pub(super) w: &'a [F],
+    pub(super) w: Weights<'a, F>,
     pub(super) b: Option<&'a [F]>,
     pub(super) wt: &'a [F],
     pub(super) bt: Option<&'a [F]>,
@@ -122,6 +123,8 @@ pub(super) struct PassInput<'a, F> {
     pub(super) have_gstar: bool,
     /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t].
     pub(super) s: Option<[[SumMatrix<F>; 2]; 2]>,
+    /// ∂/∂W and ∂/∂b are written as onto + factor·∂.
+    pub(super) onto: Option<GradOnto<'a, F>>,
 }
 
 /// A lane's blocks and its rows of the gradients of W, W_t, b, b_t (`None`: not wanted),
@@ -177,12 +180,22 @@ pub(super) fn run_on<F: Float>(
             // Past each row's width, and in the rows past a block's, zeros or stale values
             // that no kept result reads.
             let mut a = vec![F::ZERO; max_rows.next_multiple_of(tile::RJ) * ws];
+            // The block's rows of W when they are made, not stored.
+            let mut made = match input.w {
+                Weights::Stored(_) => Vec::new(),
+                Weights::Made(_) => vec![F::ZERO; max_rows * k],
+            };
             for block in blocks {
                 let rows = block.j1 - block.j0;
-                let (w_rows, t_rows) = (
-                    &input.w[block.j0 * k..block.j1 * k],
-                    &input.wt[block.j0 * k..block.j1 * k],
-                );
+                let w_rows: &[F] = match input.w {
+                    Weights::Stored(w) => &w[block.j0 * k..block.j1 * k],
+                    Weights::Made(make) => {
+                        let out = &mut made[..rows * k];
+                        make(block.j0 * k, out);
+                        out
+                    }
+                };
+                let t_rows = &input.wt[block.j0 * k..block.j1 * k];
                 for (r, ar) in a.chunks_exact_mut(ws).take(rows).enumerate() {
                     let (wj, tj) = (&w_rows[r * k..(r + 1) * k], &t_rows[r * k..(r + 1) * k]);
                     let (star, rest) = ar.split_at_mut(k);
@@ -217,6 +230,8 @@ pub(super) fn run_on<F: Float>(
                     if gm.is_none() && gb.is_none() {
                         continue;
                     }
+                    let mut gm = gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]);
+                    let mut gb = gb.as_deref_mut().map(|g| &mut g[o0..o1]);
                     tile::grad_rows(
                         path,
                         (width, ws, k),
@@ -224,9 +239,23 @@ pub(super) fn run_on<F: Float>(
                         rows,
                         &matrices[slot],
                         sign,
-                        gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]),
-                        gb.as_deref_mut().map(|g| &mut g[o0..o1]),
+                        gm.as_deref_mut(),
+                        gb.as_deref_mut(),
                     );
+                    // onto + factor·∂, while the rows are in cache (slot 0 only: checked).
+                    if let Some(o) = &input.onto {
+                        let add = |g: &mut [F], from: &[F]| {
+                            g.iter_mut()
+                                .zip(from)
+                                .for_each(|(d, &a)| *d = a + o.factor * *d);
+                        };
+                        if let Some(g) = gm {
+                            add(g, &o.w[block.j0 * k..block.j1 * k]);
+                        }
+                        if let (Some(g), Some(from)) = (gb, o.b) {
+                            add(g, &from[block.j0..block.j1]);
+                        }
+                    }
                 }
             }
             acc.map(|o| sums_of(&o, &layout, k, layout.out_cols::<F>()))

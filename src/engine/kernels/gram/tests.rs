@@ -55,7 +55,7 @@ fn value_matches_the_outputs_made_whole() {
             k,
             n,
             x: &x,
-            w: &w,
+            w: Weights::Stored(&w),
             b: Some(&b),
             xt: &xt,
             wt: &wt,
@@ -83,7 +83,7 @@ fn a_given_target_gram_changes_nothing_but_rounding() {
             k,
             n,
             x: &x,
-            w: &w,
+            w: Weights::Stored(&w),
             b: Some(&b),
             xt: &xt,
             wt: &wt,
@@ -101,6 +101,7 @@ fn a_given_target_gram_changes_nothing_but_rounding() {
                 xt: Some(&mut gxt),
                 wt: Some(&mut gwt),
                 bt: Some(&mut gbt),
+                onto: None,
             };
             let v = factored_squared_distance_with(p, tg, grads);
             (v, [gx, gw, gb, gxt, gwt, gbt])
@@ -142,7 +143,7 @@ fn same_bits_on_one_and_two_threads() {
                 k,
                 n,
                 x: &xs,
-                w: &ws,
+                w: Weights::Stored(&ws),
                 b: Some(&bs),
                 xt: &xts,
                 wt: &wts,
@@ -163,6 +164,68 @@ fn same_bits_on_one_and_two_threads() {
     };
     for cached in [false, true] {
         assert_eq!(run(1, cached), run(2, cached), "cached G*: {cached}");
+    }
+}
+
+#[test]
+fn made_rows_and_a_gradient_added_onto_give_the_same_bits() {
+    // W made a range at a time and ∂/∂W, ∂/∂b written as onto + factor·∂ equal W stored and
+    // the gradients added afterwards, bit for bit; also when rows of W are read by no row
+    // (cut groups) and when no row is compared at all.
+    for &(m, k, n, rpg, len) in &[
+        (8, 7, 20_000, 4, 4 * 20_000 - 1234),
+        (6, 3, 700, 3, 700 + 5),
+        (4, 5, 300, 2, 0),
+    ] {
+        let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let (x, w, b) = (f(values(m * k, 1)), f(values(n * k, 2)), f(values(n, 3)));
+        let (xt, wt, bt) = (f(values(m * k, 4)), f(values(n * k, 5)), f(values(n, 6)));
+        let (onto_w, onto_b) = (f(values(n * k, 7)), f(values(n, 8)));
+        let factor = 0.37f32;
+        let make =
+            |start: usize, out: &mut [f32]| out.copy_from_slice(&w[start..start + out.len()]);
+        let run = |weights: Weights<'_, f32>, onto: bool| {
+            let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![9f32; n * k], vec![9f32; n]);
+            let p = LayerPair {
+                m,
+                k,
+                n,
+                x: &x,
+                w: weights,
+                b: Some(&b),
+                xt: &xt,
+                wt: &wt,
+                bt: Some(&bt),
+                rows_per_group: rpg,
+                len,
+            };
+            let grads = PairGrads {
+                x: Some(&mut gx),
+                w: Some(&mut gw),
+                b: Some(&mut gb),
+                onto: onto.then_some(GradOnto {
+                    w: &onto_w,
+                    b: Some(&onto_b),
+                    factor,
+                }),
+                ..PairGrads::default()
+            };
+            let v = factored_squared_distance(p, grads);
+            (v.to_bits(), gx, gw, gb)
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (v0, gx0, gw0, gb0) = run(Weights::Stored(&w), false);
+        let (v1, gx1, gw1, gb1) = run(Weights::Made(&make), true);
+        assert_eq!(v0, v1, "{m}×{k}×{n}: value");
+        assert_eq!(bits(&gx0), bits(&gx1), "{m}×{k}×{n}: ∂/∂x");
+        let added = |onto: &[f32], g: &[f32]| -> Vec<u32> {
+            onto.iter()
+                .zip(g)
+                .map(|(&a, &d)| (a + factor * d).to_bits())
+                .collect()
+        };
+        assert_eq!(added(&onto_w, &gw0), bits(&gw1), "{m}×{k}×{n}: ∂/∂W");
+        assert_eq!(added(&onto_b, &gb0), bits(&gb1), "{m}×{k}×{n}: ∂/∂b");
     }
 }
 
