@@ -129,6 +129,40 @@ impl<'a, F: Float> Tape<'a, F> {
             "backward_onto() needs a one-element loss, got shape {:?}",
             self.shape(loss)
         );
+        self.backward_with_seed_onto(loss, &[F::ONE], leaf, start)
+    }
+
+    /// [`Tape::backward_with_seed`] with the gradient of the leaf `leaf` added onto `start`,
+    /// as [`Tape::backward_onto`] does: seedᵀ·∂output/∂leaf + `start`, in `start`'s buffer.
+    /// For an output whose gradient was made outside the tape (an op computed by hand).
+    ///
+    /// # Panics
+    /// As [`Tape::backward_with_seed`] and [`Tape::backward_onto`].
+    ///
+    /// ```
+    /// use hypertape::{Tape, Tensor};
+    ///
+    /// let mut tape = Tape::<f64>::new();
+    /// let x = tape.leaf(Tensor::from_vec(&[2], vec![3.0, -1.0]));
+    /// let y = tape.square(x);
+    /// let mut grads = tape.backward_with_seed_onto(y, &[1.0, 0.5], x, vec![10.0, 20.0]);
+    /// assert_eq!(grads.take(x).unwrap(), vec![16.0, 19.0]); // start + seed ⊙ 2x
+    /// ```
+    #[track_caller]
+    pub fn backward_with_seed_onto(
+        &mut self,
+        output: Var,
+        seed: &[F],
+        leaf: Var,
+        start: Vec<F>,
+    ) -> Gradients<F> {
+        assert_eq!(
+            seed.len(),
+            self.value(output).len(),
+            "backward_with_seed_onto: a seed of {} elements for an output of shape {:?}",
+            seed.len(),
+            self.shape(output)
+        );
         let node = self.node(leaf);
         assert!(
             matches!(node.op, Op::Leaf)
@@ -144,7 +178,7 @@ impl<'a, F: Float> Tape<'a, F> {
             start.len(),
             self.shape(leaf)
         );
-        self.backward_from(loss, &[F::ONE], Some((leaf, start)))
+        self.backward_from(output, seed, Some((leaf, start)))
     }
 
     fn reverse_pass(&self, output: Var, seed: &[F], grads: &mut GradBuffers<F>) {
