@@ -286,6 +286,16 @@ impl Hnet {
         (w, b)
     }
 
+    /// The ranges of θ that hold the output layer's weight [chunk_size × last hidden width]
+    /// and bias \[chunk_size\].
+    pub fn output_ranges(&self) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let hidden = self.config.hidden.len();
+        (
+            self.layout.entry(2 * hidden).range(),
+            self.layout.entry(2 * hidden + 1).range(),
+        )
+    }
+
     /// Task j's weights in the output of [`Hnet::forward`]: a flat view, no copy.
     pub fn task_weights<F: Float>(&self, tape: &mut Tape<'_, F>, out: Var, j: usize) -> Var {
         tape.view(out, j * self.row_stride(), &[self.num_weights])

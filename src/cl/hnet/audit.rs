@@ -14,7 +14,7 @@ use crate::engine::gradcheck::{
 };
 use crate::engine::tape::Tape;
 use crate::nn::{Activation, Hnet, HnetConfig, Mlp};
-use crate::optim::Adam;
+use crate::optim::{sgd_delta, Adam};
 use crate::rng::Rng;
 use crate::Tensor;
 
@@ -146,10 +146,25 @@ impl AuditSetup {
         }
     }
 
-    /// The trainer's gradient of the step: (∂/∂θ, ∂/∂e(T)), and Δθ.
+    /// The trainer's gradient of the step: (∂/∂θ, ∂/∂e(T)), and Δθ (the look-ahead of the
+    /// task's gradient alone, as the step makes it).
     pub fn step_gradients(&self, lookahead: Lookahead) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
         let subset: Vec<usize> = (0..self.reg.num_prev()).collect();
         let mut workspace = StepWorkspace::new();
+        let task_only = step_gradients(
+            &self.model,
+            self.input(),
+            None,
+            lookahead,
+            &self.theta_opt,
+            &mut workspace,
+        );
+        let mut delta = vec![0.0; self.model.theta.len()];
+        match lookahead {
+            Lookahead::Off => {}
+            Lookahead::Adam => self.theta_opt.lookahead_delta(&task_only.theta, &mut delta),
+            Lookahead::Sgd => sgd_delta(self.theta_opt.lr, &task_only.theta, &mut delta),
+        }
         let g = step_gradients(
             &self.model,
             self.input(),
@@ -158,12 +173,6 @@ impl AuditSetup {
             &self.theta_opt,
             &mut workspace,
         );
-        let delta = workspace
-            .shifted_theta()
-            .iter()
-            .zip(&self.model.theta)
-            .map(|(s, t)| s - t)
-            .collect();
         (g.theta, g.task_emb, delta)
     }
 

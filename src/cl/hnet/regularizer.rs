@@ -18,11 +18,15 @@
 //! task O(chunks · width²)
 //! ([`Tape::linear_squared_distance_factored`]). It stores a* per task (or recomputes it from
 //! θ*) and θ*, not the targets. [`RegularizerCost`] models both from the shapes.
+//! [`OutputRegularizer::loss_made`] computes the factored form at θ + Δθ without storing the
+//! output layer's weights of θ + Δθ or their gradient apart (the training step's path).
 
 use super::HnetModel;
 use crate::cl::train::RegularizerForm;
-use crate::engine::kernels::TargetGram;
-use crate::engine::tape::{DistanceTarget, Tape, Var};
+use crate::engine::kernels::{
+    factored_squared_distance_with, GradOnto, LayerPair, PairGrads, TargetGram, Weights,
+};
+use crate::engine::tape::{BufferPool, DistanceTarget, Tape, Var};
 use crate::engine::tensor::{Float, Tensor};
 use crate::nn::Hnet;
 use serde::Serialize;
@@ -268,8 +272,7 @@ impl<F: Float> OutputRegularizer<F> {
             .collect();
         let e = tape.constant(Tensor::from_vec(&[subset.len(), d], embs));
         let shape = [subset.len(), n];
-        let all_in_order =
-            subset.iter().enumerate().all(|(i, &t)| i == t) && subset.len() == self.num_prev();
+        let all_in_order = self.all_in_order(subset);
         let form = self.form_for(hnet, subset.len());
         let distance = match (&self.targets, form) {
             // The common case borrows the stored targets; a subset gathers its rows.
@@ -288,22 +291,46 @@ impl<F: Float> OutputRegularizer<F> {
                 let theta_star = tape.constant_ref(&[theta_star.len()], theta_star);
                 hnet.squared_distance_to_output_of(tape, theta, e, theta_star)
             }
-            (RegTargets::Online { theta_star }, _) => {
-                let ts = tape.constant_ref(&[theta_star.len()], theta_star);
-                let a_star = hnet.last_hidden(tape, ts, e);
+            _ => {
+                let (ts, a_star) = self.target_layers(tape, hnet, e, subset);
                 self.distance_of_layers(tape, hnet, theta, e, ts, a_star, form)
             }
-            (
-                RegTargets::Factors {
-                    theta_star,
-                    activations,
-                },
-                _,
-            ) => {
+        };
+        tape.scale(distance, F::from_f64(self.beta / subset.len() as f64))
+    }
+
+    /// Whether `subset` is every previous task in order.
+    fn all_in_order(&self, subset: &[usize]) -> bool {
+        subset.iter().enumerate().all(|(i, &t)| i == t) && subset.len() == self.num_prev()
+    }
+
+    /// θ* (a constant) and the last hidden activations a* [tasks · chunks × width] of the
+    /// tasks of `subset`, whose embeddings are the rows of `e`: stored (a subset gathers its
+    /// rows) or, for online targets, made from θ*.
+    ///
+    /// # Panics
+    /// If the targets are stored whole (the direct form's).
+    fn target_layers<'a>(
+        &'a self,
+        tape: &mut Tape<'a, F>,
+        hnet: &Hnet,
+        e: Var,
+        subset: &[usize],
+    ) -> (Var, Var) {
+        match &self.targets {
+            RegTargets::Precomputed(_) => unreachable!("stored targets have no layers"),
+            RegTargets::Online { theta_star } => {
+                let ts = tape.constant_ref(&[theta_star.len()], theta_star);
+                (ts, hnet.last_hidden(tape, ts, e))
+            }
+            RegTargets::Factors {
+                theta_star,
+                activations,
+            } => {
                 let ts = tape.constant_ref(&[theta_star.len()], theta_star);
                 let width = last_width(hnet);
                 let rows = subset.len() * hnet.num_chunks();
-                let a_star = if all_in_order {
+                let a_star = if self.all_in_order(subset) {
                     tape.constant_ref(&[rows, width], activations)
                 } else {
                     let per_task = hnet.num_chunks() * width;
@@ -314,10 +341,116 @@ impl<F: Float> OutputRegularizer<F> {
                     });
                     tape.constant(Tensor::from_vec(&[rows, width], picked.collect()))
                 };
-                self.distance_of_layers(tape, hnet, theta, e, ts, a_star, form)
+                (ts, a_star)
             }
+        }
+    }
+
+    /// Whether [`OutputRegularizer::loss_made`] computes the regularizer over `tasks` tasks:
+    /// when it takes the factored form.
+    pub fn fuses(&self, hnet: &Hnet, tasks: usize) -> bool {
+        self.form_for(hnet, tasks) == RegularizerForm::Factored
+    }
+
+    /// [`OutputRegularizer::loss`] at θ' = θ + Δθ and its gradient, for the factored form
+    /// ([`OutputRegularizer::fuses`]), without θ' or the gradient of its output layer's
+    /// weights ever stored apart: the one pass over the output layer's rows makes each block
+    /// of W' = `point` as it reads it and writes `onto` + ∂R/∂W' for it. The same values as
+    /// [`OutputRegularizer::loss`] and a backward pass onto `onto` at a stored θ' (every
+    /// element is computed the same way and the gradient's shares are added in the same
+    /// order), at two fewer passes over W' (writing θ' and reading it back) and two fewer
+    /// over its gradient (writing ∂R/∂W' and adding it onto `onto`).
+    ///
+    /// `point(start, out)` writes θ'[start..start + out.len()]; `shifted` [θ's length]
+    /// receives θ' except the output layer's weights (left as they were); `out` [θ's length,
+    /// any content] receives `onto` + ∂R/∂θ' and is returned with R(θ'). `pool` lends the
+    /// tape its buffers and gets them back.
+    ///
+    /// # Panics
+    /// If the regularizer does not take the factored form over `subset`, `subset` is empty,
+    /// or a buffer's length is not θ's.
+    #[allow(clippy::too_many_arguments)]
+    pub fn loss_made(
+        &self,
+        hnet: &Hnet,
+        point: &(dyn Fn(usize, &mut [F]) + Sync),
+        onto: &[F],
+        subset: &[usize],
+        shifted: &mut [F],
+        mut out: Vec<F>,
+        pool: &mut BufferPool<F>,
+    ) -> (f64, Vec<F>) {
+        assert!(!subset.is_empty(), "regularizer over no task");
+        assert!(self.fuses(hnet, subset.len()), "loss_made: the direct form");
+        let len = hnet.num_params();
+        assert!(
+            onto.len() == len && shifted.len() == len && out.len() == len,
+            "loss_made: buffers of θ's length {len}"
+        );
+        let (w_range, b_range) = hnet.output_ranges();
+        // θ' but W', which the pass makes as it reads it.
+        point(0, &mut shifted[..w_range.start]);
+        point(w_range.end, &mut shifted[w_range.end..]);
+        let shifted: &[F] = shifted;
+        let d = hnet.config().task_emb_dim;
+        let embs: Vec<F> = subset
+            .iter()
+            .flat_map(|&t| self.prev_embs[t].iter().copied())
+            .collect();
+        let (m, k) = (subset.len() * hnet.num_chunks(), last_width(hnet));
+        let mut gx = pool.take(m * k);
+        let mut tape = Tape::with_pool(true, std::mem::take(pool));
+        let theta = tape.leaf_ref(&[len], shifted);
+        let e = tape.constant(Tensor::from_vec(&[subset.len(), d], embs));
+        let a = hnet.last_hidden(&mut tape, theta, e);
+        let (ts, a_star) = self.target_layers(&mut tape, hnet, e, subset);
+        let (w_star, b_star) = hnet.output_layer(&mut tape, ts);
+        let n = b_range.len();
+        let factor = F::from_f64(self.beta / subset.len() as f64);
+        let total = {
+            let (rest, tail) = out.split_at_mut(w_range.end);
+            let gw = &mut rest[w_range.clone()];
+            let gb = &mut tail[b_range.start - w_range.end..b_range.end - w_range.end];
+            let made = |start: usize, rows: &mut [F]| point(w_range.start + start, rows);
+            let pair = LayerPair {
+                m,
+                k,
+                n,
+                x: tape.value(a),
+                w: Weights::Made(&made),
+                b: Some(&shifted[b_range.clone()]),
+                xt: tape.value(a_star),
+                wt: tape.value(w_star),
+                bt: Some(tape.value(b_star)),
+                rows_per_group: hnet.num_chunks(),
+                len: self.num_weights,
+            };
+            let grads = PairGrads {
+                x: Some(&mut gx),
+                w: Some(gw),
+                b: Some(gb),
+                onto: Some(GradOnto {
+                    w: &onto[w_range.clone()],
+                    b: Some(&onto[b_range.clone()]),
+                    factor,
+                }),
+                ..PairGrads::default()
+            };
+            factored_squared_distance_with(pair, self.target_gram.as_ref(), grads)
         };
-        tape.scale(distance, F::from_f64(self.beta / subset.len() as f64))
+        // What the op's node gives the tape for an output gradient of β/|S|.
+        let value = (F::from_f64(total) * factor).to_f64();
+        gx.iter_mut().for_each(|g| *g = factor * *g);
+        for range in [0..w_range.start, b_range.end..len] {
+            out[range.clone()].copy_from_slice(&onto[range]);
+        }
+        let mut grads = tape.backward_with_seed_onto(a, &gx, theta, out);
+        let out = grads
+            .take(theta)
+            .expect("backward_onto keeps the leaf's buffer");
+        *pool = tape.into_pool(Some(grads));
+        pool.give(gx);
+        (value, out)
     }
 
     /// Σ over the tasks of `e` of ‖h(e, θ) − (W* a* + b*)‖², W*, b* the output layer of θ* =

@@ -4,12 +4,15 @@
 //!    the task's head → softmax cross-entropy; backward gives ∂L_task/∂θ and ∂L_task/∂e(T);
 //! 2. the look-ahead Δθ: the change the optimizer would make for that gradient, state untouched;
 //! 3. on a second tape, the regularizer at θ + Δθ (Δθ a constant), its gradient added to θ's.
+//!    In the factored form the output layer's weights of θ + Δθ are made block by block by the
+//!    one pass that reads them, which also adds their gradient onto θ's
+//!    ([`OutputRegularizer::loss_made`]): the same values, two passes over them fewer.
 
 use super::{HnetModel, OutputRegularizer};
 use crate::cl::train::Lookahead;
 use crate::engine::tape::{BufferPool, Tape, Var};
 use crate::engine::tensor::Float;
-use crate::optim::{sgd_delta, Adam};
+use crate::optim::Adam;
 
 /// One batch of the current task.
 #[derive(Clone, Copy, Debug)]
@@ -40,7 +43,8 @@ pub struct StepGradients<F> {
     pub extra: Vec<Vec<F>>,
 }
 
-/// Buffers kept from one step to the next: the tapes' pool and θ + Δθ.
+/// Buffers kept from one step to the next: the tapes' pool and θ + Δθ (without the output
+/// layer's weights when the factored form made them as it read them).
 #[derive(Debug, Default)]
 pub struct StepWorkspace<F> {
     pool: BufferPool<F>,
@@ -60,11 +64,6 @@ impl<F: Float> StepWorkspace<F> {
     pub fn recycle(&mut self, grads: StepGradients<F>) {
         self.pool.give(grads.theta);
         self.pool.give(grads.task_emb);
-    }
-
-    /// θ + Δθ of the last step that regularized.
-    pub fn shifted_theta(&self) -> &[F] {
-        &self.shifted
     }
 }
 
@@ -178,27 +177,60 @@ where
     };
     let mut reg_loss = 0.0;
     if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
-        let shifted = &mut workspace.shifted;
-        shifted.resize(model.theta.len(), F::ZERO);
-        match lookahead {
-            Lookahead::Off => shifted.copy_from_slice(&model.theta),
-            Lookahead::Adam => theta_opt.lookahead_point(&model.theta, &grad_theta, shifted),
-            Lookahead::Sgd => {
-                sgd_delta(theta_opt.lr, &grad_theta, shifted);
-                crate::engine::kernels::add_assign(shifted, &model.theta);
+        let theta = &model.theta;
+        let lr = F::from_f64(theta_opt.lr);
+        // θ + Δθ, elements start.. of it.
+        let point = |start: usize, out: &mut [F]| {
+            let end = start + out.len();
+            match lookahead {
+                Lookahead::Off => out.copy_from_slice(&theta[start..end]),
+                Lookahead::Adam => theta_opt.lookahead_point_at(theta, &grad_theta, start, out),
+                Lookahead::Sgd => {
+                    for ((o, &g), &t) in out
+                        .iter_mut()
+                        .zip(&grad_theta[start..end])
+                        .zip(&theta[start..end])
+                    {
+                        *o = -lr * g + t;
+                    }
+                }
             }
+        };
+        let shifted = &mut workspace.shifted;
+        shifted.resize(theta.len(), F::ZERO);
+        if reg.fuses(&model.hnet, subset.len()) {
+            let out = workspace.pool.take(theta.len());
+            let (value, total) = reg.loss_made(
+                &model.hnet,
+                &point,
+                &grad_theta,
+                subset,
+                shifted,
+                out,
+                &mut workspace.pool,
+            );
+            reg_loss = value;
+            workspace
+                .pool
+                .give(std::mem::replace(&mut grad_theta, total));
+        } else {
+            match lookahead {
+                // The same values as `point`, over the cores.
+                Lookahead::Adam => theta_opt.lookahead_point(theta, &grad_theta, shifted),
+                Lookahead::Off | Lookahead::Sgd => point(0, shifted),
+            }
+            let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
+            let theta = tape.leaf_ref(&[workspace.shifted.len()], &workspace.shifted);
+            let loss = reg.loss(&mut tape, &model.hnet, theta, subset);
+            reg_loss = tape.item(loss).to_f64();
+            // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf: it is
+            // added straight onto the task's gradient of θ.
+            let mut grads = tape.backward_onto(loss, theta, std::mem::take(&mut grad_theta));
+            grad_theta = grads
+                .take(theta)
+                .expect("backward_onto keeps the leaf's buffer");
+            workspace.pool = tape.into_pool(Some(grads));
         }
-        let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
-        let theta = tape.leaf_ref(&[workspace.shifted.len()], &workspace.shifted);
-        let loss = reg.loss(&mut tape, &model.hnet, theta, subset);
-        reg_loss = tape.item(loss).to_f64();
-        // Δθ is a constant, so ∂R(θ + Δθ)/∂θ is the gradient at the shifted leaf: it is
-        // added straight onto the task's gradient of θ.
-        let mut grads = tape.backward_onto(loss, theta, std::mem::take(&mut grad_theta));
-        grad_theta = grads
-            .take(theta)
-            .expect("backward_onto keeps the leaf's buffer");
-        workspace.pool = tape.into_pool(Some(grads));
     }
     StepGradients {
         task_loss: task_loss_value,
