@@ -34,8 +34,10 @@ pub struct AccuracyFigure<'a> {
 /// (rows: after task i, columns: task j; each cell labelled with its value up to 13 tasks)
 /// on the fixed colour scale of [`svg::ACCURACY_STOPS`] with its colour bar, on the right
 /// each task's accuracy after every later task as a line (up to ten tasks each named in the
-/// legend; beyond, a light-to-dark ramp and the mean in black). Tick labels are thinned to
-/// stay legible at any number of tasks.
+/// legend; beyond, a light-to-dark ramp and the mean in black). Past [`LONG_SEQUENCE`] tasks
+/// the right panel plots, over the tasks j, A[j][j] (right after learning it) and A[last][j]
+/// (after the last task), with their means in the legend. Tick labels are thinned to stay
+/// legible at any number of tasks.
 pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
     let matrix = fig.matrix;
     let n = matrix.len().max(1);
@@ -117,12 +119,19 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         }
     };
     let ys = |v: f64| py + ph * (1.0 - ((v - lo) / (100.0 - lo)).clamp(0.0, 1.0));
+    // Past LONG_SEQUENCE tasks a line per task is unreadable: the panel shows each task's
+    // accuracy right after learning it and after the last task instead.
+    let long = n > LONG_SEQUENCE;
     s.bold(
         px,
         py - 40.0,
         12.0,
         Anchor::Start,
-        "each task's accuracy after every later task",
+        if long {
+            "each task's accuracy right after learning it and after the last task"
+        } else {
+            "each task's accuracy after every later task"
+        },
     );
     for t in ticks(lo, 100.0, 6) {
         let y = ys(t);
@@ -139,10 +148,48 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         py + ph + 36.0,
         12.0,
         Anchor::Middle,
-        "after learning task i",
+        if long {
+            "task j"
+        } else {
+            "after learning task i"
+        },
     );
     s.vertical_text(px - 40.0, py + ph / 2.0, 12.0, "accuracy of task j %");
     s.rect(px, py, pw, ph, "none", "#888");
+    let lx = px + pw + 18.0;
+    if long {
+        let last = matrix.len() - 1;
+        let during: Vec<f64> = (0..matrix.len()).map(|j| matrix[j][j]).collect();
+        let series = [
+            ("right after learning it", during.as_slice()),
+            (
+                &format!("after learning task {last}")[..],
+                &matrix[last][..],
+            ),
+        ];
+        let mut legend_w: f64 = 0.0;
+        for (k, (name, values)) in series.iter().enumerate() {
+            let colour = series_colour(k, 10);
+            let points: Vec<(f64, f64)> = values
+                .iter()
+                .enumerate()
+                .map(|(j, &v)| (xs(j), ys(v)))
+                .collect();
+            s.polyline(&points, &colour, 1.5);
+            let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+            let label = format!("{name} (mean {mean:.2})");
+            let ly = py + 8.0 + 18.0 * k as f64;
+            s.line(lx, ly, lx + 20.0, ly, &colour, 3.0);
+            s.text(lx + 26.0, ly, 12.0, Anchor::Start, &label);
+            legend_w = legend_w.max(text_width(&label, 12.0) + 30.0);
+        }
+        return page(
+            fig,
+            body,
+            lx + legend_w + 20.0,
+            hy + hm.max(bh).max(ph) + 56.0,
+        );
+    }
     let dots = n <= 20;
     for j in 0..matrix.len() {
         let colour = series_colour(j, n);
@@ -156,7 +203,6 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
             }
         }
     }
-    let lx = px + pw + 18.0;
     let mut legend_bottom = py;
     if n <= 10 {
         for j in 0..matrix.len() {
@@ -230,10 +276,18 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         ramp_legend_w.max(180.0)
     };
     let content_w = lx + legend_w + 20.0;
-    let title_w = 40.0 + text_width(fig.title, 16.0).max(text_width(fig.subtitle, 12.0));
-    let width = content_w.max(title_w);
     let height = (hy + hm.max(bh).max(ph) + 56.0).max(legend_bottom + 20.0);
-    let mut page = Svg::new(width, height);
+    page(fig, body, content_w, height)
+}
+
+/// Tasks beyond which [`accuracy_svg`] plots each task's accuracy right after learning it and
+/// after the last task, rather than a line per task.
+pub const LONG_SEQUENCE: usize = 20;
+
+/// The page of [`accuracy_svg`]: its title lines above `body`, at least `content_w` wide.
+fn page(fig: &AccuracyFigure<'_>, body: Svg, content_w: f64, height: f64) -> String {
+    let title_w = 40.0 + text_width(fig.title, 16.0).max(text_width(fig.subtitle, 12.0));
+    let mut page = Svg::new(content_w.max(title_w), height);
     page.bold(20.0, 24.0, 16.0, Anchor::Start, fig.title);
     page.text(20.0, 48.0, 12.0, Anchor::Start, fig.subtitle);
     page.raw(body.body_markup());
@@ -501,5 +555,53 @@ mod png_tests {
         assert_eq!(px[w + 1], 255);
         assert_eq!(px[w + 3], 96);
         assert_eq!(px[w + 4], 255);
+    }
+}
+
+#[cfg(test)]
+mod figure_tests {
+    use super::*;
+
+    /// Row i: task j at 99 − 0.1·(i − j) (forgetting 0.1 point per later task).
+    fn matrix(n: usize) -> Vec<Vec<f64>> {
+        (0..n)
+            .map(|i| (0..=i).map(|j| 99.0 - 0.1 * (i - j) as f64).collect())
+            .collect()
+    }
+
+    fn figure(m: &[Vec<f64>]) -> String {
+        accuracy_svg(&AccuracyFigure {
+            title: "t",
+            subtitle: "s",
+            matrix: m,
+            labels: &[],
+        })
+    }
+
+    #[test]
+    fn a_long_sequence_plots_each_task_right_after_learning_it_and_at_the_end() {
+        let n = LONG_SEQUENCE + 10;
+        let svg = figure(&matrix(n));
+        assert!(svg.contains("right after learning it and after the last task"));
+        // A[j][j] = 99 for every j; A[29][j] = 99 − 0.1·(29 − j), mean 99 − 1.45.
+        assert!(
+            svg.contains("right after learning it (mean 99.00)"),
+            "{svg}"
+        );
+        assert!(svg.contains(&format!("after learning task {} (mean 97.55)", n - 1)));
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            2,
+            "two series, no line per task"
+        );
+    }
+
+    #[test]
+    fn a_short_sequence_draws_a_line_per_task() {
+        let n = LONG_SEQUENCE;
+        let svg = figure(&matrix(n));
+        assert!(svg.contains("each task's accuracy after every later task"));
+        // A line per task and the mean.
+        assert_eq!(svg.matches("<polyline").count(), n + 1);
     }
 }
