@@ -140,13 +140,18 @@ fn assert_same_snapshot(a: &Snapshot, b: &Snapshot, what: &str) {
     assert_eq!(a.config, b.config, "{what}: config");
     assert_eq!(a.tasks, b.tasks, "{what}: tasks");
     let (mut ha, mut hb) = (a.history.clone(), b.history.clone());
-    ha.wall_seconds = 0.0;
-    hb.wall_seconds = 0.0;
+    for h in [&mut ha, &mut hb] {
+        h.wall_seconds = 0.0;
+        h.sessions.clear();
+    }
     assert_eq!(ha, hb, "{what}: history");
 }
 
+/// Results without what differs between runs of the same settings: the time spent and the
+/// processes that ran them.
 fn timeless(mut r: RunResults) -> RunResults {
     r.wall_seconds = 0.0;
+    r.sessions.clear();
     r
 }
 
@@ -303,6 +308,16 @@ fn check_resume(c: &ExperimentConfig, stop: usize) -> RunState {
         "{name}: only the tasks left are trained"
     );
     assert!(resumed.is_finished());
+    // One session learned the whole run; the resumed run has two, split where it stopped.
+    let spans = |s: &RunState| -> Vec<std::ops::Range<usize>> {
+        s.history.sessions.iter().map(|x| x.tasks()).collect()
+    };
+    assert_eq!(spans(&whole), vec![0..c.num_tasks], "{name}: sessions");
+    assert_eq!(
+        spans(&resumed),
+        vec![0..stop, stop..c.num_tasks],
+        "{name}: sessions"
+    );
     assert_same_snapshot(&snapshot(&resumed), &snapshot(&whole), &name);
     assert_eq!(
         timeless(resumed.results()),
@@ -680,6 +695,18 @@ fn an_inconsistent_state_file_is_an_error_naming_file_and_field() {
     check(
         &text.replacen("\"wall_seconds\": ", "\"wall_seconds\": -", 1),
         "wall_seconds",
+    );
+    // The session record: tasks past the run's, no thread.
+    assert!(text.contains("\"first_task\": 0"), "a session is stored");
+    check(
+        &text.replacen("\"first_task\": 0", "\"first_task\": 1", 1),
+        "sessions[0]: tasks 1..3 overlap an earlier session's or pass the 2 tasks learned",
+    );
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    value["history"]["sessions"][0]["threads"] = 0.into();
+    check(
+        &serde_json::to_string(&value).unwrap(),
+        "sessions[0]: expected at least one thread, found 0",
     );
     check(
         &text.replacen("\"scalars\": {", "\"surplus\": 1, \"scalars\": {", 1),

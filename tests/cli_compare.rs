@@ -337,11 +337,12 @@ fn read(dir: &std::path::Path, name: &str) -> Vec<u8> {
 }
 
 /// `results.json` of a cell directory, without the fields that vary between runs of the
-/// same settings (the wall time, the data directory).
+/// same settings (the wall time, the sessions, the data directory).
 fn cell_results(dir: &std::path::Path) -> serde_json::Value {
     let mut r: serde_json::Value = serde_json::from_slice(&read(dir, "results.json")).unwrap();
     let r_obj = r.as_object_mut().unwrap();
     r_obj.remove("wall_seconds");
+    r_obj.remove("sessions");
     r_obj["config"].as_object_mut().unwrap().remove("data_dir");
     r
 }

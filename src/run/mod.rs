@@ -5,7 +5,8 @@
 //! - [`runner`]: [`RunState`] and the one run loop every method goes through; it saves the
 //!   run after every task.
 //! - [`store`]: checkpoints on disk (one schema for every method, atomic generations);
-//!   [`rundir`]: a run directory and its one writer (an exclusive lock).
+//!   [`rundir`]: a run directory and its one writer (an exclusive lock); [`session`]: which
+//!   process and build learned which tasks of a run.
 //! - [`record`]: the record of a run, its results and metrics (BWT, forgetting), result files;
 //!   [`curves`]: the training curves of every task; [`figures`]: the titles of a run's figures.
 //! - [`export`]: one task's target weights as safetensors.
@@ -21,6 +22,7 @@ pub mod figures;
 pub mod record;
 pub mod rundir;
 pub mod runner;
+pub mod session;
 pub mod store;
 pub mod toy;
 

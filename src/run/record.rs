@@ -11,6 +11,7 @@
 
 use super::config::ExperimentConfig;
 use super::figures::{matrix_subtitle, run_title};
+use super::session::Session;
 use crate::cl::{EvalRow, InferredEval, LearnerReport};
 use crate::data::TaskSpec;
 use crate::fsio::write_atomic;
@@ -89,6 +90,10 @@ pub struct RunResults {
     pub task_temperatures: Option<Vec<f64>>,
     /// Seconds from the first step to the last evaluation (data loading excluded).
     pub wall_seconds: f64,
+    /// The processes that learned the tasks, in order (see [`Session`]); empty for a run
+    /// recorded before sessions were.
+    #[serde(default)]
+    pub sessions: Vec<Session>,
     /// HNET+R and HNET+TIR (CL2/CL3): per task the VAE learned, its mean reconstruction loss
     /// (BCE per pixel) and KL term over the last 100 steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -111,6 +116,10 @@ pub struct History {
     /// CL2/CL3: row i = the task inference on the validation sets after task i.
     #[serde(default)]
     pub validation_task_inference: Vec<Vec<InferredEval>>,
+    /// The processes that learned the tasks, in order (tasks learned before sessions were
+    /// recorded have none).
+    #[serde(default)]
+    pub sessions: Vec<Session>,
 }
 
 impl History {
@@ -229,6 +238,7 @@ pub fn summarize(
         tasks,
         accuracy_matrix: matrix.clone(),
         wall_seconds: history.wall_seconds,
+        sessions: history.sessions.clone(),
         vae_losses: learner.vae_losses.clone(),
     };
     let inference = &history.task_inference;

@@ -16,6 +16,7 @@ use super::curves::{
 use super::figures::run_title;
 use super::record::{summarize, write_results, History, RunResults, TaskAccuracy};
 use super::rundir::RunDir;
+use super::session::Session;
 use super::store::{self, Snapshot};
 use crate::cl::baselines::BaselineLearner;
 use crate::cl::hnet::HnetLearner;
@@ -83,6 +84,8 @@ pub struct RunState {
     pub curve_every: usize,
     /// The curve of the task this process learned last, until [`RunState::save`] writes it.
     curve: Option<TaskCurve>,
+    /// This process's entry in `history.sessions`, from its first task on.
+    session: Option<usize>,
 }
 
 impl std::fmt::Debug for RunState {
@@ -106,6 +109,7 @@ impl RunState {
             learner: new_learner(config),
             curve_every: DEFAULT_CURVE_EVERY,
             curve: None,
+            session: None,
         })
     }
 
@@ -125,6 +129,7 @@ impl RunState {
             learner,
             curve_every: stored_curve_every(dir).unwrap_or(DEFAULT_CURVE_EVERY),
             curve: None,
+            session: None,
         })
     }
 
@@ -305,7 +310,14 @@ impl RunState {
         let validation_row = validation.map(|v| self.learner.evaluate(&v, identity));
         self.tasks.push(spec);
         self.history.push((row, validation_row));
-        self.history.wall_seconds += start.elapsed().as_secs_f64();
+        let seconds = start.elapsed().as_secs_f64();
+        self.history.wall_seconds += seconds;
+        let sessions = &mut self.history.sessions;
+        let i = *self.session.get_or_insert_with(|| {
+            sessions.push(Session::begin(t));
+            sessions.len() - 1
+        });
+        sessions[i].add_task(seconds);
         Ok(())
     }
 

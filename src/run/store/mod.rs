@@ -39,6 +39,7 @@
 
 use super::config::ExperimentConfig;
 use super::record::History;
+use super::session::Session;
 use crate::cl::{InferredEval, LearnerState};
 use crate::data::TaskSpec;
 use crate::fsio::{sha256_hex, write_atomic};
@@ -201,6 +202,7 @@ pub fn load(dir: &Path) -> Result<(Snapshot, PathBuf)> {
         &h.task_inference,
         h.wall_seconds,
     )?;
+    check_sessions(&state_path, &h.sessions, file.tasks.len())?;
     let st = SafeTensors::deserialize(&generation.model)
         .map_err(|e| Error::format(&model_path, format!("not a safetensors file: {e}")))?;
     let mut tensors = BTreeMap::new();
@@ -546,6 +548,35 @@ fn check_record(
             "wall_seconds",
             format!("expected a time >= 0, found {wall_seconds}"),
         ));
+    }
+    Ok(())
+}
+
+/// Checks the sessions of a record of `n` tasks: each learned tasks after the previous
+/// session's, none past the last, on at least one thread, in finite times ≥ 0 and with a
+/// finite peak memory ≥ 0. Errors name `path` and the session.
+fn check_sessions(path: &Path, sessions: &[Session], n: usize) -> Result<()> {
+    let mut next = 0;
+    for (i, s) in sessions.iter().enumerate() {
+        let bad = |message: String| Error::format(path, format!("sessions[{i}]: {message}"));
+        let tasks = s.tasks();
+        if tasks.start < next || tasks.end > n {
+            return Err(bad(format!(
+                "tasks {}..{} overlap an earlier session's or pass the {n} tasks learned",
+                tasks.start, tasks.end
+            )));
+        }
+        next = tasks.end;
+        if s.threads == 0 {
+            return Err(bad("expected at least one thread, found 0".to_string()));
+        }
+        let time_ok = |t: f64| t.is_finite() && t >= 0.0;
+        if let Some(t) = s.task_seconds.iter().find(|&&t| !time_ok(t)) {
+            return Err(bad(format!("task_seconds: expected times >= 0, found {t}")));
+        }
+        if let Some(mb) = s.peak_mb.filter(|&mb| !time_ok(mb)) {
+            return Err(bad(format!("peak_mb: expected a size >= 0, found {mb}")));
+        }
     }
     Ok(())
 }

@@ -50,6 +50,7 @@ pub(super) fn state_file(path: &Path, value: serde_json::Value) -> Result<StateF
             wall_seconds: s.wall_seconds,
             validation_accuracy_matrix: s.validation_accuracy_matrix,
             validation_task_inference: s.validation_task_inference,
+            sessions: Vec::new(),
         },
         scalars: BTreeMap::from([("temperatures".to_string(), s.task_temperatures)]),
     })

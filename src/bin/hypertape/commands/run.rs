@@ -7,6 +7,7 @@ use hypertape::cl::train::number;
 use hypertape::cl::Method;
 use hypertape::fsio::write_atomic;
 use hypertape::report::write_replay_pictures;
+use hypertape::run::session::Session;
 use hypertape::run::{store, toy, ExperimentConfig, RunDir, RunState};
 use hypertape::{Error, Result};
 use std::path::{Path, PathBuf};
@@ -90,7 +91,28 @@ pub fn exec(args: &RunArgs) -> Result<ExitCode> {
         results.wall_seconds,
         out.display()
     );
+    print_sessions(&results.sessions);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line on the processes that learned the run, the last in detail.
+fn print_sessions(sessions: &[Session]) {
+    let Some(last) = sessions.last() else {
+        return;
+    };
+    let tasks = last.tasks();
+    let peak = last
+        .peak_mb
+        .map_or(String::new(), |mb| format!(", peak memory {mb:.0} MB"));
+    println!(
+        "sessions: {} (the last learned tasks {}..{} from {}, build {}, {} threads{peak})",
+        sessions.len(),
+        tasks.start,
+        tasks.end,
+        last.started,
+        last.build,
+        last.threads
+    );
 }
 
 /// The run stored in `dir`, every option given checked against its configuration: one that
