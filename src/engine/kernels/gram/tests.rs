@@ -118,48 +118,90 @@ fn a_given_target_gram_changes_nothing_but_rounding() {
     }
 }
 
+/// An f32 pair of layers with values from [`values`]: m rows of k inputs, n outputs, groups
+/// of `rpg` rows comparing `len` elements.
+struct Pair32 {
+    shape: (usize, usize, usize),
+    rpg: usize,
+    len: usize,
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    xt: Vec<f32>,
+    wt: Vec<f32>,
+    bt: Vec<f32>,
+}
+
+impl Pair32 {
+    fn new((m, k, n): (usize, usize, usize), rpg: usize, len: usize) -> Self {
+        let f = |len: usize, seed: usize| -> Vec<f32> {
+            values(len, seed).into_iter().map(|v| v as f32).collect()
+        };
+        Self {
+            shape: (m, k, n),
+            rpg,
+            len,
+            x: f(m * k, 1),
+            w: f(n * k, 2),
+            b: f(n, 3),
+            xt: f(m * k, 4),
+            wt: f(n * k, 5),
+            bt: f(n, 6),
+        }
+    }
+
+    /// The value's bits and ∂/∂x, ∂/∂W, ∂/∂b (W's and b's buffers holding 9 before), with W
+    /// given by `w`, G* by `tg` and the gradients added onto `onto` if given.
+    fn run(
+        &self,
+        w: Weights<'_, f32>,
+        tg: Option<&TargetGram<f32>>,
+        onto: Option<GradOnto<'_, f32>>,
+    ) -> (u64, Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (m, k, n) = self.shape;
+        let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![9f32; n * k], vec![9f32; n]);
+        let p = LayerPair {
+            m,
+            k,
+            n,
+            x: &self.x,
+            w,
+            b: Some(&self.b),
+            xt: &self.xt,
+            wt: &self.wt,
+            bt: Some(&self.bt),
+            rows_per_group: self.rpg,
+            len: self.len,
+        };
+        let grads = PairGrads {
+            x: Some(&mut gx),
+            w: Some(&mut gw),
+            b: Some(&mut gb),
+            onto,
+            ..PairGrads::default()
+        };
+        let v = factored_squared_distance_with(p, tg, grads);
+        (v.to_bits(), gx, gw, gb)
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
 #[test]
 fn same_bits_on_one_and_two_threads() {
-    let (m, k, n, rpg) = (8, 7, 20_000, 4);
-    let len = rpg * n - 1234;
-    let (x, w, b) = (values(m * k, 1), values(n * k, 2), values(n, 3));
-    let (xt, wt, bt) = (values(m * k, 4), values(n * k, 5), values(n, 6));
-    let xs: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-    let ws: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-    let bs: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-    let xts: Vec<f32> = xt.iter().map(|&v| v as f32).collect();
-    let wts: Vec<f32> = wt.iter().map(|&v| v as f32).collect();
-    let bts: Vec<f32> = bt.iter().map(|&v| v as f32).collect();
-    let tg = TargetGram::new(&wts, n, k, len);
+    let (n, rpg) = (20_000, 4);
+    let p = Pair32::new((8, 7, n), rpg, rpg * n - 1234);
+    let tg = TargetGram::new(&p.wt, n, 7, p.len);
     let run = |threads: usize, cached: bool| {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         pool.install(|| {
-            let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![0f32; n * k], vec![0f32; n]);
-            let p = LayerPair {
-                m,
-                k,
-                n,
-                x: &xs,
-                w: Weights::Stored(&ws),
-                b: Some(&bs),
-                xt: &xts,
-                wt: &wts,
-                bt: Some(&bts),
-                rows_per_group: rpg,
-                len,
-            };
-            let grads = PairGrads {
-                x: Some(&mut gx),
-                w: Some(&mut gw),
-                b: Some(&mut gb),
-                ..PairGrads::default()
-            };
-            let v = factored_squared_distance_with(p, cached.then_some(&tg), grads);
-            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            (v.to_bits(), bits(&gx), bits(&gw), bits(&gb))
+            let (v, gx, gw, gb) = p.run(Weights::Stored(&p.w), cached.then_some(&tg), None);
+            (v, bits(&gx), bits(&gw), bits(&gb))
         })
     };
     for cached in [false, true] {
@@ -177,45 +219,20 @@ fn made_rows_and_a_gradient_added_onto_give_the_same_bits() {
         (6, 3, 700, 3, 700 + 5),
         (4, 5, 300, 2, 0),
     ] {
-        let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
-        let (x, w, b) = (f(values(m * k, 1)), f(values(n * k, 2)), f(values(n, 3)));
-        let (xt, wt, bt) = (f(values(m * k, 4)), f(values(n * k, 5)), f(values(n, 6)));
-        let (onto_w, onto_b) = (f(values(n * k, 7)), f(values(n, 8)));
+        let p = Pair32::new((m, k, n), rpg, len);
+        let (onto_w, onto_b) = (values(n * k, 7), values(n, 8));
+        let onto_w: Vec<f32> = onto_w.into_iter().map(|v| v as f32).collect();
+        let onto_b: Vec<f32> = onto_b.into_iter().map(|v| v as f32).collect();
         let factor = 0.37f32;
         let make =
-            |start: usize, out: &mut [f32]| out.copy_from_slice(&w[start..start + out.len()]);
-        let run = |weights: Weights<'_, f32>, onto: bool| {
-            let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![9f32; n * k], vec![9f32; n]);
-            let p = LayerPair {
-                m,
-                k,
-                n,
-                x: &x,
-                w: weights,
-                b: Some(&b),
-                xt: &xt,
-                wt: &wt,
-                bt: Some(&bt),
-                rows_per_group: rpg,
-                len,
-            };
-            let grads = PairGrads {
-                x: Some(&mut gx),
-                w: Some(&mut gw),
-                b: Some(&mut gb),
-                onto: onto.then_some(GradOnto {
-                    w: &onto_w,
-                    b: Some(&onto_b),
-                    factor,
-                }),
-                ..PairGrads::default()
-            };
-            let v = factored_squared_distance(p, grads);
-            (v.to_bits(), gx, gw, gb)
+            |start: usize, out: &mut [f32]| out.copy_from_slice(&p.w[start..start + out.len()]);
+        let onto = GradOnto {
+            w: &onto_w,
+            b: Some(&onto_b),
+            factor,
         };
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let (v0, gx0, gw0, gb0) = run(Weights::Stored(&w), false);
-        let (v1, gx1, gw1, gb1) = run(Weights::Made(&make), true);
+        let (v0, gx0, gw0, gb0) = p.run(Weights::Stored(&p.w), None, None);
+        let (v1, gx1, gw1, gb1) = p.run(Weights::Made(&make), None, Some(onto));
         assert_eq!(v0, v1, "{m}×{k}×{n}: value");
         assert_eq!(bits(&gx0), bits(&gx1), "{m}×{k}×{n}: ∂/∂x");
         let added = |onto: &[f32], g: &[f32]| -> Vec<u32> {
