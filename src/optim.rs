@@ -210,6 +210,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_lookahead_of_a_range_is_that_range_of_the_whole_lookahead() {
+        // Long enough for the whole pass to split over the cores, with Adam history.
+        let n = PARALLEL_MIN_LEN + 1234;
+        let p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 1e-2).collect();
+        let mut adam = Adam::<f32>::new(n, 1e-3);
+        let mut q = p.clone();
+        adam.step(&mut q, &g);
+        adam.step(&mut q, &p);
+        let mut whole = vec![0f32; n];
+        adam.lookahead_point(&q, &g, &mut whole);
+        for (start, len) in [
+            (0, 0),
+            (0, 1),
+            (5, 1000),
+            (BLOCK - 3, 7),
+            (n - 17, 17),
+            (n, 0),
+        ] {
+            let mut part = vec![0f32; len];
+            adam.lookahead_point_at(&q, &g, start, &mut part);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(
+                bits(&part),
+                bits(&whole[start..start + len]),
+                "{start}+{len}"
+            );
+        }
+    }
+
+    #[test]
     fn first_step_moves_each_parameter_by_about_lr_against_its_gradient() {
         // At t = 1: m̂ = g, v̂ = g², so Δ = −lr·g / (|g| + ε).
         let mut adam = Adam::<f64>::new(3, 0.01);

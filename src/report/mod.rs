@@ -159,7 +159,9 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
     let lx = px + pw + 18.0;
     if long {
         let last = matrix.len() - 1;
-        let during: Vec<f64> = (0..matrix.len()).map(|j| matrix[j][j]).collect();
+        let during: Vec<f64> = (0..matrix.len())
+            .map(|j| matrix[j].get(j).copied().unwrap_or(f64::NAN))
+            .collect();
         let series = [
             ("right after learning it", during.as_slice()),
             (
@@ -170,13 +172,15 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         let mut legend_w: f64 = 0.0;
         for (k, (name, values)) in series.iter().enumerate() {
             let colour = series_colour(k, 10);
-            let points: Vec<(f64, f64)> = values
+            let finite: Vec<(usize, f64)> = values
                 .iter()
+                .copied()
                 .enumerate()
-                .map(|(j, &v)| (xs(j), ys(v)))
+                .filter(|(_, v)| v.is_finite())
                 .collect();
+            let points: Vec<(f64, f64)> = finite.iter().map(|&(j, v)| (xs(j), ys(v))).collect();
             s.polyline(&points, &colour, 1.5);
-            let mean = values.iter().sum::<f64>() / values.len().max(1) as f64;
+            let mean = finite.iter().map(|&(_, v)| v).sum::<f64>() / finite.len().max(1) as f64;
             let label = format!("{name} (mean {mean:.2})");
             let ly = py + 8.0 + 18.0 * k as f64;
             s.line(lx, ly, lx + 20.0, ly, &colour, 3.0);
@@ -190,14 +194,13 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
             hy + hm.max(bh).max(ph) + 56.0,
         );
     }
-    let dots = n <= 20;
     for j in 0..matrix.len() {
         let colour = series_colour(j, n);
         let points: Vec<(f64, f64)> = (j..matrix.len())
             .filter_map(|i| matrix[i].get(j).map(|&v| (xs(i), ys(v))))
             .collect();
         s.polyline(&points, &colour, if n <= 10 { 2.0 } else { 1.0 });
-        if dots {
+        if n <= LONG_SEQUENCE {
             for &(x, y) in &points {
                 s.circle(x, y, 3.5, &colour, "none");
             }

@@ -291,6 +291,7 @@ impl RunState {
         self.check_room_for_task()?;
         let t = self.completed();
         let start = Instant::now();
+        let began = std::time::SystemTime::now();
         let mut recorder = CurveRecorder::new(self.config.method, t, &data[t], self.curve_every);
         self.curve = None;
         self.learner.learn(t, &data[t], &mut |p| {
@@ -313,11 +314,16 @@ impl RunState {
         let seconds = start.elapsed().as_secs_f64();
         self.history.wall_seconds += seconds;
         let sessions = &mut self.history.sessions;
-        let i = *self.session.get_or_insert_with(|| {
-            sessions.push(Session::begin(t));
-            sessions.len() - 1
-        });
-        sessions[i].add_task(seconds);
+        // This process's session: the one it began, else a new one from this task on.
+        match self.session.filter(|&i| i + 1 == sessions.len()) {
+            Some(i) => sessions[i].add_task(seconds),
+            None => {
+                let mut s = Session::begin(t, began);
+                s.add_task(seconds);
+                sessions.push(s);
+                self.session = Some(sessions.len() - 1);
+            }
+        }
         Ok(())
     }
 

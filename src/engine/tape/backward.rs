@@ -137,7 +137,9 @@ impl<'a, F: Float> Tape<'a, F> {
     /// For an output whose gradient was made outside the tape (an op computed by hand).
     ///
     /// # Panics
-    /// As [`Tape::backward_with_seed`] and [`Tape::backward_onto`].
+    /// If the seed's length differs from `output`'s element count, `leaf` is not a leaf of
+    /// this tape that requires a gradient (a constant, a view or an op's result), `start` does
+    /// not hold its element count, or `output` belongs to another tape.
     ///
     /// ```
     /// use hypertape::{Tape, Tensor};
@@ -168,13 +170,13 @@ impl<'a, F: Float> Tape<'a, F> {
             matches!(node.op, Op::Leaf)
                 && node.requires_grad
                 && !matches!(node.value, Value::View { .. }),
-            "backward_onto: var {} is not a leaf that requires a gradient",
+            "backward_with_seed_onto: var {} is not a leaf that requires a gradient",
             leaf.index
         );
         assert_eq!(
             start.len(),
             self.value(leaf).len(),
-            "backward_onto: a start of {} elements for a leaf of shape {:?}",
+            "backward_with_seed_onto: a start of {} elements for a leaf of shape {:?}",
             start.len(),
             self.shape(leaf)
         );

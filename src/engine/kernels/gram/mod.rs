@@ -114,8 +114,8 @@ pub struct PairGrads<'g, F> {
     pub bt: Option<&'g mut [F]>,
     /// If set, W's and b's slices receive `onto + factor · ∂` instead of ∂: the gradient of a
     /// loss `factor` times this distance added onto a gradient other terms made, in the pass
-    /// that makes ∂ (no second pass over W). Needs `w` (and `b` if `onto.b` is set) and no
-    /// ∂/∂W_t or ∂/∂b_t.
+    /// that makes ∂ (no second pass over W). Needs `w`, `b` exactly when `onto.b` is set, and
+    /// no ∂/∂W_t or ∂/∂b_t.
     pub onto: Option<GradOnto<'g, F>>,
 }
 

@@ -231,18 +231,23 @@ fn made_rows_and_a_gradient_added_onto_give_the_same_bits() {
             b: Some(&onto_b),
             factor,
         };
-        let (v0, gx0, gw0, gb0) = p.run(Weights::Stored(&p.w), None, None);
-        let (v1, gx1, gw1, gb1) = p.run(Weights::Made(&make), None, Some(onto));
-        assert_eq!(v0, v1, "{m}×{k}×{n}: value");
-        assert_eq!(bits(&gx0), bits(&gx1), "{m}×{k}×{n}: ∂/∂x");
-        let added = |onto: &[f32], g: &[f32]| -> Vec<u32> {
-            onto.iter()
-                .zip(g)
-                .map(|(&a, &d)| (a + factor * d).to_bits())
-                .collect()
-        };
-        assert_eq!(added(&onto_w, &gw0), bits(&gw1), "{m}×{k}×{n}: ∂/∂W");
-        assert_eq!(added(&onto_b, &gb0), bits(&gb1), "{m}×{k}×{n}: ∂/∂b");
+        // With G* computed in the pass and given (as the training step gives it).
+        let tg = TargetGram::new(&p.wt, n, k, len);
+        for tg in [None, Some(&tg)] {
+            let (v0, gx0, gw0, gb0) = p.run(Weights::Stored(&p.w), tg, None);
+            let (v1, gx1, gw1, gb1) = p.run(Weights::Made(&make), tg, Some(onto));
+            let what = format!("{m}×{k}×{n}, G* given: {}", tg.is_some());
+            assert_eq!(v0, v1, "{what}: value");
+            assert_eq!(bits(&gx0), bits(&gx1), "{what}: ∂/∂x");
+            let added = |onto: &[f32], g: &[f32]| -> Vec<u32> {
+                onto.iter()
+                    .zip(g)
+                    .map(|(&a, &d)| (a + factor * d).to_bits())
+                    .collect()
+            };
+            assert_eq!(added(&onto_w, &gw0), bits(&gw1), "{what}: ∂/∂W");
+            assert_eq!(added(&onto_b, &gb0), bits(&gb1), "{what}: ∂/∂b");
+        }
     }
 }
 
