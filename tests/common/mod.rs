@@ -179,3 +179,39 @@ where
         tape.sum(p)
     });
 }
+
+/// The seed of [`hnet_model`].
+pub const HNET_SEED: u64 = 17;
+
+/// A small hypernetwork model (target 3 → 2 → 2 with 3 heads; task embeddings of 2, chunk
+/// embeddings of 2, tanh hidden layers `hidden`, chunks of `chunk_size`) with `tasks` task
+/// embeddings and θ moved by N(0, 0.3²) so that every bias is non-zero.
+pub fn hnet_model(
+    chunk_size: Option<usize>,
+    hidden: Vec<usize>,
+    tasks: usize,
+) -> hypertape::cl::hnet::HnetModel<f64> {
+    use hypertape::nn::{Activation, Hnet, HnetConfig, Mlp};
+    let target = Mlp::new(3, &[2], 2, 3);
+    let config = HnetConfig {
+        task_emb_dim: 2,
+        hidden,
+        activation: Activation::Tanh,
+        chunk_size,
+        chunk_emb_dim: 2,
+    };
+    let hnet = Hnet::new(&config, target.num_weights());
+    let mut m = hypertape::cl::hnet::HnetModel::new(target, hnet, HNET_SEED);
+    for _ in 0..tasks {
+        m.add_task(HNET_SEED);
+    }
+    let mut rng = Rng::new(HNET_SEED);
+    m.theta.iter_mut().for_each(|v| *v += 0.3 * rng.normal());
+    m
+}
+
+/// `theta` moved by N(0, 0.2²) noise drawn from `seed`.
+pub fn moved(theta: &[f64], seed: u64) -> Vec<f64> {
+    let mut rng = Rng::new(seed);
+    theta.iter().map(|v| v + 0.2 * rng.normal()).collect()
+}
