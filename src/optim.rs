@@ -205,9 +205,37 @@ pub fn sgd_delta<F: Float>(lr: f64, grad: &[F], delta: &mut [F]) {
     crate::engine::kernels::map(grad, delta, |g| -lr * g);
 }
 
+/// The look-ahead point of plain gradient descent, θ − lr·g, for the elements
+/// `start..start + out.len()` of `params` and `grad`: the values of [`sgd_delta`] added to θ.
+pub fn sgd_point_at<F: Float>(lr: f64, params: &[F], grad: &[F], start: usize, out: &mut [F]) {
+    let lr = F::from_f64(lr);
+    let range = start..start + out.len();
+    for ((o, &g), &p) in out.iter_mut().zip(&grad[range.clone()]).zip(&params[range]) {
+        *o = -lr * g + p;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_sgd_point_of_a_range_is_theta_plus_the_sgd_delta() {
+        let n = 1000;
+        let p: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+        let mut delta = vec![0f32; n];
+        sgd_delta(0.03, &g, &mut delta);
+        let whole: Vec<u32> = delta
+            .iter()
+            .zip(&p)
+            .map(|(d, t)| (d + t).to_bits())
+            .collect();
+        let mut part = vec![0f32; 300];
+        sgd_point_at(0.03, &p, &g, 650, &mut part);
+        let bits: Vec<u32> = part.iter().map(|x| x.to_bits()).collect();
+        assert_eq!(bits, whole[650..950]);
+    }
 
     #[test]
     fn the_lookahead_of_a_range_is_that_range_of_the_whole_lookahead() {

@@ -157,6 +157,7 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
     s.vertical_text(px - 40.0, py + ph / 2.0, 12.0, "accuracy of task j %");
     s.rect(px, py, pw, ph, "none", "#888");
     let lx = px + pw + 18.0;
+    let panels_bottom = hy + hm.max(bh).max(ph) + 56.0;
     if long {
         let last = matrix.len() - 1;
         let during: Vec<f64> = (0..matrix.len())
@@ -187,12 +188,7 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
             s.text(lx + 26.0, ly, 12.0, Anchor::Start, &label);
             legend_w = legend_w.max(text_width(&label, 12.0) + 30.0);
         }
-        return page(
-            fig,
-            body,
-            lx + legend_w + 20.0,
-            hy + hm.max(bh).max(ph) + 56.0,
-        );
+        return page(fig, body, lx + legend_w + 20.0, panels_bottom);
     }
     for j in 0..matrix.len() {
         let colour = series_colour(j, n);
@@ -279,7 +275,7 @@ pub fn accuracy_svg(fig: &AccuracyFigure<'_>) -> String {
         ramp_legend_w.max(180.0)
     };
     let content_w = lx + legend_w + 20.0;
-    let height = (hy + hm.max(bh).max(ph) + 56.0).max(legend_bottom + 20.0);
+    let height = panels_bottom.max(legend_bottom + 20.0);
     page(fig, body, content_w, height)
 }
 

@@ -84,8 +84,8 @@ pub struct RunState {
     pub curve_every: usize,
     /// The curve of the task this process learned last, until [`RunState::save`] writes it.
     curve: Option<TaskCurve>,
-    /// This process's entry in `history.sessions`, from its first task on.
-    session: Option<usize>,
+    /// Whether the last of `history.sessions` is this process's (from its first task on).
+    in_session: bool,
 }
 
 impl std::fmt::Debug for RunState {
@@ -109,7 +109,7 @@ impl RunState {
             learner: new_learner(config),
             curve_every: DEFAULT_CURVE_EVERY,
             curve: None,
-            session: None,
+            in_session: false,
         })
     }
 
@@ -129,7 +129,7 @@ impl RunState {
             learner,
             curve_every: stored_curve_every(dir).unwrap_or(DEFAULT_CURVE_EVERY),
             curve: None,
-            session: None,
+            in_session: false,
         })
     }
 
@@ -315,15 +315,14 @@ impl RunState {
         self.history.wall_seconds += seconds;
         let sessions = &mut self.history.sessions;
         // This process's session: the one it began, else a new one from this task on.
-        match self.session.filter(|&i| i + 1 == sessions.len()) {
-            Some(i) => sessions[i].add_task(seconds),
-            None => {
-                let mut s = Session::begin(t, began);
-                s.add_task(seconds);
-                sessions.push(s);
-                self.session = Some(sessions.len() - 1);
-            }
+        if !self.in_session {
+            sessions.push(Session::begin(t, began));
+            self.in_session = true;
         }
+        sessions
+            .last_mut()
+            .expect("this process's session")
+            .add_task(seconds);
         Ok(())
     }
 

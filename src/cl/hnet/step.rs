@@ -12,7 +12,7 @@ use super::{HnetModel, OutputRegularizer};
 use crate::cl::train::Lookahead;
 use crate::engine::tape::{BufferPool, Tape, Var};
 use crate::engine::tensor::Float;
-use crate::optim::Adam;
+use crate::optim::{sgd_point_at, Adam};
 
 /// One batch of the current task.
 #[derive(Clone, Copy, Debug)]
@@ -178,23 +178,11 @@ where
     let mut reg_loss = 0.0;
     if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
         let theta = &model.theta;
-        let lr = F::from_f64(theta_opt.lr);
         // θ + Δθ, elements start.. of it.
-        let point = |start: usize, out: &mut [F]| {
-            let end = start + out.len();
-            match lookahead {
-                Lookahead::Off => out.copy_from_slice(&theta[start..end]),
-                Lookahead::Adam => theta_opt.lookahead_point_at(theta, &grad_theta, start, out),
-                Lookahead::Sgd => {
-                    for ((o, &g), &t) in out
-                        .iter_mut()
-                        .zip(&grad_theta[start..end])
-                        .zip(&theta[start..end])
-                    {
-                        *o = -lr * g + t;
-                    }
-                }
-            }
+        let point = |start: usize, out: &mut [F]| match lookahead {
+            Lookahead::Off => out.copy_from_slice(&theta[start..start + out.len()]),
+            Lookahead::Adam => theta_opt.lookahead_point_at(theta, &grad_theta, start, out),
+            Lookahead::Sgd => sgd_point_at(theta_opt.lr, theta, &grad_theta, start, out),
         };
         let shifted = &mut workspace.shifted;
         shifted.resize(theta.len(), F::ZERO);

@@ -321,27 +321,30 @@ pub fn factored_squared_distance_with<F: Float>(
     for g in [&gb, &gbt] {
         assert!(g.as_ref().is_none_or(|g| g.len() == n), "gradient size");
     }
-    let zero_all = |gs: [&mut Option<&mut [F]>; 6]| {
-        for g in gs {
-            if let Some(g) = g.as_deref_mut() {
-                g.fill(F::ZERO);
-            }
-        }
-    };
-    // ∂ = 0 on rows no block reaches: with `onto`, onto + factor·0 there.
-    let onto_zero = |g: Option<&mut [F]>, from: Option<&[F]>| {
-        if let (Some(g), Some(from), Some(o)) = (g, from, &onto) {
+    // A gradient no row reaches: 0, or with `onto` onto + factor·0 (what a tape's adding of a
+    // zero share makes); `g` is the tail of the buffer `from` is the whole of.
+    let (onto_w, onto_b) = (onto.map(|o| o.w), onto.and_then(|o| o.b));
+    let unreached = |g: &mut [F], from: Option<&[F]>| match (from, &onto) {
+        (Some(from), Some(o)) => {
             let tail = &from[from.len() - g.len()..];
             g.iter_mut()
                 .zip(tail)
                 .for_each(|(d, &a)| *d = a + o.factor * F::ZERO);
         }
+        _ => g.fill(F::ZERO),
+    };
+    // All six gradients when no row is compared (in the order of `PairGrads`).
+    let none_reached = |gs: [&mut Option<&mut [F]>; 6]| {
+        let froms = [None, onto_w, onto_b, None, None, None];
+        for (g, from) in gs.into_iter().zip(froms) {
+            if let Some(g) = g.as_deref_mut() {
+                unreached(g, from);
+            }
+        }
     };
     let (mut gx, mut gw, mut gb, mut gxt, mut gwt, mut gbt) = (gx, gw, gb, gxt, gwt, gbt);
     if m == 0 || n == 0 {
-        zero_all([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
-        onto_zero(gw, onto.map(|o| o.w));
-        onto_zero(gb, onto.and_then(|o| o.b));
+        none_reached([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
         return 0.0;
     }
 
@@ -360,9 +363,7 @@ pub fn factored_squared_distance_with<F: Float>(
         !sets[0].rows.is_empty() && s < n,
     ];
     if !parts_active[0] {
-        zero_all([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
-        onto_zero(gw, onto.map(|o| o.w));
-        onto_zero(gb, onto.and_then(|o| o.b));
+        none_reached([&mut gx, &mut gw, &mut gb, &mut gxt, &mut gwt, &mut gbt]);
         return 0.0;
     }
     // S per part: whole and prefix rows read part 0, whole rows part 1.
@@ -398,14 +399,11 @@ pub fn factored_squared_distance_with<F: Float>(
         });
     }
     // Rows of W no block covers (after s, read by no row) have no gradient.
-    for rest in rests.iter_mut() {
+    for (rest, from) in rests.iter_mut().zip([onto_w, None, onto_b, None]) {
         if let Some(rest) = rest.as_deref_mut() {
-            rest.fill(F::ZERO);
+            unreached(rest, from);
         }
     }
-    let [rest_w, _, rest_b, _] = rests;
-    onto_zero(rest_w, onto.map(|o| o.w));
-    onto_zero(rest_b, onto.and_then(|o| o.b));
     let input = PassInput {
         k,
         w,
