@@ -2,12 +2,9 @@
 //! checking them against the directory's `SHA256SUMS` when it has one. Only 28×28 images
 //! with digit labels, one label per image, are accepted.
 
-use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-use sha2::{Digest, Sha256};
 
 use super::idx::{read_idx_with, MAX_IDX_DATA};
 use crate::error::{Error, Result};
@@ -156,7 +153,7 @@ fn verify_listed(dir: &Path) -> Result<Option<Vec<String>>> {
         if !path.exists() {
             return Err(missing_listed(dir, &sums_path, line_no, name));
         }
-        let found = sha256_file(&path)?;
+        let found = crate::fsio::sha256_file(&path)?;
         if !found.eq_ignore_ascii_case(expected) {
             return Err(Error::Checksum {
                 path,
@@ -202,25 +199,6 @@ fn missing_listed(dir: &Path, sums_path: &Path, line_no: usize, name: &str) -> E
             std::io::Error::new(ErrorKind::NotFound, message),
         )
     }
-}
-
-/// The lowercase hex SHA-256 of the file at `path`, read in chunks.
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
 }
 
 /// The file to read for `name`: with `SHA256SUMS` (`listed` = the names it lists, all

@@ -59,9 +59,10 @@ pub fn build_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         std::env::current_exe()
-            .and_then(std::fs::read)
-            .map(|bytes| crate::fsio::sha256_hex(&bytes)[..16].to_string())
-            .unwrap_or_else(|_| "unknown".to_string())
+            .ok()
+            .and_then(|exe| crate::fsio::sha256_file(&exe).ok())
+            .map(|hex| hex[..16].to_string())
+            .unwrap_or_else(|| "unknown".to_string())
     })
 }
 
