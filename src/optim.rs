@@ -127,14 +127,15 @@ impl<F: Float> Adam<F> {
     }
 
     /// [`Adam::lookahead_point`] for the elements `start..start + out.len()` only: `out[i]` =
-    /// `params[start + i]` + Δ for `grad[start + i]`, the same values the whole pass makes
-    /// there (a caller that needs θ + Δθ a range at a time, as a fused pass reads it).
+    /// `params[start + i]` + Δ for `grad[i]` (`grad` holds the gradient of that range only),
+    /// the same values the whole pass makes there (a caller that needs θ + Δθ a range at a
+    /// time, as a fused pass reads it).
     ///
     /// # Panics
-    /// If the range exceeds the parameters.
+    /// If the range exceeds the parameters, or `grad` is not as long as `out`.
     pub fn lookahead_point_at(&self, params: &[F], grad: &[F], start: usize, out: &mut [F]) {
         assert_eq!(params.len(), self.m.len(), "Adam: parameter count");
-        assert_eq!(grad.len(), self.m.len(), "Adam: gradient count");
+        assert_eq!(grad.len(), out.len(), "Adam: gradient count of the range");
         let s = self.scalars(self.steps + 1);
         self.fill_lookahead(&s, grad, Some(params), start, out);
     }
@@ -146,26 +147,28 @@ impl<F: Float> Adam<F> {
         let s = self.scalars(self.steps + 1);
         if out.len() >= PARALLEL_MIN_LEN {
             out.par_chunks_mut(BLOCK)
+                .zip(grad.par_chunks(BLOCK))
                 .enumerate()
-                .for_each(|(i, d)| self.fill_lookahead(&s, grad, base, i * BLOCK, d));
+                .for_each(|(i, (d, g))| self.fill_lookahead(&s, g, base, i * BLOCK, d));
         } else {
             self.fill_lookahead(&s, grad, base, 0, out);
         }
     }
 
-    /// Elements `start..start + d.len()` of [`Adam::lookahead`] into `d`.
+    /// Elements `start..start + d.len()` of [`Adam::lookahead`] into `d`, for `g` the
+    /// gradient of those elements.
     #[inline]
     fn fill_lookahead(
         &self,
         s: &AdamScalars<F>,
-        grad: &[F],
+        g: &[F],
         base: Option<&[F]>,
         start: usize,
         d: &mut [F],
     ) {
         let range = start..start + d.len();
         let (g, m, v) = (
-            &grad[range.clone()],
+            &g[..d.len()],
             &self.m[range.clone()],
             &self.v[range.clone()],
         );
@@ -206,11 +209,16 @@ pub fn sgd_delta<F: Float>(lr: f64, grad: &[F], delta: &mut [F]) {
 }
 
 /// The look-ahead point of plain gradient descent, θ − lr·g, for the elements
-/// `start..start + out.len()` of `params` and `grad`: the values of [`sgd_delta`] added to θ.
+/// `start..start + out.len()` of `params`, `grad` holding the gradient of that range only:
+/// the values of [`sgd_delta`] added to θ.
+///
+/// # Panics
+/// If the range exceeds the parameters, or `grad` is not as long as `out`.
 pub fn sgd_point_at<F: Float>(lr: f64, params: &[F], grad: &[F], start: usize, out: &mut [F]) {
+    assert_eq!(grad.len(), out.len(), "SGD: gradient count of the range");
     let lr = F::from_f64(lr);
-    let range = start..start + out.len();
-    for ((o, &g), &p) in out.iter_mut().zip(&grad[range.clone()]).zip(&params[range]) {
+    let params = &params[start..start + out.len()];
+    for ((o, &g), &p) in out.iter_mut().zip(grad).zip(params) {
         *o = -lr * g + p;
     }
 }
@@ -232,7 +240,7 @@ mod tests {
             .map(|(d, t)| (d + t).to_bits())
             .collect();
         let mut part = vec![0f32; 300];
-        sgd_point_at(0.03, &p, &g, 650, &mut part);
+        sgd_point_at(0.03, &p, &g[650..950], 650, &mut part);
         let bits: Vec<u32> = part.iter().map(|x| x.to_bits()).collect();
         assert_eq!(bits, whole[650..950]);
     }
@@ -258,7 +266,7 @@ mod tests {
             (n, 0),
         ] {
             let mut part = vec![0f32; len];
-            adam.lookahead_point_at(&q, &g, start, &mut part);
+            adam.lookahead_point_at(&q, &g[start..start + len], start, &mut part);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(
                 bits(&part),

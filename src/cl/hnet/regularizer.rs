@@ -24,7 +24,7 @@
 use super::HnetModel;
 use crate::cl::train::RegularizerForm;
 use crate::engine::kernels::{
-    factored_squared_distance_with, GradOnto, LayerPair, PairGrads, TargetGram, Weights,
+    factored_squared_distance_with, LayerPair, MakeRows, PairGrads, TargetGram, Weights,
 };
 use crate::engine::tape::{BufferPool, DistanceTarget, Tape, Var};
 use crate::engine::tensor::{Float, Tensor};
@@ -355,42 +355,46 @@ impl<F: Float> OutputRegularizer<F> {
     /// [`OutputRegularizer::loss`] at θ' = θ + Δθ and its gradient, for the factored form
     /// ([`OutputRegularizer::fuses`]), without θ' or the gradient of its output layer's
     /// weights ever stored apart: the one pass over the output layer's rows makes each block
-    /// of W' = `point` as it reads it and writes `onto` + ∂R/∂W' for it. The same values as
-    /// [`OutputRegularizer::loss`] and a backward pass onto `onto` at a stored θ' (every
+    /// of W' = `point` as it reads it and adds ∂R/∂W' onto `grad` there. The same values as
+    /// [`OutputRegularizer::loss`] and a backward pass onto `grad` at a stored θ' (every
     /// element is computed the same way and the gradient's shares are added in the same
-    /// order), at two fewer passes over W' (writing θ' and reading it back) and two fewer
-    /// over its gradient (writing ∂R/∂W' and adding it onto `onto`).
+    /// order), at two fewer passes over W' (writing θ' and reading it back), two fewer over
+    /// its gradient (writing ∂R/∂W' and adding it onto `grad`) and no second θ-sized buffer.
     ///
-    /// `point(start, out)` writes θ'[start..start + out.len()]; `shifted` [θ's length]
-    /// receives θ' except the output layer's weights (left as they were); `out` [θ's length,
-    /// any content] receives `onto` + ∂R/∂θ' and is returned with R(θ'). `pool` lends the
+    /// `grad` [θ's length] holds the gradient the regularizer's is added onto (the task's);
+    /// it is returned holding the sum, with R(θ'). `point(start, g, out)` writes
+    /// θ'[start..start + out.len()] for `g` the same range of `grad` as it is before the
+    /// regularizer's share is added (the look-ahead's gradient); `shifted` [θ's length]
+    /// receives θ' except the output layer's weights (left as they were). `pool` lends the
     /// tape its buffers and gets them back.
     ///
     /// # Panics
     /// If the regularizer does not take the factored form over `subset`, `subset` is empty,
     /// or a buffer's length is not θ's.
-    #[allow(clippy::too_many_arguments)]
     pub fn loss_made(
         &self,
         hnet: &Hnet,
-        point: &(dyn Fn(usize, &mut [F]) + Sync),
-        onto: &[F],
+        point: &MakeRows<'_, F>,
+        mut grad: Vec<F>,
         subset: &[usize],
         shifted: &mut [F],
-        mut out: Vec<F>,
         pool: &mut BufferPool<F>,
     ) -> (f64, Vec<F>) {
         assert!(!subset.is_empty(), "regularizer over no task");
         assert!(self.fuses(hnet, subset.len()), "loss_made: the direct form");
         let len = hnet.num_params();
         assert!(
-            onto.len() == len && shifted.len() == len && out.len() == len,
+            grad.len() == len && shifted.len() == len,
             "loss_made: buffers of θ's length {len}"
         );
         let (w_range, b_range) = hnet.output_ranges();
         // θ' but W', which the pass makes as it reads it.
-        point(0, &mut shifted[..w_range.start]);
-        point(w_range.end, &mut shifted[w_range.end..]);
+        point(0, &grad[..w_range.start], &mut shifted[..w_range.start]);
+        point(
+            w_range.end,
+            &grad[w_range.end..],
+            &mut shifted[w_range.end..],
+        );
         let shifted: &[F] = shifted;
         let d = hnet.config().task_emb_dim;
         let embs: Vec<F> = subset
@@ -408,10 +412,11 @@ impl<F: Float> OutputRegularizer<F> {
         let n = b_range.len();
         let factor = F::from_f64(self.beta / subset.len() as f64);
         let total = {
-            let (rest, tail) = out.split_at_mut(w_range.end);
+            let (rest, tail) = grad.split_at_mut(w_range.end);
             let gw = &mut rest[w_range.clone()];
             let gb = &mut tail[b_range.start - w_range.end..b_range.end - w_range.end];
-            let made = |start: usize, rows: &mut [F]| point(w_range.start + start, rows);
+            let made =
+                |start: usize, g: &[F], rows: &mut [F]| point(w_range.start + start, g, rows);
             let pair = LayerPair {
                 m,
                 k,
@@ -429,11 +434,7 @@ impl<F: Float> OutputRegularizer<F> {
                 x: Some(&mut gx),
                 w: Some(gw),
                 b: Some(gb),
-                onto: Some(GradOnto {
-                    w: &onto[w_range.clone()],
-                    b: Some(&onto[b_range.clone()]),
-                    factor,
-                }),
+                add_onto: Some(factor),
                 ..PairGrads::default()
             };
             factored_squared_distance_with(pair, self.target_gram.as_ref(), grads)
@@ -441,16 +442,13 @@ impl<F: Float> OutputRegularizer<F> {
         // What the op's node gives the tape for an output gradient of β/|S|.
         let value = (F::from_f64(total) * factor).to_f64();
         gx.iter_mut().for_each(|g| *g = factor * *g);
-        for range in [0..w_range.start, b_range.end..len] {
-            out[range.clone()].copy_from_slice(&onto[range]);
-        }
-        let mut grads = tape.backward_with_seed_onto(a, &gx, theta, out);
-        let out = grads
+        let mut grads = tape.backward_with_seed_onto(a, &gx, theta, grad);
+        let grad = grads
             .take(theta)
             .expect("backward_onto keeps the leaf's buffer");
         *pool = tape.into_pool(Some(grads));
         pool.give(gx);
-        (value, out)
+        (value, grad)
     }
 
     /// Σ over the tasks of `e` of ‖h(e, θ) − (W* a* + b*)‖², W*, b* the output layer of θ* =

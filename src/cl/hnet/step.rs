@@ -178,34 +178,30 @@ where
     let mut reg_loss = 0.0;
     if let Some((reg, subset)) = reg.filter(|(_, s)| !s.is_empty()) {
         let theta = &model.theta;
-        // θ + Δθ, elements start.. of it.
-        let point = |start: usize, out: &mut [F]| match lookahead {
+        // θ + Δθ, elements start.. of it, for g the gradient of those elements.
+        let point = |start: usize, g: &[F], out: &mut [F]| match lookahead {
             Lookahead::Off => out.copy_from_slice(&theta[start..start + out.len()]),
-            Lookahead::Adam => theta_opt.lookahead_point_at(theta, &grad_theta, start, out),
-            Lookahead::Sgd => sgd_point_at(theta_opt.lr, theta, &grad_theta, start, out),
+            Lookahead::Adam => theta_opt.lookahead_point_at(theta, g, start, out),
+            Lookahead::Sgd => sgd_point_at(theta_opt.lr, theta, g, start, out),
         };
         let shifted = &mut workspace.shifted;
         shifted.resize(theta.len(), F::ZERO);
         if reg.fuses(&model.hnet, subset.len()) {
-            let out = workspace.pool.take(theta.len());
             let (value, total) = reg.loss_made(
                 &model.hnet,
                 &point,
-                &grad_theta,
+                std::mem::take(&mut grad_theta),
                 subset,
                 shifted,
-                out,
                 &mut workspace.pool,
             );
             reg_loss = value;
-            workspace
-                .pool
-                .give(std::mem::replace(&mut grad_theta, total));
+            grad_theta = total;
         } else {
             match lookahead {
                 // The same values as `point`, over the cores.
                 Lookahead::Adam => theta_opt.lookahead_point(theta, &grad_theta, shifted),
-                Lookahead::Off | Lookahead::Sgd => point(0, shifted),
+                Lookahead::Off | Lookahead::Sgd => point(0, &grad_theta, shifted),
             }
             let mut tape = Tape::with_pool(true, std::mem::take(&mut workspace.pool));
             let theta = tape.leaf_ref(&[workspace.shifted.len()], &workspace.shifted);

@@ -12,7 +12,7 @@ mod dense;
 mod gram;
 pub use dense::{copy_panel, dense_backward_panels, panel_scratch_len, panels_pay_off, DenseGrads};
 pub use gram::{
-    factored_squared_distance, factored_squared_distance_with, GradOnto, LayerPair, PairGrads,
+    factored_squared_distance, factored_squared_distance_with, LayerPair, MakeRows, PairGrads,
     TargetGram, Weights,
 };
 

@@ -1868,7 +1868,7 @@ impl<'a, F: Float> Tape<'a, F> {
                 xt: gxt,
                 wt: gwt,
                 bt: gbt,
-                onto: None,
+                add_onto: None,
             };
             let pair = kernels::LayerPair {
                 m,

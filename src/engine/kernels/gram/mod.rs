@@ -49,15 +49,21 @@ use crate::engine::tensor::Float;
 use pass::{Block, Job, PassInput};
 use rows::{RowSet, RowSums};
 
+/// `make(start, g, out)`: see [`Weights::Made`].
+pub type MakeRows<'a, F> = dyn Fn(usize, &[F], &mut [F]) + Sync + 'a;
+
 /// The rows of W: stored, or made a range at a time while the pass reads them.
 #[derive(Clone, Copy)]
 pub enum Weights<'a, F> {
     /// W [n×k], row-major.
     Stored(&'a [F]),
-    /// `make(start, out)` writes the flat elements `start..start + out.len()` of W [n×k]
-    /// into `out`; the pass asks for each block of rows once. For a W never stored whole,
-    /// such as θ + Δθ of a look-ahead, made from θ and the optimizer's state as it is read.
-    Made(&'a (dyn Fn(usize, &mut [F]) + Sync)),
+    /// `make(start, g, out)` writes the flat elements `start..start + out.len()` of W [n×k]
+    /// into `out`; the pass asks for each block of rows once. `g` is the same range of the
+    /// ∂/∂W buffer as it holds before the pass writes there (with [`PairGrads::add_onto`], the
+    /// gradient ∂ is added onto), or empty if no ∂/∂W is wanted. For a W never stored whole,
+    /// such as θ + Δθ of a look-ahead, made from θ, the gradient and the optimizer's state as
+    /// they are read.
+    Made(&'a MakeRows<'a, F>),
 }
 
 impl<F> std::fmt::Debug for Weights<'_, F> {
@@ -97,7 +103,7 @@ pub struct LayerPair<'a, F> {
 }
 
 /// Where the gradients go (each optional, overwriting what the slice holds, but see
-/// [`PairGrads::onto`]), in the shapes of [`LayerPair`]'s inputs.
+/// [`PairGrads::add_onto`]), in the shapes of [`LayerPair`]'s inputs.
 #[derive(Debug, Default)]
 pub struct PairGrads<'g, F> {
     /// ∂/∂x.
@@ -112,22 +118,11 @@ pub struct PairGrads<'g, F> {
     pub wt: Option<&'g mut [F]>,
     /// ∂/∂b_t.
     pub bt: Option<&'g mut [F]>,
-    /// If set, W's and b's slices receive `onto + factor · ∂` instead of ∂: the gradient of a
-    /// loss `factor` times this distance added onto a gradient other terms made, in the pass
-    /// that makes ∂ (no second pass over W). Needs `w`, `b` exactly when `onto.b` is set, and
-    /// no ∂/∂W_t or ∂/∂b_t.
-    pub onto: Option<GradOnto<'g, F>>,
-}
-
-/// The gradients [`PairGrads::onto`] adds onto.
-#[derive(Clone, Copy, Debug)]
-pub struct GradOnto<'g, F> {
-    /// Added to ∂/∂W [n×k].
-    pub w: &'g [F],
-    /// Added to ∂/∂b \[n\].
-    pub b: Option<&'g [F]>,
-    /// The factor of ∂.
-    pub factor: F,
+    /// `Some(factor)`: W's and b's slices hold a gradient other terms made, and the pass
+    /// adds onto it in place, g ← g + factor · ∂, instead of writing ∂: the gradient of a loss
+    /// `factor` times this distance, in the pass that makes ∂ (no second pass over W, no
+    /// second buffer). Needs `w`, and no ∂/∂W_t or ∂/∂b_t.
+    pub add_onto: Option<F>,
 }
 
 /// G* = W_tᵀW_t of a target layer W_t [n × k], over the rows [0, s) and [s, n) apart, s the
@@ -300,45 +295,30 @@ pub fn factored_squared_distance_with<F: Float>(
         xt: gxt,
         wt: gwt,
         bt: gbt,
-        onto,
+        add_onto,
     } = grads;
-    if let Some(o) = &onto {
-        assert!(
-            gw.is_some() && gwt.is_none() && gbt.is_none(),
-            "onto: ∂/∂W only"
-        );
-        assert_eq!(o.w.len(), checked(n, k), "onto: W is not [{n}×{k}]");
-        assert!(o.b.is_none_or(|b| b.len() == n), "onto: b size");
-        assert_eq!(
-            o.b.is_some(),
-            gb.is_some(),
-            "onto: b without ∂/∂b or ∂/∂b without b"
-        );
-    }
+    assert!(
+        add_onto.is_none() || (gw.is_some() && gwt.is_none() && gbt.is_none()),
+        "add_onto: ∂/∂W and ∂/∂b only"
+    );
     for (g, l) in [(&gx, m * k), (&gxt, m * k), (&gw, n * k), (&gwt, n * k)] {
         assert!(g.as_ref().is_none_or(|g| g.len() == l), "gradient size");
     }
     for g in [&gb, &gbt] {
         assert!(g.as_ref().is_none_or(|g| g.len() == n), "gradient size");
     }
-    // A gradient no row reaches: 0, or with `onto` onto + factor·0 (what a tape's adding of a
-    // zero share makes); `g` is the tail of the buffer `from` is the whole of.
-    let (onto_w, onto_b) = (onto.map(|o| o.w), onto.and_then(|o| o.b));
-    let unreached = |g: &mut [F], from: Option<&[F]>| match (from, &onto) {
-        (Some(from), Some(o)) => {
-            let tail = &from[from.len() - g.len()..];
-            g.iter_mut()
-                .zip(tail)
-                .for_each(|(d, &a)| *d = a + o.factor * F::ZERO);
-        }
-        _ => g.fill(F::ZERO),
+    // A gradient no row reaches: 0, or added onto (`onto`: ∂/∂W, ∂/∂b with `add_onto`)
+    // g + factor·0, what a tape's adding of a zero share makes.
+    let unreached = |g: &mut [F], onto: bool| match add_onto.filter(|_| onto) {
+        Some(factor) => g.iter_mut().for_each(|d| *d += factor * F::ZERO),
+        None => g.fill(F::ZERO),
     };
     // All six gradients when no row is compared (in the order of `PairGrads`).
     let none_reached = |gs: [&mut Option<&mut [F]>; 6]| {
-        let froms = [None, onto_w, onto_b, None, None, None];
-        for (g, from) in gs.into_iter().zip(froms) {
+        let onto = [false, true, true, false, false, false];
+        for (g, onto) in gs.into_iter().zip(onto) {
             if let Some(g) = g.as_deref_mut() {
-                unreached(g, from);
+                unreached(g, onto);
             }
         }
     };
@@ -399,9 +379,9 @@ pub fn factored_squared_distance_with<F: Float>(
         });
     }
     // Rows of W no block covers (after s, read by no row) have no gradient.
-    for (rest, from) in rests.iter_mut().zip([onto_w, None, onto_b, None]) {
+    for (rest, onto) in rests.iter_mut().zip([true, false, true, false]) {
         if let Some(rest) = rest.as_deref_mut() {
-            unreached(rest, from);
+            unreached(rest, onto);
         }
     }
     let input = PassInput {
@@ -412,7 +392,7 @@ pub fn factored_squared_distance_with<F: Float>(
         bt,
         have_gstar: target_gram.is_some(),
         s: s_matrices,
-        onto,
+        add_onto,
     };
     let sums = pass::run(&input, jobs);
     let grams = [0, 1].map(|p| Gram::of(&sums[p], target_gram.map(|t| &t.parts[p][..]), k));

@@ -8,7 +8,7 @@
 //! the same bits, so they do not depend on the processor either.
 
 use super::tile::{self, Layout, Path};
-use super::{GradOnto, Weights};
+use super::Weights;
 use crate::engine::tensor::Float;
 use rayon::prelude::*;
 
@@ -123,8 +123,8 @@ pub(super) struct PassInput<'a, F> {
     pub(super) have_gstar: bool,
     /// Per part: [S for ∂/∂W and ∂/∂b, S for ∂/∂W_t and ∂/∂b_t].
     pub(super) s: Option<[[SumMatrix<F>; 2]; 2]>,
-    /// ∂/∂W and ∂/∂b are written as onto + factor·∂.
-    pub(super) onto: Option<GradOnto<'a, F>>,
+    /// `Some(factor)`: ∂/∂W's and ∂/∂b's rows hold a gradient, g ← g + factor·∂ in place.
+    pub(super) add_onto: Option<F>,
 }
 
 /// A lane's blocks and its rows of the gradients of W, W_t, b, b_t (`None`: not wanted),
@@ -185,13 +185,20 @@ pub(super) fn run_on<F: Float>(
                 Weights::Stored(_) => Vec::new(),
                 Weights::Made(_) => vec![F::ZERO; max_rows * k],
             };
+            // The block's ∂/∂W and ∂/∂b before they are added onto the gradients' rows.
+            let (mut dw, mut db) = match input.add_onto {
+                Some(_) => (vec![F::ZERO; max_rows * k], vec![F::ZERO; max_rows]),
+                None => (Vec::new(), Vec::new()),
+            };
             for block in blocks {
                 let rows = block.j1 - block.j0;
+                let (o0, o1) = (block.j0 - r0, block.j1 - r0);
                 let w_rows: &[F] = match input.w {
                     Weights::Stored(w) => &w[block.j0 * k..block.j1 * k],
                     Weights::Made(make) => {
                         let out = &mut made[..rows * k];
-                        make(block.j0 * k, out);
+                        let g = grads[0].as_deref().map_or(&[][..], |g| &g[o0 * k..o1 * k]);
+                        make(block.j0 * k, g, out);
                         out
                     }
                 };
@@ -217,7 +224,6 @@ pub(super) fn run_on<F: Float>(
                     continue;
                 };
                 let matrices = &matrices[block.part];
-                let (o0, o1) = (block.j0 - r0, block.j1 - r0);
                 // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written.
                 for (slot, sign) in [(0, two), (1, -two)] {
                     let (gm, gb) = {
@@ -230,31 +236,42 @@ pub(super) fn run_on<F: Float>(
                     if gm.is_none() && gb.is_none() {
                         continue;
                     }
-                    let mut gm = gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]);
-                    let mut gb = gb.as_deref_mut().map(|g| &mut g[o0..o1]);
-                    tile::grad_rows(
-                        path,
-                        (width, ws, k),
-                        &a,
-                        rows,
-                        &matrices[slot],
-                        sign,
-                        gm.as_deref_mut(),
-                        gb.as_deref_mut(),
-                    );
-                    // onto + factor·∂, while the rows are in cache (slot 0 only: checked).
-                    if let Some(o) = &input.onto {
-                        let add = |g: &mut [F], from: &[F]| {
-                            g.iter_mut()
-                                .zip(from)
-                                .for_each(|(d, &a)| *d = a + o.factor * *d);
-                        };
-                        if let Some(g) = gm {
-                            add(g, &o.w[block.j0 * k..block.j1 * k]);
+                    let gm = gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]);
+                    let gb = gb.as_deref_mut().map(|g| &mut g[o0..o1]);
+                    match input.add_onto {
+                        // g ← g + factor·∂, while the rows are in cache (slot 0 only: checked).
+                        Some(factor) => {
+                            let (dw, db) = (&mut dw[..rows * k], &mut db[..rows]);
+                            tile::grad_rows(
+                                path,
+                                (width, ws, k),
+                                &a,
+                                rows,
+                                &matrices[slot],
+                                sign,
+                                gm.is_some().then_some(&mut *dw),
+                                gb.is_some().then_some(&mut *db),
+                            );
+                            let add = |g: &mut [F], d: &[F]| {
+                                g.iter_mut().zip(d).for_each(|(g, &d)| *g += factor * d);
+                            };
+                            if let Some(g) = gm {
+                                add(g, dw);
+                            }
+                            if let Some(g) = gb {
+                                add(g, db);
+                            }
                         }
-                        if let (Some(g), Some(from)) = (gb, o.b) {
-                            add(g, &from[block.j0..block.j1]);
-                        }
+                        None => tile::grad_rows(
+                            path,
+                            (width, ws, k),
+                            &a,
+                            rows,
+                            &matrices[slot],
+                            sign,
+                            gm,
+                            gb,
+                        ),
                     }
                 }
             }

@@ -101,7 +101,7 @@ fn a_given_target_gram_changes_nothing_but_rounding() {
                 xt: Some(&mut gxt),
                 wt: Some(&mut gwt),
                 bt: Some(&mut gbt),
-                onto: None,
+                add_onto: None,
             };
             let v = factored_squared_distance_with(p, tg, grads);
             (v, [gx, gw, gb, gxt, gwt, gbt])
@@ -150,16 +150,21 @@ impl Pair32 {
         }
     }
 
-    /// The value's bits and ∂/∂x, ∂/∂W, ∂/∂b (W's and b's buffers holding 9 before), with W
-    /// given by `w`, G* by `tg` and the gradients added onto `onto` if given.
+    /// The value's bits and ∂/∂x, ∂/∂W, ∂/∂b, with W given by `w`, G* by `tg`, and with
+    /// `onto` = Some((g_W, g_b, factor)) the gradients added onto g_W, g_b (else written over
+    /// buffers holding 9).
     fn run(
         &self,
         w: Weights<'_, f32>,
         tg: Option<&TargetGram<f32>>,
-        onto: Option<GradOnto<'_, f32>>,
+        onto: Option<(&[f32], &[f32], f32)>,
     ) -> (u64, Vec<f32>, Vec<f32>, Vec<f32>) {
         let (m, k, n) = self.shape;
-        let (mut gx, mut gw, mut gb) = (vec![0f32; m * k], vec![9f32; n * k], vec![9f32; n]);
+        let mut gx = vec![0f32; m * k];
+        let (mut gw, mut gb) = match onto {
+            Some((w, b, _)) => (w.to_vec(), b.to_vec()),
+            None => (vec![9f32; n * k], vec![9f32; n]),
+        };
         let p = LayerPair {
             m,
             k,
@@ -177,7 +182,7 @@ impl Pair32 {
             x: Some(&mut gx),
             w: Some(&mut gw),
             b: Some(&mut gb),
-            onto,
+            add_onto: onto.map(|(_, _, factor)| factor),
             ..PairGrads::default()
         };
         let v = factored_squared_distance_with(p, tg, grads);
@@ -211,9 +216,10 @@ fn same_bits_on_one_and_two_threads() {
 
 #[test]
 fn made_rows_and_a_gradient_added_onto_give_the_same_bits() {
-    // W made a range at a time and ∂/∂W, ∂/∂b written as onto + factor·∂ equal W stored and
-    // the gradients added afterwards, bit for bit; also when rows of W are read by no row
-    // (cut groups) and when no row is compared at all.
+    // W made a range at a time and factor·∂ added onto ∂/∂W's and ∂/∂b's buffers in place
+    // equal W stored and the gradients added afterwards, bit for bit; also when rows of W are
+    // read by no row (cut groups) and when no row is compared at all. The rows are made from
+    // the ∂/∂W buffer's rows as they were before (as a look-ahead reads its gradient).
     for &(m, k, n, rpg, len) in &[
         (8, 7, 20_000, 4, 4 * 20_000 - 1234),
         (6, 3, 700, 3, 700 + 5),
@@ -224,13 +230,16 @@ fn made_rows_and_a_gradient_added_onto_give_the_same_bits() {
         let onto_w: Vec<f32> = onto_w.into_iter().map(|v| v as f32).collect();
         let onto_b: Vec<f32> = onto_b.into_iter().map(|v| v as f32).collect();
         let factor = 0.37f32;
-        let make =
-            |start: usize, out: &mut [f32]| out.copy_from_slice(&p.w[start..start + out.len()]);
-        let onto = GradOnto {
-            w: &onto_w,
-            b: Some(&onto_b),
-            factor,
+        let make = |start: usize, g: &[f32], out: &mut [f32]| {
+            let range = start..start + out.len();
+            assert_eq!(
+                bits(g),
+                bits(&onto_w[range.clone()]),
+                "the rows before the pass"
+            );
+            out.copy_from_slice(&p.w[range]);
         };
+        let onto = (&onto_w[..], &onto_b[..], factor);
         // With G* computed in the pass and given (as the training step gives it).
         let tg = TargetGram::new(&p.wt, n, k, len);
         for tg in [None, Some(&tg)] {
