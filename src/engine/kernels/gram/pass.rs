@@ -238,40 +238,34 @@ pub(super) fn run_on<F: Float>(
                     }
                     let gm = gm.as_deref_mut().map(|g| &mut g[o0 * k..o1 * k]);
                     let gb = gb.as_deref_mut().map(|g| &mut g[o0..o1]);
-                    match input.add_onto {
-                        // g ← g + factor·∂, while the rows are in cache (slot 0 only: checked).
-                        Some(factor) => {
-                            let (dw, db) = (&mut dw[..rows * k], &mut db[..rows]);
-                            tile::grad_rows(
-                                path,
-                                (width, ws, k),
-                                &a,
-                                rows,
-                                &matrices[slot],
-                                sign,
-                                gm.is_some().then_some(&mut *dw),
-                                gb.is_some().then_some(&mut *db),
-                            );
-                            let add = |g: &mut [F], d: &[F]| {
-                                g.iter_mut().zip(d).for_each(|(g, &d)| *g += factor * d);
-                            };
-                            if let Some(g) = gm {
-                                add(g, dw);
-                            }
-                            if let Some(g) = gb {
-                                add(g, db);
-                            }
-                        }
-                        None => tile::grad_rows(
-                            path,
-                            (width, ws, k),
-                            &a,
-                            rows,
-                            &matrices[slot],
-                            sign,
+                    // With add_onto, ∂ goes to the lane's scratch and g ← g + factor·∂ follows
+                    // while the rows are in cache (slot 0 only: checked); else ∂ goes into g.
+                    let (has_w, has_b) = (gm.is_some(), gb.is_some());
+                    let (onto_w, onto_b, to_w, to_b) = match input.add_onto {
+                        Some(_) => (
                             gm,
                             gb,
+                            has_w.then(|| &mut dw[..rows * k]),
+                            has_b.then(|| &mut db[..rows]),
                         ),
+                        None => (None, None, gm, gb),
+                    };
+                    tile::grad_rows(
+                        path,
+                        (width, ws, k),
+                        &a,
+                        rows,
+                        &matrices[slot],
+                        sign,
+                        to_w,
+                        to_b,
+                    );
+                    if let Some(factor) = input.add_onto {
+                        for (g, d) in [(onto_w, &dw[..rows * k]), (onto_b, &db[..rows])] {
+                            if let Some(g) = g {
+                                g.iter_mut().zip(d).for_each(|(g, &d)| *g += factor * d);
+                            }
+                        }
                     }
                 }
             }
