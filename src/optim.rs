@@ -166,7 +166,9 @@ impl<F: Float> Adam<F> {
         start: usize,
         d: &mut [F],
     ) {
+        debug_assert_eq!(g.len(), d.len(), "the range's gradient");
         let range = start..start + d.len();
+        // Sliced to d's length, so that the loops below index without bounds checks.
         let (g, m, v) = (
             &g[..d.len()],
             &self.m[range.clone()],

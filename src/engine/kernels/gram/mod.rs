@@ -299,7 +299,7 @@ pub fn factored_squared_distance_with<F: Float>(
     } = grads;
     assert!(
         add_onto.is_none() || (gw.is_some() && gwt.is_none() && gbt.is_none()),
-        "add_onto: ∂/∂W and ∂/∂b only"
+        "add_onto: needs ∂/∂W, and no ∂/∂W_t or ∂/∂b_t"
     );
     for (g, l) in [(&gx, m * k), (&gxt, m * k), (&gw, n * k), (&gwt, n * k)] {
         assert!(g.as_ref().is_none_or(|g| g.len() == l), "gradient size");
@@ -307,8 +307,8 @@ pub fn factored_squared_distance_with<F: Float>(
     for g in [&gb, &gbt] {
         assert!(g.as_ref().is_none_or(|g| g.len() == n), "gradient size");
     }
-    // A gradient no row reaches: 0, or added onto (`onto`: ∂/∂W, ∂/∂b with `add_onto`)
-    // g + factor·0, what a tape's adding of a zero share makes.
+    // Rows no block reaches: written 0, or with `add_onto` (for ∂/∂W and ∂/∂b, `onto`)
+    // g ← g + factor·0, as a tape adding a zero share would.
     let unreached = |g: &mut [F], onto: bool| match add_onto.filter(|_| onto) {
         Some(factor) => g.iter_mut().for_each(|d| *d += factor * F::ZERO),
         None => g.fill(F::ZERO),

@@ -186,7 +186,7 @@ pub(super) fn run_on<F: Float>(
                 Weights::Made(_) => vec![F::ZERO; max_rows * k],
             };
             // The block's ∂/∂W and ∂/∂b before they are added onto the gradients' rows.
-            let (mut dw, mut db) = match input.add_onto {
+            let (mut scratch_w, mut scratch_b) = match input.add_onto {
                 Some(_) => (vec![F::ZERO; max_rows * k], vec![F::ZERO; max_rows]),
                 None => (Vec::new(), Vec::new()),
             };
@@ -197,7 +197,8 @@ pub(super) fn run_on<F: Float>(
                     Weights::Stored(w) => &w[block.j0 * k..block.j1 * k],
                     Weights::Made(make) => {
                         let out = &mut made[..rows * k];
-                        let g = grads[0].as_deref().map_or(&[][..], |g| &g[o0 * k..o1 * k]);
+                        let [gw, ..] = &grads;
+                        let g = gw.as_deref().map_or(&[][..], |g| &g[o0 * k..o1 * k]);
                         make(block.j0 * k, g, out);
                         out
                     }
@@ -224,7 +225,8 @@ pub(super) fn run_on<F: Float>(
                     continue;
                 };
                 let matrices = &matrices[block.part];
-                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written.
+                // ±2 B·S: ∂/∂W and ∂/∂b (or ∂/∂W_t and ∂/∂b_t) of these rows, written, or
+                // with add_onto added onto ∂/∂W and ∂/∂b.
                 for (slot, sign) in [(0, two), (1, -two)] {
                     let (gm, gb) = {
                         let [gw, gwt, gb, gbt] = &mut grads;
@@ -241,12 +243,12 @@ pub(super) fn run_on<F: Float>(
                     // With add_onto, ∂ goes to the lane's scratch and g ← g + factor·∂ follows
                     // while the rows are in cache (slot 0 only: checked); else ∂ goes into g.
                     let (has_w, has_b) = (gm.is_some(), gb.is_some());
-                    let (onto_w, onto_b, to_w, to_b) = match input.add_onto {
+                    let (add_w, add_b, kernel_w, kernel_b) = match input.add_onto {
                         Some(_) => (
                             gm,
                             gb,
-                            has_w.then(|| &mut dw[..rows * k]),
-                            has_b.then(|| &mut db[..rows]),
+                            has_w.then(|| &mut scratch_w[..rows * k]),
+                            has_b.then(|| &mut scratch_b[..rows]),
                         ),
                         None => (None, None, gm, gb),
                     };
@@ -257,11 +259,12 @@ pub(super) fn run_on<F: Float>(
                         rows,
                         &matrices[slot],
                         sign,
-                        to_w,
-                        to_b,
+                        kernel_w,
+                        kernel_b,
                     );
                     if let Some(factor) = input.add_onto {
-                        for (g, d) in [(onto_w, &dw[..rows * k]), (onto_b, &db[..rows])] {
+                        for (g, d) in [(add_w, &scratch_w[..rows * k]), (add_b, &scratch_b[..rows])]
+                        {
                             if let Some(g) = g {
                                 g.iter_mut().zip(d).for_each(|(g, &d)| *g += factor * d);
                             }
