@@ -78,10 +78,11 @@ pub fn exec(args: &BenchArgs) -> Result<ExitCode> {
         "sgemm {n}x{n}:          {:>7.2} GFLOP/s (one matrixmultiply call, one thread)",
         report.sgemm_gflops
     );
+    let threads = rayon::current_num_threads();
     println!(
-        "engine matmul {n}x{n}:  {:>7.2} GFLOP/s (Tape::matmul, split over {} threads)",
+        "engine matmul {n}x{n}:  {:>7.2} GFLOP/s (Tape::matmul, split over {threads} thread{})",
         report.engine_gflops,
-        rayon::current_num_threads()
+        if threads == 1 { "" } else { "s" }
     );
     for s in &report.steps {
         println!(

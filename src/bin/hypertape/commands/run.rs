@@ -105,13 +105,14 @@ fn print_sessions(sessions: &[Session]) {
         .peak_mb
         .map_or(String::new(), |mb| format!(", peak memory {mb:.0} MB"));
     println!(
-        "sessions: {} (the last learned tasks {} to {} from {}, build {}, {} threads{peak})",
+        "sessions: {} (the last learned tasks {} to {} from {}, build {}, {} thread{}{peak})",
         sessions.len(),
         tasks.start,
         tasks.end.saturating_sub(1),
         last.started,
         last.build,
-        last.threads
+        last.threads,
+        if last.threads == 1 { "" } else { "s" }
     );
 }
 
